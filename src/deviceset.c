@@ -1,0 +1,2 @@
+/* deviceset.c - placeholder, being written */
+#include "log.h"

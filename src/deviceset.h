@@ -1,0 +1,176 @@
+/*
+ * deviceset.h - the engine: a C DeviceSet (Docker's devicemapper
+ * graphdriver) over a pool backend (pool.h).
+ *
+ * It owns the device table (name -> device ID, size, parent), the 24-bit
+ * ID bitmap, the transactions that keep the JSON metadata (metadata.h) and
+ * the pool in step, the base device, counted mounts, deferred deletion and
+ * status. It knows nothing of FUSE: the FUSE layer passes it names and the
+ * mount path of a device's rootfs.
+ *
+ * Names: [A-Za-z0-9][A-Za-z0-9_.-]{0,127}, unique in the pool. "base" is
+ * the base device (the parent of top-level snapshots). "ctl", "info",
+ * "rootfs", "deviceset-metadata", "transaction-metadata" are refused.
+ *
+ * All calls are thread-safe. Calls that resolve paths (mount, unmount,
+ * freeze) hold only the device's own lock, never the set lock, so the FUSE
+ * layer may call ds_lookup/ds_list/ds_device_info from other threads while
+ * a mount is under way (DESIGN §3 Concurrency).
+ *
+ * Every call returns 0 or a negative errno; failures are logged naming the
+ * device, and the words go to the device's last_error (or the pool's).
+ */
+#ifndef THINFS_DEVICESET_H
+#define THINFS_DEVICESET_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "options.h"
+
+#define DS_NAME_MAX 128
+#define DS_BASE_NAME "base"
+#define DS_ERROR_MAX 512
+
+struct deviceset;
+
+/* A copy of one device's state, for the FUSE layer. Reading it never
+ * activates the device. */
+struct ds_device_info {
+	char name[DS_NAME_MAX + 1];
+	char parent[DS_NAME_MAX + 1]; /* "base" for top-level, "" for the base */
+	uint32_t device_id;
+	uint64_t size;                /* bytes */
+	uint64_t transaction_id;
+	bool initialized;
+	bool deleted;
+	bool mounted;
+	int mount_count;
+	bool read_only;               /* mounted read-only */
+	bool active;                  /* has a block device now */
+	char dm_name[256];            /* active name (prefix-NAME) */
+	char dev_path[64];            /* block device node, "" when inactive */
+	char filesystem[16];          /* "xfs" / "ext4" */
+	int64_t created;              /* unix seconds */
+	bool mapped_known;            /* false: mapped_bytes is null */
+	uint64_t mapped_bytes;
+	char last_error[DS_ERROR_MAX];/* "" if none */
+	int n_children;               /* visible (not deleted) child devices */
+};
+
+struct ds_pool_info {
+	char backend[16];             /* "dm" | "reflink" */
+	char pool_name[128];
+	char data_file[PATH_MAX];
+	char data_loopback[64];
+	char metadata_file[PATH_MAX];
+	char metadata_loopback[64];
+	uint64_t data_used, data_total, data_available;
+	uint64_t metadata_used, metadata_total, metadata_available;
+	uint64_t base_device_size;
+	char base_device_fs[16];
+	uint32_t sector_size;
+	uint32_t block_size;
+	bool udev_sync_supported;
+	bool deferred_remove_enabled;
+	bool deferred_delete_enabled;
+	unsigned deferred_deleted_device_count;
+	unsigned device_count;        /* visible devices, base excluded */
+	uint64_t transaction_id;
+	unsigned min_free_space;      /* percent */
+	char last_error[DS_ERROR_MAX];
+};
+
+struct ds_entry {
+	char name[DS_NAME_MAX + 1];
+	uint32_t device_id;
+	int64_t created;
+};
+
+/* Start: open the pool (backend chosen by opts->backend), load and check
+ * the metadata under STATEDIR/metadata (a corrupt file stops the start,
+ * reported by path), roll back an open transaction, make the base device
+ * at first start or verify (and grow) it later, deactivate devices left
+ * active by a killed daemon. state_dir must exist. */
+int ds_open(const char *state_dir, const struct ds_options *opts,
+	    struct deviceset **out);
+/* Start the deferred-deletion worker thread. Separate from ds_open so
+ * the daemon can fork into the background in between (threads do not
+ * survive fork). Without it deferred deletions wait for the next start. */
+int ds_start_worker(struct deviceset *ds);
+/* Orderly shutdown: metadata saved, mounted devices unmounted (lazily),
+ * all devices deactivated, the deferred-deletion worker stopped, pool
+ * closed. Frees ds. Resolves no path under the FUSE mount (its loop may
+ * be gone already): a mounted filesystem is unmounted through the fd the
+ * engine holds on its root (umount2 of /proc/self/fd/N). */
+void ds_close(struct deviceset *ds);
+
+/* 0 if name is acceptable for a new device, else -EINVAL/-ENAMETOOLONG. */
+int ds_check_name(const char *name);
+
+/* Snapshot parent (DS_BASE_NAME for a top-level device) as name.
+ * -EEXIST, -ENOENT (no such parent), -EINVAL, -ENOSPC (below
+ * dm.min_free_space, or no free device ID). A mounted parent is frozen
+ * around the snapshot. */
+int ds_add_device(struct deviceset *ds, const char *name, const char *parent);
+/* Delete a device. -EBUSY while mounted (unless deferred deletion is on
+ * and only the pool is busy: then it is marked deleted, vanishes from
+ * lists and a worker retries), -ENOTEMPTY while it has visible children,
+ * -ENOENT, -EPERM for the base device. */
+int ds_delete_device(struct deviceset *ds, const char *name);
+/* -EBUSY while mounted, -EEXIST, -ENOENT, -EINVAL, -EPERM for base. */
+int ds_rename_device(struct deviceset *ds, const char *old_name,
+		     const char *new_name);
+/* Counted mount (the engine's Get): the first activates the device and
+ * mounts its filesystem on mount_path (no lock of the set held), later
+ * ones add one. -EBUSY if mounted with the other read-only-ness. */
+int ds_mount(struct deviceset *ds, const char *name, const char *mount_path,
+	     bool read_only);
+/* Counted unmount (Put): the last one unmounts lazily and deactivates.
+ * -EINVAL if not mounted. */
+int ds_unmount(struct deviceset *ds, const char *name);
+/* Grow a device and its filesystem to size bytes (-EINVAL if smaller).
+ * A mounted filesystem is grown online. */
+int ds_resize_device(struct deviceset *ds, const char *name, uint64_t size);
+/* Grow the pool's data space. */
+int ds_resize_pool(struct deviceset *ds, uint64_t data_size);
+
+/* Lookups for the FUSE layer; set lock only, never block on a mount. */
+int ds_device_info(struct deviceset *ds, const char *name,
+		   struct ds_device_info *out);
+int ds_device_info_by_id(struct deviceset *ds, uint32_t device_id,
+			 struct ds_device_info *out);
+int ds_pool_info(struct deviceset *ds, struct ds_pool_info *out);
+/* Visible children of parent (DS_BASE_NAME for the top), sorted by name;
+ * caller frees *out. -ENOENT if parent is unknown. */
+int ds_list(struct deviceset *ds, const char *parent, struct ds_entry **out,
+	    size_t *n);
+/* Record words for the pool's last_error (e.g. a refused ctl command). */
+void ds_set_pool_error(struct deviceset *ds, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Record words for a device's last_error. */
+void ds_set_device_error(struct deviceset *ds, const char *name,
+			 const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Compare the metadata with the pool: every device file's ID is in the
+ * pool and the reverse, no two files share an ID, the ID bitmap matches,
+ * no transaction is open. 0, or -EUCLEAN with every difference logged and
+ * the first one in report. The oracle of the crash tests, and
+ * `thinfs --check`. */
+int ds_check_consistency(struct deviceset *ds, char *report, size_t len);
+
+/* Let the deferred-deletion worker run now (tests, shutdown). */
+void ds_kick_deferred(struct deviceset *ds);
+
+/* What a start does with the transaction-metadata it finds, given the
+ * pool's transaction ID: nothing (open == pool), roll the open transaction
+ * back (open > pool: the pool device it names is deleted, its metadata
+ * removed, its ID freed), or refuse to start (pool ahead of the metadata:
+ * this metadata does not belong to this pool). */
+enum ds_txn_action { DS_TXN_CLEAN, DS_TXN_ROLLBACK, DS_TXN_MISMATCH };
+enum ds_txn_action ds_txn_decide(uint64_t pool_tid, uint64_t open_tid);
+
+#endif

@@ -1,0 +1,2 @@
+/* fault.c - placeholder, being written */
+#include "log.h"

@@ -1,0 +1,2 @@
+/* fsutil.c - placeholder, being written */
+#include "log.h"

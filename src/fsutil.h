@@ -1,0 +1,55 @@
+/*
+ * fsutil.h - filesystems on thin devices: mkfs (mkfs.xfs / mkfs.ext4 +
+ * tune2fs with the original engine's flags), libblkid probes (type, UUID),
+ * mount, freeze/thaw, grow (resize2fs / xfs_growfs), discard, and running
+ * those helper programs with their output in our log.
+ */
+#ifndef THINFS_FSUTIL_H
+#define THINFS_FSUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Run argv (argv[0] looked up in PATH), wait. Its stdout/stderr lines go
+ * to the log (debug on success, error on failure). 0, -ENOENT if the
+ * program is missing, -EIO if it failed (exit status logged). */
+int fsutil_run(char *const argv[]);
+
+/* "xfs" if mkfs.xfs exists and the kernel knows xfs, else "ext4". */
+const char *fsutil_default_fs(void);
+
+/* mkfs of fs ("xfs"|"ext4") on dev_path with the original engine's
+ * arguments plus extra (dm.mkfsarg). ext4: -E nodiscard,lazy_itable_init=0,
+ * lazy_journal_init=0 then tune2fs -c -1 -i 0. xfs: -f (and -K to skip
+ * discard). */
+int fsutil_mkfs(const char *dev_path, const char *fs, char *const *extra,
+		size_t n_extra);
+
+/* libblkid probe: filesystem type and UUID. -ENODATA if none found. */
+int fsutil_probe(const char *dev_path, char *type, size_t type_len,
+		 char *uuid, size_t uuid_len);
+
+/* mount(2) dev_path on target; options: fs defaults ("nouuid" for xfs),
+ * then extra (dm.mountopt, may be NULL). read_only adds MS_RDONLY. */
+int fsutil_mount(const char *dev_path, const char *target, const char *fs,
+		 bool read_only, const char *extra);
+/* umount2(target, MNT_DETACH). */
+int fsutil_unmount(const char *target);
+
+/* FIFREEZE / FITHAW on an fd opened on the mounted filesystem. */
+int fsutil_freeze(int fd);
+int fsutil_thaw(int fd);
+
+/* Grow the filesystem on dev_path to fill it. ext4: resize2fs dev_path
+ * (mounted or not). xfs: needs mount_path (xfs_growfs); an unmounted xfs
+ * is mounted on a private temp dir for it. */
+int fsutil_grow(const char *dev_path, const char *fs, const char *mount_path);
+
+/* BLKDISCARD of the whole device; -EOPNOTSUPP is not an error to log. */
+int fsutil_discard(const char *dev_path);
+
+/* Size of a block device in bytes. */
+int fsutil_blockdev_size(const char *dev_path, uint64_t *size);
+
+#endif

@@ -1,0 +1,2 @@
+/* fuse-ops.c - placeholder, being written */
+#include "log.h"

@@ -1,0 +1,2 @@
+/* loopback.c - placeholder, being written */
+#include "log.h"

@@ -1,0 +1,29 @@
+/*
+ * loopback.h - loop devices: attach a file (direct I/O where the backing
+ * filesystem allows it), find the loop device already attached to a file,
+ * set capacity after the file grew, detach.
+ */
+#ifndef THINFS_LOOPBACK_H
+#define THINFS_LOOPBACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Attach path to a free loop device through /dev/loop-control
+ * (LOOP_CONFIGURE where available, else LOOP_SET_FD + LOOP_SET_STATUS64),
+ * O_RDWR unless read_only; autoclear if asked (the kernel detaches it at
+ * last close). dev (e.g. "/dev/loop3") filled. Tries direct I/O and keeps
+ * buffered I/O where refused. */
+int loop_attach(const char *path, bool read_only, bool autoclear,
+		char *dev, size_t len);
+/* The loop device whose backing file is path (same st_dev and st_ino),
+ * via /sys/block/loopN/loop/backing_file or LOOP_GET_STATUS64. 1 found,
+ * 0 none, -errno. */
+int loop_find(const char *path, char *dev, size_t len);
+/* LOOP_SET_CAPACITY after the backing file grew. */
+int loop_set_capacity(const char *dev);
+/* LOOP_CLR_FD; -EBUSY while open (e.g. mounted). Retries briefly on EBUSY
+ * as udev may hold it for a moment. */
+int loop_detach(const char *dev);
+
+#endif

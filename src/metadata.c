@@ -1,0 +1,2 @@
+/* metadata.c - placeholder, being written */
+#include "log.h"

@@ -1,0 +1,77 @@
+/*
+ * metadata.h - the engine's JSON files (json-c), all written atomically:
+ * temp file, fsync, rename, fsync of the directory.
+ *
+ * Layout under the metadata directory (STATEDIR/metadata), with the keys
+ * the original engine used so its files stay readable:
+ *   <name>                device: device_id, size, transaction_id,
+ *                         initialized, deleted, + parent, created,
+ *                         renamed_from (only during a rename)
+ *   deviceset-metadata    next_device_id, base_device_uuid, base_device_fs
+ *   transaction-metadata  open_transaction_id, device_hash, device_id
+ * Temp files start with '.', which no device name can.
+ *
+ * Also turns the engine's status structs into the JSON of the info files.
+ * A missing file is -ENOENT; a truncated or corrupt one -EUCLEAN, logged
+ * with its path and what is wrong. Nothing is dropped silently.
+ */
+#ifndef THINFS_METADATA_H
+#define THINFS_METADATA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "deviceset.h"
+
+struct meta_device {
+	char name[DS_NAME_MAX + 1];   /* the file name; not stored inside */
+	uint32_t device_id;
+	uint64_t size;
+	uint64_t transaction_id;
+	bool initialized;
+	bool deleted;
+	char parent[DS_NAME_MAX + 1]; /* "" for the base device */
+	int64_t created;              /* unix seconds; 0 if absent */
+	char renamed_from[DS_NAME_MAX + 1]; /* "" unless a rename is under way */
+};
+
+struct meta_deviceset {
+	uint32_t next_device_id;
+	char base_device_uuid[64];
+	char base_device_fs[16];
+};
+
+struct meta_transaction {
+	uint64_t open_transaction_id;
+	char device_hash[DS_NAME_MAX + 1];
+	uint32_t device_id;
+};
+
+/* Write len bytes as dir/name atomically. */
+int meta_write_atomic(const char *dir, const char *name, const char *data,
+		      size_t len);
+/* mkdir -p with fsync of each new directory's parent. */
+int meta_mkdir_p(const char *path, int mode);
+
+int meta_device_save(const char *dir, const struct meta_device *m);
+/* Fills m (m->name = name). -ENOENT, -EUCLEAN. */
+int meta_device_load(const char *dir, const char *name, struct meta_device *m);
+/* Unlink dir/name and fsync dir. -ENOENT if absent. */
+int meta_device_remove(const char *dir, const char *name);
+/* Names of device files in dir (not the two engine files, not temp files),
+ * sorted; stale temp files are removed (and logged). Caller frees each
+ * name and the array. */
+int meta_device_list(const char *dir, char ***names, size_t *n);
+
+int meta_deviceset_save(const char *dir, const struct meta_deviceset *m);
+int meta_deviceset_load(const char *dir, struct meta_deviceset *m);
+int meta_transaction_save(const char *dir, const struct meta_transaction *m);
+int meta_transaction_load(const char *dir, struct meta_transaction *m);
+
+/* The info files' JSON (pretty, ending in "\n"); malloc'd, NULL on ENOMEM.
+ * Keys as DESIGN §1; figures that are not known are null. */
+char *meta_device_info_json(const struct ds_device_info *d);
+char *meta_pool_info_json(const struct ds_pool_info *p);
+
+#endif

@@ -1,0 +1,2 @@
+/* pool-dm.c - placeholder, being written */
+#include "log.h"

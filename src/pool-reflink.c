@@ -1,0 +1,2 @@
+/* pool-reflink.c - placeholder, being written */
+#include "log.h"

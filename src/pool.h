@@ -1,0 +1,129 @@
+/*
+ * pool.h - the pool backend interface the engine calls (DESIGN §3).
+ *
+ * A backend owns a thin pool: devices are known to it only by a 24-bit
+ * device ID (and, for activation, the name the engine gives the active
+ * device). Backends know nothing of device names' meaning, trees or JSON.
+ * Every call returns 0 or a negative errno and logs its failure naming the
+ * device ID / pool and the failing call.
+ *
+ * Two implementations: pool_dm_ops (pool-dm.c, kernel dm-thin through
+ * libdevmapper) and pool_reflink_ops (pool-reflink.c, one sparse image file
+ * per device, snapshots by FICLONE, activation by a loop device).
+ *
+ * Thread safety: the engine serialises all calls on one pool with its set
+ * lock, except activate/deactivate/dev_status/suspend/resume of distinct
+ * devices, which a backend must allow concurrently.
+ */
+#ifndef THINFS_POOL_H
+#define THINFS_POOL_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "options.h"
+
+#define POOL_MAX_DEVICE_ID 0xffffffu /* 24-bit, as dm-thin */
+
+struct pool;
+
+struct pool_config {
+	const char *state_dir;  /* STATEDIR, absolute */
+	const char *prefix;     /* active device name prefix, "thinfs-MAJ:MIN-INO" */
+	const struct ds_options *opts;
+};
+
+struct pool_status {
+	uint64_t transaction_id;
+	uint64_t data_used, data_total;         /* bytes */
+	uint64_t metadata_used, metadata_total; /* bytes */
+	uint32_t sector_size;                   /* 512 */
+	uint32_t block_size;                    /* pool allocation unit, bytes */
+	char pool_name[128];                    /* dm pool name; reflink: image store path */
+	char data_file[PATH_MAX];               /* loopback data file or "" */
+	char data_loopback[64];                 /* /dev/loopN or "" */
+	char metadata_file[PATH_MAX];
+	char metadata_loopback[64];
+	bool udev_sync_supported;
+	bool deferred_remove_supported;
+};
+
+struct pool_dev_status {
+	uint64_t mapped_bytes;   /* space the device has allocated in the pool */
+	uint64_t highest_mapped; /* byte offset past the highest mapped block */
+};
+
+struct pool_ops {
+	const char *name; /* "dm" or "reflink" */
+	/* The engine freezes a mounted origin's filesystem (FIFREEZE) around
+	 * create_snap itself when true; when false the backend's own suspend
+	 * does it (dm suspend with lockfs). */
+	bool engine_freezes_origin;
+
+	/* Make or take over the pool described by cfg. Logs what it found
+	 * or made (files, loop devices, pool name). */
+	int (*open)(const struct pool_config *cfg, struct pool **out);
+	/* Release the pool: deactivate it if this backend activated it. The
+	 * engine deactivates the thin devices first. Never fails; logs. */
+	void (*close)(struct pool *p);
+
+	int (*get_transaction_id)(struct pool *p, uint64_t *tid);
+	/* Compare-and-set, as dm-thin's set_transaction_id message:
+	 * -EINVAL (logged) if the pool's ID is not old_tid. */
+	int (*set_transaction_id)(struct pool *p, uint64_t old_tid, uint64_t new_tid);
+
+	/* New empty thin device of the given size. -EEXIST if the pool
+	 * already has dev_id (the engine retries with another ID). */
+	int (*create_thin)(struct pool *p, uint32_t dev_id, uint64_t size);
+	/* Snapshot of origin_id as dev_id. origin_active_name is the active
+	 * name of the origin or NULL when it is inactive; an active origin is
+	 * suspended around the snapshot (dm) and resumed on every path.
+	 * -EEXIST as create_thin. */
+	int (*create_snap)(struct pool *p, uint32_t dev_id, uint32_t origin_id,
+			   uint64_t size, const char *origin_active_name);
+	/* Remove dev_id from the pool. -ENOENT if the pool has no such ID;
+	 * -EBUSY if it is still active/open. */
+	int (*delete_thin)(struct pool *p, uint32_t dev_id);
+	/* All device IDs the pool holds, sorted ascending; caller frees *ids. */
+	int (*list_ids)(struct pool *p, uint32_t **ids, size_t *n);
+
+	/* Make dev_id usable as a block device named name; on success
+	 * dev_path holds its node (/dev/mapper/NAME, /dev/loopN). If it is
+	 * already active (e.g. after a daemon crash), reuse it, cancelling a
+	 * pending deferred removal. */
+	int (*activate)(struct pool *p, const char *name, uint32_t dev_id,
+			uint64_t size, char *dev_path, size_t len);
+	/* Undo activate. deferred: if the device is still open, let the
+	 * kernel remove it at last close instead of failing with -EBUSY.
+	 * Not active: 0. */
+	int (*deactivate)(struct pool *p, const char *name, uint32_t dev_id,
+			  bool deferred);
+	/* 1 if active (dev_path filled), 0 if not, or -errno. */
+	int (*is_active)(struct pool *p, const char *name, uint32_t dev_id,
+			 char *dev_path, size_t len);
+	/* Rename an active device (no-op where names are not kept). */
+	int (*rename)(struct pool *p, const char *old_name, const char *new_name,
+		      uint32_t dev_id);
+	/* Mapped space of a device. -ENODEV if the backend needs the device
+	 * active to tell and it is not (the engine reports null then). */
+	int (*dev_status)(struct pool *p, const char *name, uint32_t dev_id,
+			  struct pool_dev_status *st);
+	/* Grow a thin device to new_size bytes (active or not). */
+	int (*resize_thin)(struct pool *p, const char *name, uint32_t dev_id,
+			   uint64_t new_size);
+
+	int (*status)(struct pool *p, struct pool_status *st);
+	/* Grow the pool's data space to new_size bytes; -EINVAL if smaller. */
+	int (*resize_pool)(struct pool *p, uint64_t new_size);
+};
+
+extern const struct pool_ops pool_reflink_ops;
+extern const struct pool_ops pool_dm_ops;
+
+/* 1 if /dev/mapper/control answers and the thin-pool target is available,
+ * 0 otherwise (reason logged at info level). Used by backend=auto. */
+int pool_dm_available(void);
+
+#endif
