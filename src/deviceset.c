@@ -1,2 +1,1804 @@
-/* deviceset.c - placeholder, being written */
+/*
+ * deviceset.c - the engine: a C DeviceSet (Docker's devicemapper
+ * graphdriver) over a pool backend. It owns the device table, the ID
+ * bitmap, the transactions that keep the JSON metadata and the pool in
+ * step, the base device, counted mounts, deferred deletion and status.
+ *
+ * Transactions, as the original engine: before the pool changes, the
+ * transaction-metadata file records (pool's transaction ID + 1, device
+ * name, device ID); the change is closed by setting the pool's transaction
+ * ID. A start that finds the open ID ahead of the pool's rolls back: the
+ * device it names is deleted from the pool and from the metadata. An add
+ * interrupted before it returned vanishes; a delete is completed.
+ */
+#include "deviceset.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fault.h"
+#include "fsutil.h"
+#include "idmap.h"
 #include "log.h"
+#include "metadata.h"
+#include "pool.h"
+
+struct device {
+	struct meta_device m;     /* the file's contents; set lock */
+	struct device *next_name; /* hash chains; set lock */
+	struct device *next_id;
+	int refs;                 /* set lock; freed at 0 once removed */
+	bool removed;             /* no longer in the tables; set lock */
+	int n_children;           /* visible children; set lock */
+	/* Device lock: serialises mount, unmount, resize, delete, rename and
+	 * snapshots of this device. Taken before the set lock, a parent's
+	 * before its child's. Held across mount(2)/FIFREEZE/umount2, which is
+	 * allowed because lookups never take it. */
+	pthread_mutex_t lock;
+	/* Mount state: written with both the device lock and the set lock
+	 * held, so either one is enough to read it. */
+	int mount_count;
+	bool read_only;
+	char *mount_path;
+	int root_fd;              /* fd on the mounted fs's root, or -1 */
+	/* Activation as this engine did it; set lock. */
+	bool active;
+	char dev_path[64];
+	char last_error[DS_ERROR_MAX]; /* err_lock */
+};
+
+struct deviceset {
+	char *state_dir;
+	char *meta_dir;
+	char prefix[64];
+	const struct ds_options *opts;
+	const struct pool_ops *ops;
+	struct pool *pool;
+	/* The set lock: the tables, the ID bitmap, the transaction ID and every
+	 * backend call except those of the mount path. Never held across a
+	 * syscall that resolves a path under the FUSE mount. */
+	pthread_mutex_t lock;
+	struct device **by_name, **by_id;
+	size_t n_buckets, n_devices;
+	struct idmap ids;
+	uint64_t tid;
+	struct meta_deviceset dsm;
+	unsigned deferred_count;
+	/* A leaf lock for the last_error strings; nothing is taken under it. */
+	pthread_mutex_t err_lock;
+	char last_error[DS_ERROR_MAX];
+	/* The deferred-deletion worker; set lock for stop, cond with it. */
+	pthread_t worker;
+	bool worker_running, worker_stop;
+	pthread_cond_t worker_cond;
+};
+
+/* ------------------------------------------------------------------ */
+/* Names, errors                                                      */
+
+static const char *const reserved_names[] = {
+	"ctl", "info", "rootfs", "deviceset-metadata", "transaction-metadata", NULL
+};
+
+int ds_check_name(const char *name)
+{
+	size_t len = name ? strlen(name) : 0;
+
+	if (len == 0)
+		return -EINVAL;
+	if (len > DS_NAME_MAX)
+		return -ENAMETOOLONG;
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			     (c >= '0' && c <= '9');
+
+		if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-')))
+			return -EINVAL;
+	}
+	for (int i = 0; reserved_names[i]; i++)
+		if (strcmp(name, reserved_names[i]) == 0)
+			return -EINVAL;
+	return 0;
+}
+
+enum ds_txn_action ds_txn_decide(uint64_t pool_tid, uint64_t open_tid)
+{
+	if (open_tid == pool_tid)
+		return DS_TXN_CLEAN;
+	return open_tid > pool_tid ? DS_TXN_ROLLBACK : DS_TXN_MISMATCH;
+}
+
+static void store_error(struct deviceset *s, struct device *d, const char *fmt, va_list ap)
+{
+	char buf[DS_ERROR_MAX];
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	log_err("%s", buf);
+	pthread_mutex_lock(&s->err_lock);
+	snprintf(d ? d->last_error : s->last_error, DS_ERROR_MAX, "%s", buf);
+	pthread_mutex_unlock(&s->err_lock);
+}
+
+/* Log the reason for r, keep it as last_error of d (or the pool), return r. */
+static int fail(struct deviceset *s, struct device *d, int r, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int fail(struct deviceset *s, struct device *d, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	store_error(s, d, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+void ds_set_pool_error(struct deviceset *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	store_error(s, NULL, fmt, ap);
+	va_end(ap);
+}
+
+/* ------------------------------------------------------------------ */
+/* The device table                                                   */
+
+static size_t hash_name(const char *name)
+{
+	size_t h = 5381;
+
+	while (*name)
+		h = h * 33 + (unsigned char)*name++;
+	return h;
+}
+
+static struct device *find_name(struct deviceset *s, const char *name)
+{
+	struct device *d = s->by_name[hash_name(name) % s->n_buckets];
+
+	while (d && strcmp(d->m.name, name) != 0)
+		d = d->next_name;
+	return d;
+}
+
+static struct device *find_id(struct deviceset *s, uint32_t id)
+{
+	struct device *d = s->by_id[id % s->n_buckets];
+
+	while (d && d->m.device_id != id)
+		d = d->next_id;
+	return d;
+}
+
+static void link_device(struct deviceset *s, struct device *d)
+{
+	size_t hn = hash_name(d->m.name) % s->n_buckets, hi = d->m.device_id % s->n_buckets;
+
+	d->next_name = s->by_name[hn];
+	s->by_name[hn] = d;
+	d->next_id = s->by_id[hi];
+	s->by_id[hi] = d;
+}
+
+static void unlink_device(struct deviceset *s, struct device *d)
+{
+	struct device **pp;
+
+	for (pp = &s->by_name[hash_name(d->m.name) % s->n_buckets]; *pp; pp = &(*pp)->next_name)
+		if (*pp == d) {
+			*pp = d->next_name;
+			break;
+		}
+	for (pp = &s->by_id[d->m.device_id % s->n_buckets]; *pp; pp = &(*pp)->next_id)
+		if (*pp == d) {
+			*pp = d->next_id;
+			break;
+		}
+}
+
+/* Grow the tables so chains stay short with 10,000s of devices. */
+static int maybe_rehash(struct deviceset *s)
+{
+	struct device **nn, **ni, *d, *next;
+	size_t old = s->n_buckets, nb = old * 4;
+
+	if (s->n_devices < old * 2)
+		return 0;
+	nn = calloc(nb, sizeof(*nn));
+	ni = calloc(nb, sizeof(*ni));
+	if (!nn || !ni) {
+		free(nn);
+		free(ni);
+		return 0; /* keep the smaller table: slower, still correct */
+	}
+	for (size_t i = 0; i < old; i++)
+		for (d = s->by_name[i]; d; d = next) {
+			next = d->next_name;
+			d->next_name = nn[hash_name(d->m.name) % nb];
+			nn[hash_name(d->m.name) % nb] = d;
+		}
+	for (size_t i = 0; i < old; i++)
+		for (d = s->by_id[i]; d; d = next) {
+			next = d->next_id;
+			d->next_id = ni[d->m.device_id % nb];
+			ni[d->m.device_id % nb] = d;
+		}
+	free(s->by_name);
+	free(s->by_id);
+	s->by_name = nn;
+	s->by_id = ni;
+	s->n_buckets = nb;
+	return 0;
+}
+
+static struct device *device_new(const struct meta_device *m)
+{
+	struct device *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return NULL;
+	d->m = *m;
+	d->root_fd = -1;
+	pthread_mutex_init(&d->lock, NULL);
+	return d;
+}
+
+static void device_free(struct device *d)
+{
+	if (d->root_fd >= 0)
+		close(d->root_fd);
+	free(d->mount_path);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+}
+
+static void insert_device(struct deviceset *s, struct device *d)
+{
+	link_device(s, d);
+	s->n_devices++;
+	maybe_rehash(s);
+}
+
+/* Take d out of the tables (set lock held); freed at its last put. */
+static void remove_device(struct deviceset *s, struct device *d)
+{
+	unlink_device(s, d);
+	s->n_devices--;
+	d->removed = true;
+	if (d->refs == 0)
+		device_free(d);
+}
+
+/* A referenced visible device by name (base included), or NULL. */
+static struct device *get_device(struct deviceset *s, const char *name, bool include_deleted)
+{
+	struct device *d;
+
+	pthread_mutex_lock(&s->lock);
+	d = name ? find_name(s, name) : NULL;
+	if (d && d->m.deleted && !include_deleted)
+		d = NULL;
+	if (d)
+		d->refs++;
+	pthread_mutex_unlock(&s->lock);
+	return d;
+}
+
+static void put_device(struct deviceset *s, struct device *d)
+{
+	pthread_mutex_lock(&s->lock);
+	if (--d->refs == 0 && d->removed)
+		device_free(d);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void for_each_device(struct deviceset *s, void (*fn)(struct deviceset *, struct device *, void *),
+			    void *arg)
+{
+	struct device *d, *next;
+
+	for (size_t i = 0; i < s->n_buckets; i++)
+		for (d = s->by_name[i]; d; d = next) {
+			next = d->next_name;
+			fn(s, d, arg);
+		}
+}
+
+static void dm_name_of(struct deviceset *s, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s-%s", s->prefix, name);
+}
+
+static bool is_base(const struct device *d)
+{
+	return strcmp(d->m.name, DS_BASE_NAME) == 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Transactions (set lock held)                                       */
+
+static int open_transaction(struct deviceset *s, const char *name, uint32_t id)
+{
+	struct meta_transaction t = { .open_transaction_id = s->tid + 1, .device_id = id };
+
+	snprintf(t.device_hash, sizeof(t.device_hash), "%s", name);
+	return meta_transaction_save(s->meta_dir, &t);
+}
+
+static int close_transaction(struct deviceset *s)
+{
+	int r = s->ops->set_transaction_id(s->pool, s->tid, s->tid + 1);
+
+	if (r == 0)
+		s->tid++;
+	return r;
+}
+
+/* Give up an open transaction whose pool change did not happen (or was
+ * undone), so a restart does not roll back a device it should keep. */
+static void abandon_transaction(struct deviceset *s)
+{
+	struct meta_transaction t = { .open_transaction_id = s->tid };
+
+	if (meta_transaction_save(s->meta_dir, &t) < 0)
+		log_err("pool %s: could not reset the open transaction; the next start will roll it back",
+			s->prefix);
+}
+
+static int save_deviceset(struct deviceset *s)
+{
+	s->dsm.next_device_id = s->ids.next_id;
+	return meta_deviceset_save(s->meta_dir, &s->dsm);
+}
+
+/* ------------------------------------------------------------------ */
+/* Activation (set lock held)                                         */
+
+static int activate(struct deviceset *s, struct device *d)
+{
+	char name[256];
+	int r;
+
+	if (d->active)
+		return 0;
+	dm_name_of(s, d->m.name, name, sizeof(name));
+	r = s->ops->activate(s->pool, name, d->m.device_id, d->m.size, d->dev_path, sizeof(d->dev_path));
+	if (r == 0)
+		d->active = true;
+	return r;
+}
+
+static int deactivate(struct deviceset *s, struct device *d, bool deferred)
+{
+	char name[256];
+	int r;
+
+	dm_name_of(s, d->m.name, name, sizeof(name));
+	r = s->ops->deactivate(s->pool, name, d->m.device_id, deferred);
+	if (r == 0 || deferred) {
+		d->active = false;
+		d->dev_path[0] = '\0';
+	}
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Free space                                                         */
+
+static int check_free_space(struct deviceset *s, struct device *d)
+{
+	struct pool_status st;
+	uint64_t free_data, min_data, free_meta, min_meta;
+	int r;
+
+	if (s->opts->min_free_space == 0)
+		return 0;
+	r = s->ops->status(s->pool, &st);
+	if (r < 0)
+		return fail(s, d, r, "device '%s': cannot read the pool's status: %s", d->m.name, strerror(-r));
+	free_data = st.data_total - st.data_used;
+	min_data = st.data_total / 100 * s->opts->min_free_space;
+	if (free_data < min_data)
+		return fail(s, d, -ENOSPC,
+			    "device '%s': the pool has %" PRIu64 " bytes of free data space, less than the %" PRIu64
+			    " required (dm.min_free_space=%u%%): free space in the pool or lower dm.min_free_space",
+			    d->m.name, free_data, min_data, s->opts->min_free_space);
+	free_meta = st.metadata_total - st.metadata_used;
+	min_meta = st.metadata_total / 100 * s->opts->min_free_space;
+	if (free_meta < min_meta)
+		return fail(s, d, -ENOSPC,
+			    "device '%s': the pool has %" PRIu64 " bytes of free metadata space, less than the %" PRIu64
+			    " required (dm.min_free_space=%u%%)",
+			    d->m.name, free_meta, min_meta, s->opts->min_free_space);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Add                                                                */
+
+/* Create name as a snapshot of parent in the pool and the metadata; set
+ * lock held. On failure nothing is left behind. */
+static int create_device(struct deviceset *s, const char *name, struct device *parent,
+			 struct device *scratch)
+{
+	char origin_name[256];
+	const char *origin_active = NULL;
+	struct meta_device m = { 0 };
+	struct device *d;
+	uint32_t id = 0;
+	int r;
+
+	if (parent->active) {
+		dm_name_of(s, parent->m.name, origin_name, sizeof(origin_name));
+		origin_active = origin_name;
+	}
+	for (;;) {
+		r = idmap_alloc(&s->ids, &id);
+		if (r < 0)
+			return fail(s, scratch, r, "device '%s': no free device ID left in the pool", name);
+		r = open_transaction(s, name, id);
+		if (r < 0) {
+			idmap_mark_free(&s->ids, id);
+			return fail(s, scratch, r, "device '%s': cannot open a transaction: %s", name, strerror(-r));
+		}
+		fault_point("add-after-open-txn");
+		r = s->ops->create_snap(s->pool, id, parent->m.device_id, parent->m.size, origin_active);
+		if (r != -EEXIST)
+			break;
+		/* The pool already has this ID (metadata lost?): keep it marked
+		 * used and try the next one, as the original engine did. */
+		log_warn("device '%s': the pool already has device ID %" PRIu32 ", trying another", name, id);
+	}
+	if (r < 0) {
+		idmap_mark_free(&s->ids, id);
+		abandon_transaction(s);
+		return fail(s, scratch, r, "device '%s': snapshot of '%s' failed in the pool: %s", name,
+			    parent->m.name, strerror(-r));
+	}
+	fault_point("add-after-pool-create");
+	snprintf(m.name, sizeof(m.name), "%s", name);
+	snprintf(m.parent, sizeof(m.parent), "%s", parent->m.name);
+	m.device_id = id;
+	m.size = parent->m.size;
+	m.transaction_id = s->tid + 1;
+	m.initialized = true;
+	m.created = (int64_t)time(NULL);
+	r = meta_device_save(s->meta_dir, &m);
+	if (r < 0)
+		goto undo;
+	fault_point("add-after-register");
+	r = close_transaction(s);
+	if (r < 0)
+		goto undo_file;
+	fault_point("add-after-close-txn");
+	if (save_deviceset(s) < 0)
+		log_warn("device '%s': could not save next_device_id; it is recomputed at start", name);
+	d = device_new(&m);
+	if (!d) {
+		/* The device is in the pool and the metadata: the next start
+		 * finds it. Report the failure anyway. */
+		return fail(s, scratch, -ENOMEM, "device '%s': out of memory", name);
+	}
+	insert_device(s, d);
+	parent->n_children++;
+	return 0;
+
+undo_file:
+	meta_device_remove(s->meta_dir, name);
+undo:
+	/* If the pool device cannot go now, the transaction stays open and
+	 * the next start rolls it back, so nothing leaks either way. */
+	if (s->ops->delete_thin(s->pool, id) == 0) {
+		idmap_mark_free(&s->ids, id);
+		abandon_transaction(s);
+	}
+	return fail(s, scratch, r, "device '%s': could not record the new device: %s", name, strerror(-r));
+}
+
+int ds_add_device(struct deviceset *s, const char *name, const char *parent_name)
+{
+	struct device *parent, scratch;
+	bool frozen = false;
+	int r;
+
+	memset(&scratch, 0, sizeof(scratch));
+	r = ds_check_name(name);
+	if (r < 0)
+		return fail(s, NULL, r, "mkdir '%s': %s", name ? name : "",
+			    r == -ENAMETOOLONG ? "name longer than 128 characters"
+					       : "invalid name (use [A-Za-z0-9][A-Za-z0-9_.-]*, not ctl, info or rootfs)");
+	parent = get_device(s, parent_name, false);
+	if (!parent)
+		return fail(s, NULL, -ENOENT, "mkdir '%s': no device '%s' to snapshot", name, parent_name);
+	snprintf(scratch.m.name, sizeof(scratch.m.name), "%s", name);
+	pthread_mutex_lock(&parent->lock);
+	/* Freeze a mounted origin before taking the set lock: FIFREEZE syncs
+	 * the filesystem, which may take a while. */
+	if (parent->mount_count > 0 && s->ops->engine_freezes_origin) {
+		r = fsutil_freeze(parent->root_fd);
+		if (r < 0) {
+			r = fail(s, parent, r, "snapshot of '%s': cannot freeze its filesystem: %s",
+				 parent->m.name, strerror(-r));
+			goto out_unlock;
+		}
+		frozen = true;
+	}
+	pthread_mutex_lock(&s->lock);
+	if (find_name(s, name)) {
+		struct device *other = find_name(s, name);
+
+		r = -EEXIST;
+		if (other->m.deleted)
+			log_info("mkdir '%s': the name is held by a device pending deferred deletion", name);
+		else
+			log_info("mkdir '%s': a device of that name exists (parent '%s')", name, other->m.parent);
+	} else if (parent->removed || parent->m.deleted) {
+		r = -ENOENT;
+	} else {
+		r = check_free_space(s, &scratch);
+		if (r == 0)
+			r = create_device(s, name, parent, &scratch);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (r == 0)
+		log_info("created device '%s' (snapshot of '%s')", name, parent->m.name);
+	else if (scratch.last_error[0])
+		ds_set_pool_error(s, "%s", scratch.last_error);
+out_unlock:
+	if (frozen) {
+		int t = fsutil_thaw(parent->root_fd);
+
+		if (t < 0)
+			log_err("snapshot of '%s': cannot thaw its filesystem: %s", parent->m.name, strerror(-t));
+	}
+	pthread_mutex_unlock(&parent->lock);
+	put_device(s, parent);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Delete                                                             */
+
+/* Delete d from the pool and the metadata (set lock held). -EBUSY if the
+ * pool holds it busy; nothing changed then. */
+static int delete_from_pool(struct deviceset *s, struct device *d)
+{
+	struct device *parent;
+	int r;
+
+	if (d->active || d->mount_count == 0) {
+		r = deactivate(s, d, false);
+		if (r == -EBUSY)
+			return r;
+	}
+	r = open_transaction(s, d->m.name, d->m.device_id);
+	if (r < 0)
+		return r;
+	fault_point("delete-after-open-txn");
+	r = s->ops->delete_thin(s->pool, d->m.device_id);
+	if (r < 0 && r != -ENOENT) {
+		abandon_transaction(s);
+		return r;
+	}
+	fault_point("delete-after-pool-delete");
+	r = meta_device_remove(s->meta_dir, d->m.name);
+	if (r < 0 && r != -ENOENT)
+		log_err("device '%s': deleted from the pool but its metadata file stays: %s",
+			d->m.name, strerror(-r));
+	fault_point("delete-after-unregister");
+	r = close_transaction(s);
+	if (r < 0)
+		log_err("device '%s': deleted, but the pool's transaction ID could not be set: %s",
+			d->m.name, strerror(-r));
+	fault_point("delete-after-close-txn");
+	idmap_mark_free(&s->ids, d->m.device_id);
+	if (!d->m.deleted) {
+		parent = find_name(s, d->m.parent);
+		if (parent && parent->n_children > 0)
+			parent->n_children--;
+	} else if (s->deferred_count > 0) {
+		s->deferred_count--;
+	}
+	remove_device(s, d);
+	return 0;
+}
+
+static int mark_deleted(struct deviceset *s, struct device *d)
+{
+	struct device *parent;
+	int r;
+
+	d->m.deleted = true;
+	r = meta_device_save(s->meta_dir, &d->m);
+	if (r < 0) {
+		d->m.deleted = false;
+		return r;
+	}
+	fault_point("deferred-after-mark");
+	parent = find_name(s, d->m.parent);
+	if (parent && parent->n_children > 0)
+		parent->n_children--;
+	s->deferred_count++;
+	pthread_cond_signal(&s->worker_cond);
+	return 0;
+}
+
+int ds_delete_device(struct deviceset *s, const char *name)
+{
+	struct device *d;
+	int r;
+
+	d = get_device(s, name, false);
+	if (!d)
+		return fail(s, NULL, -ENOENT, "rmdir '%s': no such device", name);
+	if (is_base(d)) {
+		put_device(s, d);
+		return fail(s, NULL, -EPERM, "rmdir '%s': the base device cannot be deleted", name);
+	}
+	pthread_mutex_lock(&d->lock);
+	if (d->mount_count > 0) {
+		r = fail(s, d, -EBUSY, "rmdir '%s': the device is mounted (%d); unmount it first",
+			 name, d->mount_count);
+		goto out;
+	}
+	pthread_mutex_lock(&s->lock);
+	if (d->removed || d->m.deleted) {
+		r = -ENOENT;
+	} else if (d->n_children > 0) {
+		r = fail(s, d, -ENOTEMPTY, "rmdir '%s': the device has %d snapshot(s); delete them first",
+			 name, d->n_children);
+	} else {
+		if (s->opts->blk_discard && strcmp(s->ops->name, "dm") == 0 && activate(s, d) == 0) {
+			/* Give the blocks back to the pool, as the original did. */
+			fsutil_discard(d->dev_path);
+		}
+		r = delete_from_pool(s, d);
+		if (r == -EBUSY && s->opts->deferred_deletion) {
+			r = mark_deleted(s, d);
+			if (r == 0)
+				log_info("device '%s' is busy in the pool: marked deleted, deferred", name);
+			else
+				r = fail(s, d, r, "rmdir '%s': cannot mark it deleted: %s", name, strerror(-r));
+		} else if (r == 0) {
+			log_info("deleted device '%s'", name);
+		} else {
+			r = fail(s, d, r, "rmdir '%s': %s", name,
+				 r == -EBUSY ? "the device is busy in the pool (turn on dm.use_deferred_deletion to delete it later)"
+					     : strerror(-r));
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+out:
+	pthread_mutex_unlock(&d->lock);
+	put_device(s, d);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Rename                                                             */
+
+/* Is d or a descendant of d mounted? Set lock held. */
+static bool subtree_mounted(struct deviceset *s, struct device *d)
+{
+	struct device *x, *next;
+
+	if (d->mount_count > 0)
+		return true;
+	for (size_t i = 0; i < s->n_buckets; i++)
+		for (x = s->by_name[i]; x; x = next) {
+			struct device *up = x;
+			int depth = 0;
+
+			next = x->next_name;
+			if (x->mount_count == 0 || x->m.deleted)
+				continue;
+			while (up && up->m.parent[0] && depth++ < 4096) {
+				if (strcmp(up->m.parent, d->m.name) == 0)
+					return true;
+				up = find_name(s, up->m.parent);
+			}
+		}
+	return false;
+}
+
+struct reparent_arg {
+	const char *old_name, *new_name;
+	int r;
+};
+
+static void reparent_one(struct deviceset *s, struct device *c, void *argp)
+{
+	struct reparent_arg *a = argp;
+	int r;
+
+	if (strcmp(c->m.parent, a->old_name) != 0)
+		return;
+	snprintf(c->m.parent, sizeof(c->m.parent), "%s", a->new_name);
+	r = meta_device_save(s->meta_dir, &c->m);
+	if (r < 0 && a->r == 0)
+		a->r = r;
+}
+
+int ds_rename_device(struct deviceset *s, const char *old_name, const char *new_name)
+{
+	struct reparent_arg ra = { old_name, new_name, 0 };
+	struct meta_device m;
+	struct device *d;
+	char old_dm[256], new_dm[256];
+	int r;
+
+	r = ds_check_name(new_name);
+	if (r < 0)
+		return fail(s, NULL, r, "rename '%s' to '%s': invalid new name", old_name, new_name);
+	d = get_device(s, old_name, false);
+	if (!d)
+		return fail(s, NULL, -ENOENT, "rename '%s': no such device", old_name);
+	if (is_base(d)) {
+		put_device(s, d);
+		return fail(s, NULL, -EPERM, "rename '%s': the base device cannot be renamed", old_name);
+	}
+	pthread_mutex_lock(&d->lock);
+	pthread_mutex_lock(&s->lock);
+	if (strcmp(old_name, new_name) == 0) {
+		r = 0;
+		goto out;
+	}
+	if (find_name(s, new_name)) {
+		r = fail(s, d, -EEXIST, "rename '%s' to '%s': that name is in use", old_name, new_name);
+		goto out;
+	}
+	if (subtree_mounted(s, d)) {
+		r = fail(s, d, -EBUSY, "rename '%s': it or one of its snapshots is mounted", old_name);
+		goto out;
+	}
+	/* The new file names the old one until the move is complete, so a
+	 * crash anywhere here is rolled forward at the next start. */
+	m = d->m;
+	snprintf(m.name, sizeof(m.name), "%s", new_name);
+	snprintf(m.renamed_from, sizeof(m.renamed_from), "%s", old_name);
+	r = meta_device_save(s->meta_dir, &m);
+	if (r < 0) {
+		r = fail(s, d, r, "rename '%s' to '%s': cannot write metadata: %s", old_name, new_name, strerror(-r));
+		goto out;
+	}
+	fault_point("rename-after-new-file");
+	for_each_device(s, reparent_one, &ra);
+	fault_point("rename-after-children");
+	r = meta_device_remove(s->meta_dir, old_name);
+	fault_point("rename-after-old-removed");
+	m.renamed_from[0] = '\0';
+	r = meta_device_save(s->meta_dir, &m);
+	if (ra.r < 0 || r < 0)
+		log_err("rename '%s' to '%s': metadata not fully written; the next start completes it",
+			old_name, new_name);
+	if (d->active) {
+		dm_name_of(s, old_name, old_dm, sizeof(old_dm));
+		dm_name_of(s, new_name, new_dm, sizeof(new_dm));
+		if (s->ops->rename(s->pool, old_dm, new_dm, d->m.device_id) < 0)
+			log_warn("rename '%s': the active device keeps its old name until deactivated", old_name);
+	}
+	unlink_device(s, d);
+	d->m = m;
+	link_device(s, d);
+	r = 0;
+	log_info("renamed device '%s' to '%s'", old_name, new_name);
+out:
+	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&d->lock);
+	put_device(s, d);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Mount and unmount                                                  */
+
+static void set_xfs_retries(struct deviceset *s, struct device *d, const char *dev_path)
+{
+	char real[PATH_MAX], path[PATH_MAX + 64], val[32];
+	const char *base;
+	int fd;
+
+	if (!s->opts->xfs_nospace_max_retries_set || strcmp(s->dsm.base_device_fs, "xfs") != 0)
+		return;
+	if (!realpath(dev_path, real))
+		return;
+	base = strrchr(real, '/');
+	snprintf(path, sizeof(path), "/sys/fs/xfs/%s/error/metadata/ENOSPC/max_retries",
+		 base ? base + 1 : real);
+	snprintf(val, sizeof(val), "%" PRIu64, s->opts->xfs_nospace_max_retries);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, val, strlen(val)) < 0)
+		log_warn("device '%s': cannot set dm.xfs_nospace_max_retries in %s: %s",
+			 d->m.name, path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+int ds_mount(struct deviceset *s, const char *name, const char *mount_path, bool ro)
+{
+	struct device *d;
+	char dev_path[64], *path_copy = NULL;
+	int r, fd = -1;
+
+	d = get_device(s, name, false);
+	if (!d)
+		return fail(s, NULL, -ENOENT, "mount '%s': no such device", name);
+	pthread_mutex_lock(&d->lock);
+	if (d->mount_count > 0) {
+		if (d->read_only != ro) {
+			r = fail(s, d, -EBUSY, "mount '%s': already mounted %s", name,
+				 d->read_only ? "read-only" : "read-write");
+		} else {
+			pthread_mutex_lock(&s->lock);
+			d->mount_count++;
+			pthread_mutex_unlock(&s->lock);
+			r = 0;
+			log_info("mounted device '%s' again (count %d)", name, d->mount_count);
+		}
+		goto out;
+	}
+	path_copy = strdup(mount_path);
+	if (!path_copy) {
+		r = -ENOMEM;
+		goto out;
+	}
+	pthread_mutex_lock(&s->lock);
+	r = activate(s, d);
+	snprintf(dev_path, sizeof(dev_path), "%s", d->dev_path);
+	pthread_mutex_unlock(&s->lock);
+	if (r < 0) {
+		r = fail(s, d, r, "mount '%s': cannot activate the device: %s", name, strerror(-r));
+		goto out;
+	}
+	/* No set lock from here: mount(2) and open() resolve paths under our
+	 * own FUSE mount, whose lookups take the set lock. */
+	r = fsutil_mount(dev_path, mount_path, s->dsm.base_device_fs, ro, s->opts->mount_opt);
+	if (r == 0) {
+		fd = open(mount_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0) {
+			r = -errno;
+			fsutil_unmount(mount_path);
+		}
+	}
+	if (r < 0) {
+		pthread_mutex_lock(&s->lock);
+		deactivate(s, d, false);
+		pthread_mutex_unlock(&s->lock);
+		r = fail(s, d, r, "mount '%s' on %s: %s", name, mount_path, strerror(-r));
+		goto out;
+	}
+	set_xfs_retries(s, d, dev_path);
+	pthread_mutex_lock(&s->lock);
+	d->mount_count = 1;
+	d->read_only = ro;
+	free(d->mount_path);
+	d->mount_path = path_copy;
+	path_copy = NULL;
+	d->root_fd = fd;
+	pthread_mutex_unlock(&s->lock);
+	log_info("mounted device '%s' (%s) on %s%s", name, dev_path, mount_path, ro ? " read-only" : "");
+out:
+	free(path_copy);
+	pthread_mutex_unlock(&d->lock);
+	put_device(s, d);
+	return r;
+}
+
+/* Unmount d's filesystem through the fd on its root, which needs no path
+ * under the FUSE mount; the mount path is the fallback. Device lock held. */
+static void unmount_fs(struct device *d)
+{
+	char proc[64];
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", d->root_fd);
+	if (umount2(proc, MNT_DETACH) < 0) {
+		int e = errno;
+
+		if (!d->mount_path || fsutil_unmount(d->mount_path) < 0)
+			log_warn("device '%s': unmount via %s: %s", d->m.name, proc, strerror(e));
+	}
+	close(d->root_fd);
+	d->root_fd = -1;
+}
+
+int ds_unmount(struct deviceset *s, const char *name)
+{
+	struct device *d;
+	int r = 0;
+
+	d = get_device(s, name, false);
+	if (!d)
+		return fail(s, NULL, -ENOENT, "unmount '%s': no such device", name);
+	pthread_mutex_lock(&d->lock);
+	if (d->mount_count == 0) {
+		r = fail(s, d, -EINVAL, "unmount '%s': the device is not mounted", name);
+		goto out;
+	}
+	if (d->mount_count > 1) {
+		pthread_mutex_lock(&s->lock);
+		d->mount_count--;
+		pthread_mutex_unlock(&s->lock);
+		log_info("unmounted device '%s' once (count %d)", name, d->mount_count);
+		goto out;
+	}
+	unmount_fs(d);
+	pthread_mutex_lock(&s->lock);
+	d->mount_count = 0;
+	d->read_only = false;
+	free(d->mount_path);
+	d->mount_path = NULL;
+	r = deactivate(s, d, s->opts->deferred_removal);
+	pthread_mutex_unlock(&s->lock);
+	if (r < 0)
+		log_warn("device '%s': unmounted, but still busy; it is deactivated when released", name);
+	r = 0;
+	log_info("unmounted device '%s'", name);
+out:
+	pthread_mutex_unlock(&d->lock);
+	put_device(s, d);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Resize                                                             */
+
+int ds_resize_device(struct deviceset *s, const char *name, uint64_t size)
+{
+	struct device *d;
+	char dm[256], dev_path[64];
+	uint64_t old;
+	bool mounted;
+	int r;
+
+	d = get_device(s, name, false);
+	if (!d)
+		return fail(s, NULL, -ENOENT, "resize '%s': no such device", name);
+	pthread_mutex_lock(&d->lock);
+	pthread_mutex_lock(&s->lock);
+	old = d->m.size;
+	if (size <= old) {
+		pthread_mutex_unlock(&s->lock);
+		r = fail(s, d, -EINVAL, "resize '%s': %" PRIu64 " bytes is not more than its size %" PRIu64
+			 " (devices only grow)", name, size, old);
+		goto out;
+	}
+	dm_name_of(s, name, dm, sizeof(dm));
+	r = s->ops->resize_thin(s->pool, dm, d->m.device_id, size);
+	if (r == 0) {
+		d->m.size = size;
+		r = meta_device_save(s->meta_dir, &d->m);
+	}
+	mounted = d->mount_count > 0;
+	if (r == 0 && !mounted)
+		r = activate(s, d);
+	snprintf(dev_path, sizeof(dev_path), "%s", d->dev_path);
+	pthread_mutex_unlock(&s->lock);
+	if (r < 0) {
+		r = fail(s, d, r, "resize '%s': %s", name, strerror(-r));
+		goto out;
+	}
+	r = fsutil_grow(dev_path, s->dsm.base_device_fs, mounted ? d->mount_path : NULL);
+	if (!mounted) {
+		pthread_mutex_lock(&s->lock);
+		deactivate(s, d, false);
+		pthread_mutex_unlock(&s->lock);
+	}
+	if (r < 0)
+		r = fail(s, d, r, "resize '%s': the device grew but its filesystem did not: %s", name, strerror(-r));
+	else
+		log_info("resized device '%s' from %" PRIu64 " to %" PRIu64 " bytes", name, old, size);
+out:
+	pthread_mutex_unlock(&d->lock);
+	put_device(s, d);
+	return r;
+}
+
+int ds_resize_pool(struct deviceset *s, uint64_t data_size)
+{
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = s->ops->resize_pool(s->pool, data_size);
+	pthread_mutex_unlock(&s->lock);
+	if (r < 0)
+		return fail(s, NULL, r, "resize-pool %" PRIu64 ": %s", data_size, strerror(-r));
+	log_info("pool data space resized to %" PRIu64 " bytes", data_size);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Status                                                             */
+
+static void fill_info(struct deviceset *s, struct device *d, struct ds_device_info *out)
+{
+	struct pool_dev_status st;
+	char name[256];
+
+	memset(out, 0, sizeof(*out));
+	snprintf(out->name, sizeof(out->name), "%s", d->m.name);
+	snprintf(out->parent, sizeof(out->parent), "%s", d->m.parent);
+	out->device_id = d->m.device_id;
+	out->size = d->m.size;
+	out->transaction_id = d->m.transaction_id;
+	out->initialized = d->m.initialized;
+	out->deleted = d->m.deleted;
+	out->mounted = d->mount_count > 0;
+	out->mount_count = d->mount_count;
+	out->read_only = d->read_only;
+	out->active = d->active;
+	dm_name_of(s, d->m.name, out->dm_name, sizeof(out->dm_name));
+	snprintf(out->dev_path, sizeof(out->dev_path), "%s", d->active ? d->dev_path : "");
+	snprintf(out->filesystem, sizeof(out->filesystem), "%s", s->dsm.base_device_fs);
+	out->created = d->m.created;
+	dm_name_of(s, d->m.name, name, sizeof(name));
+	if (s->ops->dev_status(s->pool, name, d->m.device_id, &st) == 0) {
+		out->mapped_known = true;
+		out->mapped_bytes = st.mapped_bytes;
+	}
+	pthread_mutex_lock(&s->err_lock);
+	snprintf(out->last_error, sizeof(out->last_error), "%s", d->last_error);
+	pthread_mutex_unlock(&s->err_lock);
+	out->n_children = d->n_children;
+}
+
+int ds_device_info(struct deviceset *s, const char *name, struct ds_device_info *out)
+{
+	struct device *d;
+	int r = -ENOENT;
+
+	pthread_mutex_lock(&s->lock);
+	d = find_name(s, name);
+	if (d && !d->m.deleted) {
+		fill_info(s, d, out);
+		r = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int ds_device_info_by_id(struct deviceset *s, uint32_t device_id, struct ds_device_info *out)
+{
+	struct device *d;
+	int r = -ENOENT;
+
+	pthread_mutex_lock(&s->lock);
+	d = find_id(s, device_id);
+	if (d && !d->m.deleted) {
+		fill_info(s, d, out);
+		r = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+void ds_set_device_error(struct deviceset *s, const char *name, const char *fmt, ...)
+{
+	struct device *d = get_device(s, name, false);
+	va_list ap;
+
+	va_start(ap, fmt);
+	store_error(s, d, fmt, ap);
+	va_end(ap);
+	if (d)
+		put_device(s, d);
+}
+
+int ds_pool_info(struct deviceset *s, struct ds_pool_info *out)
+{
+	struct pool_status st;
+	struct device *base;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&s->lock);
+	r = s->ops->status(s->pool, &st);
+	if (r == 0) {
+		snprintf(out->backend, sizeof(out->backend), "%s", s->ops->name);
+		snprintf(out->pool_name, sizeof(out->pool_name), "%s", st.pool_name);
+		snprintf(out->data_file, sizeof(out->data_file), "%s", st.data_file);
+		snprintf(out->data_loopback, sizeof(out->data_loopback), "%s", st.data_loopback);
+		snprintf(out->metadata_file, sizeof(out->metadata_file), "%s", st.metadata_file);
+		snprintf(out->metadata_loopback, sizeof(out->metadata_loopback), "%s", st.metadata_loopback);
+		out->data_used = st.data_used;
+		out->data_total = st.data_total;
+		out->data_available = st.data_total > st.data_used ? st.data_total - st.data_used : 0;
+		out->metadata_used = st.metadata_used;
+		out->metadata_total = st.metadata_total;
+		out->metadata_available = st.metadata_total > st.metadata_used ?
+			st.metadata_total - st.metadata_used : 0;
+		out->sector_size = st.sector_size;
+		out->block_size = st.block_size;
+		out->udev_sync_supported = st.udev_sync_supported;
+		out->deferred_remove_enabled = s->opts->deferred_removal && st.deferred_remove_supported;
+		out->transaction_id = st.transaction_id;
+	}
+	base = find_name(s, DS_BASE_NAME);
+	out->base_device_size = base ? base->m.size : 0;
+	snprintf(out->base_device_fs, sizeof(out->base_device_fs), "%s", s->dsm.base_device_fs);
+	out->deferred_delete_enabled = s->opts->deferred_deletion;
+	out->deferred_deleted_device_count = s->deferred_count;
+	out->device_count = (unsigned)(s->n_devices - s->deferred_count - (base ? 1 : 0));
+	out->min_free_space = s->opts->min_free_space;
+	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_lock(&s->err_lock);
+	snprintf(out->last_error, sizeof(out->last_error), "%s", s->last_error);
+	pthread_mutex_unlock(&s->err_lock);
+	return r;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_entries(const void *a, const void *b)
+{
+	return strcmp(((const struct ds_entry *)a)->name, ((const struct ds_entry *)b)->name);
+}
+
+int ds_list(struct deviceset *s, const char *parent, struct ds_entry **out, size_t *n)
+{
+	struct ds_entry *list = NULL;
+	struct device *p, *d;
+	size_t count = 0, cap;
+	int r = 0;
+
+	*out = NULL;
+	*n = 0;
+	pthread_mutex_lock(&s->lock);
+	p = find_name(s, parent);
+	if (!p || p->m.deleted) {
+		r = -ENOENT;
+		goto out;
+	}
+	cap = (size_t)p->n_children + 1;
+	list = calloc(cap, sizeof(*list));
+	if (!list) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < s->n_buckets; i++)
+		for (d = s->by_name[i]; d; d = d->next_name) {
+			if (d->m.deleted || strcmp(d->m.parent, parent) != 0)
+				continue;
+			if (count == cap) {
+				struct ds_entry *nl = realloc(list, cap * 2 * sizeof(*nl));
+
+				if (!nl) {
+					r = -ENOMEM;
+					goto out;
+				}
+				list = nl;
+				cap *= 2;
+			}
+			snprintf(list[count].name, sizeof(list[count].name), "%s", d->m.name);
+			list[count].device_id = d->m.device_id;
+			list[count].created = d->m.created;
+			count++;
+		}
+	qsort(list, count, sizeof(*list), cmp_entries);
+	*out = list;
+	*n = count;
+	list = NULL;
+out:
+	pthread_mutex_unlock(&s->lock);
+	free(list);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Consistency                                                        */
+
+int ds_check_consistency(struct deviceset *s, char *report, size_t len)
+{
+	struct meta_transaction t;
+	uint32_t *ids = NULL;
+	size_t n = 0, problems = 0;
+	uint64_t pool_tid = 0;
+	struct device *d;
+	int r;
+
+	if (len)
+		report[0] = '\0';
+#define PROBLEM(...) do { \
+		char msg_[512]; \
+		snprintf(msg_, sizeof(msg_), __VA_ARGS__); \
+		log_err("check: %s", msg_); \
+		if (problems++ == 0 && len) \
+			snprintf(report, len, "%s", msg_); \
+	} while (0)
+	pthread_mutex_lock(&s->lock);
+	r = s->ops->list_ids(s->pool, &ids, &n);
+	if (r < 0) {
+		PROBLEM("cannot list the pool's devices: %s", strerror(-r));
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!find_id(s, ids[i]))
+			PROBLEM("pool device %" PRIu32 " has no metadata file", ids[i]);
+	for (size_t i = 0; i < s->n_buckets; i++)
+		for (d = s->by_name[i]; d; d = d->next_name) {
+			bool found = n && bsearch(&d->m.device_id, ids, n, sizeof(*ids), cmp_u32) != NULL;
+
+			if (!found)
+				PROBLEM("device '%s' (id %" PRIu32 ") has no pool device", d->m.name, d->m.device_id);
+			if (!idmap_is_used(&s->ids, d->m.device_id))
+				PROBLEM("device '%s' (id %" PRIu32 ") is free in the ID bitmap", d->m.name, d->m.device_id);
+			if (find_id(s, d->m.device_id) != d)
+				PROBLEM("device '%s' shares id %" PRIu32 " with another", d->m.name, d->m.device_id);
+		}
+	for (uint32_t id = 0; id <= IDMAP_MAX_ID; id++)
+		if (idmap_is_used(&s->ids, id) && !find_id(s, id))
+			PROBLEM("device ID %" PRIu32 " is used in the bitmap but by no device (leaked)", id);
+	if (s->ops->get_transaction_id(s->pool, &pool_tid) == 0 && pool_tid != s->tid)
+		PROBLEM("pool transaction ID %" PRIu64 " differs from the engine's %" PRIu64, pool_tid, s->tid);
+	if (meta_transaction_load(s->meta_dir, &t) == 0 && t.open_transaction_id != pool_tid)
+		PROBLEM("transaction %" PRIu64 " is open (pool at %" PRIu64 ")", t.open_transaction_id, pool_tid);
+out:
+	pthread_mutex_unlock(&s->lock);
+#undef PROBLEM
+	free(ids);
+	return problems ? -EUCLEAN : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Deferred deletion                                                  */
+
+static void retry_one(struct deviceset *s, struct device *d, void *arg)
+{
+	char name[DS_NAME_MAX + 1];
+	int r;
+
+	(void)arg;
+	if (!d->m.deleted)
+		return;
+	snprintf(name, sizeof(name), "%s", d->m.name);
+	r = delete_from_pool(s, d);
+	if (r == 0)
+		log_info("deferred deletion of device '%s' done", name);
+	else if (r != -EBUSY)
+		log_err("deferred deletion of device '%s': %s", name, strerror(-r));
+}
+
+static void *worker_main(void *arg)
+{
+	struct deviceset *s = arg;
+	struct timespec until;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->worker_stop) {
+		if (s->deferred_count > 0)
+			for_each_device(s, retry_one, NULL);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 10;
+		pthread_cond_timedwait(&s->worker_cond, &s->lock, &until);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+int ds_start_worker(struct deviceset *s)
+{
+	int r;
+
+	if (s->worker_running)
+		return 0;
+	r = -pthread_create(&s->worker, NULL, worker_main, s);
+	if (r < 0)
+		return fail(s, NULL, r, "cannot start the deferred-deletion worker: %s", strerror(-r));
+	s->worker_running = true;
+	return 0;
+}
+
+void ds_kick_deferred(struct deviceset *s)
+{
+	pthread_mutex_lock(&s->lock);
+	if (s->worker_running)
+		pthread_cond_signal(&s->worker_cond);
+	else if (s->deferred_count > 0)
+		for_each_device(s, retry_one, NULL);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* Start                                                              */
+
+static int load_devices(struct deviceset *s)
+{
+	char **names = NULL;
+	size_t n = 0;
+	int r;
+
+	r = meta_device_list(s->meta_dir, &names, &n);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		struct meta_device m;
+		struct device *d;
+
+		r = meta_device_load(s->meta_dir, names[i], &m);
+		if (r < 0) {
+			log_err("cannot start: metadata file %s/%s is unreadable or corrupt (see above); "
+				"thinfs does not drop devices: repair or move the file", s->meta_dir, names[i]);
+			r = -EUCLEAN;
+			goto out;
+		}
+		d = device_new(&m);
+		if (!d) {
+			r = -ENOMEM;
+			goto out;
+		}
+		insert_device(s, d);
+	}
+	r = 0;
+out:
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return r;
+}
+
+/* Roll forward a rename a crash interrupted (see ds_rename_device). */
+static int finish_renames(struct deviceset *s)
+{
+	struct device *d, *next;
+	int r;
+
+	for (size_t i = 0; i < s->n_buckets; i++)
+		for (d = s->by_name[i]; d; d = next) {
+			struct reparent_arg ra;
+			struct device *old;
+
+			next = d->next_name;
+			if (!d->m.renamed_from[0])
+				continue;
+			ra.old_name = d->m.renamed_from;
+			ra.new_name = d->m.name;
+			ra.r = 0;
+			old = find_name(s, d->m.renamed_from);
+			if (old && old->m.device_id == d->m.device_id) {
+				r = meta_device_remove(s->meta_dir, old->m.name);
+				if (r < 0 && r != -ENOENT)
+					return r;
+				if (next == old)
+					next = old->next_name;
+				remove_device(s, old);
+			}
+			for_each_device(s, reparent_one, &ra);
+			log_info("completed the interrupted rename of '%s' to '%s'", ra.old_name, d->m.name);
+			d->m.renamed_from[0] = '\0';
+			r = meta_device_save(s->meta_dir, &d->m);
+			if (r < 0 || ra.r < 0)
+				return r < 0 ? r : ra.r;
+			/* The table changed under the iteration: start over. */
+			return finish_renames(s);
+		}
+	return 0;
+}
+
+static int rollback(struct deviceset *s, const struct meta_transaction *t, uint64_t pool_tid)
+{
+	struct device *d = find_name(s, t->device_hash);
+	char name[256];
+	int r;
+
+	log_info("rolling back transaction %" PRIu64 " (device '%s', id %" PRIu32 "): the pool is at %" PRIu64,
+		 t->open_transaction_id, t->device_hash, t->device_id, pool_tid);
+	dm_name_of(s, t->device_hash, name, sizeof(name));
+	s->ops->deactivate(s->pool, name, t->device_id, false);
+	r = s->ops->delete_thin(s->pool, t->device_id);
+	if (r < 0 && r != -ENOENT) {
+		log_err("rollback: cannot delete pool device %" PRIu32 ": %s", t->device_id, strerror(-r));
+		return r;
+	}
+	if (d && d->m.device_id == t->device_id) {
+		r = meta_device_remove(s->meta_dir, d->m.name);
+		if (r < 0 && r != -ENOENT)
+			return r;
+		remove_device(s, d);
+	}
+	if (!find_id(s, t->device_id))
+		idmap_mark_free(&s->ids, t->device_id);
+	s->tid = pool_tid;
+	abandon_transaction(s);
+	return 0;
+}
+
+static int recover_transaction(struct deviceset *s)
+{
+	struct meta_transaction t;
+	uint64_t pool_tid;
+	int r;
+
+	r = s->ops->get_transaction_id(s->pool, &pool_tid);
+	if (r < 0)
+		return r;
+	s->tid = pool_tid;
+	r = meta_transaction_load(s->meta_dir, &t);
+	if (r == -ENOENT) {
+		abandon_transaction(s);
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	switch (ds_txn_decide(pool_tid, t.open_transaction_id)) {
+	case DS_TXN_CLEAN:
+		return 0;
+	case DS_TXN_ROLLBACK:
+		return rollback(s, &t, pool_tid);
+	case DS_TXN_MISMATCH:
+	default:
+		log_err("cannot start: the pool's transaction ID %" PRIu64 " is ahead of the metadata in %s (%" PRIu64
+			"): this metadata does not belong to this pool", pool_tid, s->state_dir,
+			t.open_transaction_id);
+		return -EUCLEAN;
+	}
+}
+
+static void count_one(struct deviceset *s, struct device *d, void *arg)
+{
+	struct device *parent;
+
+	(void)arg;
+	if (!idmap_is_used(&s->ids, d->m.device_id))
+		idmap_mark_used(&s->ids, d->m.device_id);
+	if (d->m.deleted) {
+		s->deferred_count++;
+		return;
+	}
+	parent = d->m.parent[0] ? find_name(s, d->m.parent) : NULL;
+	if (parent)
+		parent->n_children++;
+}
+
+static void deactivate_leftover(struct deviceset *s, struct device *d, void *arg)
+{
+	char name[256], path[64];
+
+	(void)arg;
+	dm_name_of(s, d->m.name, name, sizeof(name));
+	if (s->ops->is_active(s->pool, name, d->m.device_id, path, sizeof(path)) != 1)
+		return;
+	if (s->ops->deactivate(s->pool, name, d->m.device_id, true) < 0)
+		log_warn("device '%s' was left active on %s by an earlier run and could not be deactivated",
+			 d->m.name, path);
+	else
+		log_info("device '%s': deactivated %s left active by an earlier run", d->m.name, path);
+}
+
+static int create_base(struct deviceset *s)
+{
+	struct meta_device m = { 0 };
+	struct device *d;
+	const char *fs = s->opts->fs[0] ? s->opts->fs : fsutil_default_fs();
+	char type[32], uuid[64];
+	uint32_t id;
+	int r;
+
+	log_info("creating the base device (%" PRIu64 " bytes, %s)", s->opts->base_size, fs);
+	r = idmap_alloc(&s->ids, &id);
+	if (r < 0)
+		return r;
+	snprintf(m.name, sizeof(m.name), DS_BASE_NAME);
+	m.device_id = id;
+	m.size = s->opts->base_size;
+	m.transaction_id = s->tid + 1;
+	m.created = (int64_t)time(NULL);
+	r = open_transaction(s, m.name, id);
+	if (r < 0)
+		return r;
+	fault_point("base-after-open-txn");
+	r = s->ops->create_thin(s->pool, id, m.size);
+	if (r < 0) {
+		log_err("base device: create_thin %" PRIu32 ": %s", id, strerror(-r));
+		return r;
+	}
+	fault_point("base-after-pool-create");
+	r = meta_device_save(s->meta_dir, &m);
+	if (r < 0)
+		return r;
+	fault_point("base-after-register");
+	r = close_transaction(s);
+	if (r < 0)
+		return r;
+	save_deviceset(s);
+	d = device_new(&m);
+	if (!d)
+		return -ENOMEM;
+	insert_device(s, d);
+	r = activate(s, d);
+	if (r < 0)
+		return r;
+	r = fsutil_mkfs(d->dev_path, fs, s->opts->mkfs_args, s->opts->n_mkfs_args);
+	if (r == 0)
+		r = fsutil_probe(d->dev_path, type, sizeof(type), uuid, sizeof(uuid));
+	deactivate(s, d, false);
+	if (r < 0) {
+		log_err("base device: making its %s filesystem failed", fs);
+		return r;
+	}
+	fault_point("base-after-mkfs");
+	snprintf(s->dsm.base_device_uuid, sizeof(s->dsm.base_device_uuid), "%s", uuid);
+	snprintf(s->dsm.base_device_fs, sizeof(s->dsm.base_device_fs), "%s", type);
+	r = save_deviceset(s);
+	if (r < 0)
+		return r;
+	d->m.initialized = true;
+	r = meta_device_save(s->meta_dir, &d->m);
+	if (r < 0)
+		return r;
+	fault_point("base-after-initialized");
+	log_info("base device ready: id %" PRIu32 ", %s, UUID %s", id, type, uuid);
+	return 0;
+}
+
+/* The base device as the original engine kept it: made once, checked at
+ * every start, grown when dm.basesize asks for more. */
+static int setup_base(struct deviceset *s)
+{
+	struct device *d = find_name(s, DS_BASE_NAME);
+	char type[32], uuid[64];
+	int r;
+
+	if (d && !d->m.initialized) {
+		log_info("the base device was left half made by an interrupted first start: making it again");
+		r = open_transaction(s, d->m.name, d->m.device_id);
+		if (r == 0) {
+			deactivate(s, d, false);
+			r = s->ops->delete_thin(s->pool, d->m.device_id);
+			if (r == -ENOENT)
+				r = 0;
+		}
+		if (r == 0)
+			r = meta_device_remove(s->meta_dir, d->m.name);
+		if (r == 0 || r == -ENOENT)
+			r = close_transaction(s);
+		if (r < 0)
+			return r;
+		idmap_mark_free(&s->ids, d->m.device_id);
+		remove_device(s, d);
+		d = NULL;
+	}
+	if (!d)
+		return create_base(s);
+
+	r = activate(s, d);
+	if (r < 0)
+		return r;
+	r = fsutil_probe(d->dev_path, type, sizeof(type), uuid, sizeof(uuid));
+	if (r < 0) {
+		log_err("cannot start: the base device of pool %s holds no filesystem", s->prefix);
+		goto out;
+	}
+	if (s->dsm.base_device_uuid[0] && strcmp(uuid, s->dsm.base_device_uuid) != 0) {
+		log_err("cannot start: the base device of pool %s has UUID %s, the metadata in %s says %s: "
+			"the metadata belongs to another pool", s->prefix, uuid, s->state_dir,
+			s->dsm.base_device_uuid);
+		r = -EUCLEAN;
+		goto out;
+	}
+	if (s->dsm.base_device_fs[0] && strcmp(type, s->dsm.base_device_fs) != 0) {
+		log_err("cannot start: the base device of pool %s holds %s, the metadata says %s",
+			s->prefix, type, s->dsm.base_device_fs);
+		r = -EUCLEAN;
+		goto out;
+	}
+	if (!s->dsm.base_device_uuid[0] || !s->dsm.base_device_fs[0]) {
+		/* Metadata of an older engine: record what is there. */
+		snprintf(s->dsm.base_device_uuid, sizeof(s->dsm.base_device_uuid), "%s", uuid);
+		snprintf(s->dsm.base_device_fs, sizeof(s->dsm.base_device_fs), "%s", type);
+		save_deviceset(s);
+	}
+	if (s->opts->fs[0] && strcmp(s->opts->fs, type) != 0)
+		log_warn("the base device already holds %s; dm.fs=%s is ignored", type, s->opts->fs);
+	if (s->opts->base_size_set && s->opts->base_size < d->m.size) {
+		log_err("cannot start: dm.basesize %" PRIu64 " is smaller than the base device's %" PRIu64
+			" bytes: it cannot shrink", s->opts->base_size, d->m.size);
+		r = -EINVAL;
+		goto out;
+	}
+	if (s->opts->base_size_set && s->opts->base_size > d->m.size) {
+		char dm[256];
+		uint64_t old = d->m.size;
+
+		dm_name_of(s, d->m.name, dm, sizeof(dm));
+		r = s->ops->resize_thin(s->pool, dm, d->m.device_id, s->opts->base_size);
+		if (r == 0)
+			r = fsutil_grow(d->dev_path, type, NULL);
+		if (r == 0) {
+			d->m.size = s->opts->base_size;
+			r = meta_device_save(s->meta_dir, &d->m);
+		}
+		if (r < 0)
+			goto out;
+		log_info("base device grown from %" PRIu64 " to %" PRIu64 " bytes", old, d->m.size);
+	}
+	r = 0;
+out:
+	deactivate(s, d, false);
+	return r;
+}
+
+static const struct pool_ops *choose_backend(const struct ds_options *o)
+{
+	switch (o->backend) {
+	case TF_BACKEND_DM:
+		return &pool_dm_ops;
+	case TF_BACKEND_REFLINK:
+		return &pool_reflink_ops;
+	case TF_BACKEND_AUTO:
+	default:
+		if (pool_dm_available()) {
+			log_info("backend auto: device-mapper thin provisioning is available: using dm");
+			return &pool_dm_ops;
+		}
+		log_info("backend auto: no usable device-mapper thin-pool: using reflink");
+		return &pool_reflink_ops;
+	}
+}
+
+static void free_all(struct deviceset *s, struct device *d, void *arg)
+{
+	(void)s, (void)arg;
+	device_free(d);
+}
+
+static void destroy(struct deviceset *s)
+{
+	if (s->by_name)
+		for_each_device(s, free_all, NULL);
+	if (s->pool)
+		s->ops->close(s->pool);
+	free(s->by_name);
+	free(s->by_id);
+	idmap_free(&s->ids);
+	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->err_lock);
+	pthread_cond_destroy(&s->worker_cond);
+	free(s->state_dir);
+	free(s->meta_dir);
+	free(s);
+}
+
+int ds_open(const char *state_dir, const struct ds_options *opts, struct deviceset **out)
+{
+	struct pool_config cfg;
+	struct deviceset *s;
+	struct stat st;
+	int r;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->err_lock, NULL);
+	pthread_cond_init(&s->worker_cond, NULL);
+	s->opts = opts;
+	s->n_buckets = 1024;
+	s->by_name = calloc(s->n_buckets, sizeof(*s->by_name));
+	s->by_id = calloc(s->n_buckets, sizeof(*s->by_id));
+	s->state_dir = realpath(state_dir, NULL);
+	if (!s->by_name || !s->by_id || !s->state_dir) {
+		r = s->state_dir ? -ENOMEM : -errno;
+		log_err("state directory %s: %s", state_dir, strerror(-r));
+		goto fail;
+	}
+	if (asprintf(&s->meta_dir, "%s/metadata", s->state_dir) < 0) {
+		s->meta_dir = NULL;
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = meta_mkdir_p(s->meta_dir, 0700);
+	if (r < 0)
+		goto fail;
+	if (stat(s->state_dir, &st) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	snprintf(s->prefix, sizeof(s->prefix), "thinfs-%u:%u-%lu", major(st.st_dev), minor(st.st_dev),
+		 (unsigned long)st.st_ino);
+	r = meta_deviceset_load(s->meta_dir, &s->dsm);
+	if (r < 0 && r != -ENOENT)
+		goto fail;
+	r = idmap_init(&s->ids, s->dsm.next_device_id);
+	if (r < 0)
+		goto fail;
+	r = load_devices(s);
+	if (r < 0)
+		goto fail;
+	r = finish_renames(s);
+	if (r < 0)
+		goto fail;
+	for (size_t i = 0; i < s->n_buckets; i++)
+		for (struct device *d = s->by_id[i]; d; d = d->next_id)
+			for (struct device *e = d->next_id; e; e = e->next_id)
+				if (e->m.device_id == d->m.device_id) {
+					log_err("cannot start: %s/%s and %s/%s both claim device ID %" PRIu32,
+						s->meta_dir, d->m.name, s->meta_dir, e->m.name, d->m.device_id);
+					r = -EUCLEAN;
+					goto fail;
+				}
+	for_each_device(s, count_one, NULL);
+
+	s->ops = choose_backend(opts);
+	cfg.state_dir = s->state_dir;
+	cfg.prefix = s->prefix;
+	cfg.opts = opts;
+	r = s->ops->open(&cfg, &s->pool);
+	if (r < 0) {
+		s->pool = NULL;
+		log_err("cannot start: the %s pool for %s could not be opened", s->ops->name, s->state_dir);
+		goto fail;
+	}
+	r = recover_transaction(s);
+	if (r < 0)
+		goto fail;
+	for_each_device(s, deactivate_leftover, NULL);
+	r = setup_base(s);
+	if (r < 0)
+		goto fail;
+	log_info("pool %s (%s backend) ready: %zu devices, transaction %" PRIu64 ", %u pending deletion",
+		 s->prefix, s->ops->name, s->n_devices - 1, s->tid, s->deferred_count);
+	*out = s;
+	return 0;
+fail:
+	destroy(s);
+	return r;
+}
+
+static void shutdown_one(struct deviceset *s, struct device *d, void *arg)
+{
+	(void)arg;
+	if (d->mount_count > 0) {
+		unmount_fs(d);
+		d->mount_count = 0;
+		log_info("unmounted device '%s' at shutdown", d->m.name);
+	}
+	if (d->active) {
+		int r = -EBUSY;
+
+		for (int i = 0; i < 5 && r == -EBUSY; i++) {
+			r = deactivate(s, d, false);
+			if (r == -EBUSY)
+				usleep(100 * 1000);
+		}
+		if (r < 0)
+			deactivate(s, d, true);
+	}
+}
+
+void ds_close(struct deviceset *s)
+{
+	if (!s)
+		return;
+	if (s->worker_running) {
+		pthread_mutex_lock(&s->lock);
+		s->worker_stop = true;
+		pthread_cond_signal(&s->worker_cond);
+		pthread_mutex_unlock(&s->lock);
+		pthread_join(s->worker, NULL);
+	}
+	pthread_mutex_lock(&s->lock);
+	for_each_device(s, shutdown_one, NULL);
+	if (save_deviceset(s) < 0)
+		log_err("shutdown: could not save %s/deviceset-metadata", s->meta_dir);
+	pthread_mutex_unlock(&s->lock);
+	log_info("pool %s closed", s->prefix);
+	destroy(s);
+}

@@ -63,7 +63,7 @@ struct ds_device_info {
 
 struct ds_pool_info {
 	char backend[16];             /* "dm" | "reflink" */
-	char pool_name[128];
+	char pool_name[PATH_MAX];
 	char data_file[PATH_MAX];
 	char data_loopback[64];
 	char metadata_file[PATH_MAX];

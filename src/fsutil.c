@@ -1,2 +1,376 @@
-/* fsutil.c - placeholder, being written */
+/*
+ * fsutil.c - filesystems on thin devices: mkfs, libblkid probes, mount,
+ * freeze/thaw, grow, discard, and running the helper programs with their
+ * output in our log. The only file that includes libblkid; it turns
+ * libblkid's 1/-2 returns into 0/-errno here.
+ */
+#include "fsutil.h"
+
+#include <blkid/blkid.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "log.h"
+
+static const char *package_of(const char *prog)
+{
+	if (strstr(prog, "xfs"))
+		return "xfsprogs";
+	if (strstr(prog, "ext4") || strstr(prog, "2fs") || strstr(prog, "e2fs"))
+		return "e2fsprogs";
+	if (strstr(prog, "thin_"))
+		return "thin-provisioning-tools";
+	return NULL;
+}
+
+/* Log each line of buf at prio, prefixed with the program's name. */
+static void log_lines(int prio, const char *prog, char *buf)
+{
+	char *save = NULL;
+
+	for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		tf_log(prio, "%s: %s", prog, line);
+}
+
+int fsutil_run(char *const argv[])
+{
+	char *out = NULL;
+	size_t len = 0, cap = 0;
+	int pipefd[2] = { -1, -1 }, status = 0, r = 0;
+	int errpipe[2] = { -1, -1 };
+	int child_errno = 0;
+	pid_t pid;
+
+	if (pipe2(pipefd, O_CLOEXEC) < 0 || pipe2(errpipe, O_CLOEXEC) < 0) {
+		r = -errno;
+		log_err("run %s: pipe: %s", argv[0], strerror(-r));
+		goto out;
+	}
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		log_err("run %s: fork: %s", argv[0], strerror(-r));
+		goto out;
+	}
+	if (pid == 0) {
+		int e;
+
+		dup2(pipefd[1], STDOUT_FILENO);
+		dup2(pipefd[1], STDERR_FILENO);
+		int nul = open("/dev/null", O_RDONLY);
+		if (nul >= 0)
+			dup2(nul, STDIN_FILENO);
+		execvp(argv[0], argv);
+		e = errno;
+		if (write(errpipe[1], &e, sizeof(e)) < 0)
+			_exit(127);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	close(errpipe[1]);
+	pipefd[1] = errpipe[1] = -1;
+	for (;;) {
+		ssize_t n;
+
+		if (cap - len < 4096) {
+			char *nb = realloc(out, cap + 65536);
+
+			if (!nb)
+				break;
+			out = nb;
+			cap += 65536;
+		}
+		n = read(pipefd[0], out + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if (len > 1024 * 1024)
+			len = 0; /* keep the tail of a chatty program only */
+	}
+	if (out)
+		out[len] = '\0';
+	if (read(errpipe[0], &child_errno, sizeof(child_errno)) != sizeof(child_errno))
+		child_errno = 0;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (child_errno) {
+		const char *pkg = package_of(argv[0]);
+
+		r = -child_errno;
+		log_err("run %s: %s%s%s%s", argv[0], strerror(child_errno),
+			pkg ? " (install the Debian package " : "", pkg ? pkg : "", pkg ? ")" : "");
+		goto out;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		if (out)
+			log_lines(LOG_DEBUG, argv[0], out);
+		goto out;
+	}
+	if (out)
+		log_lines(LOG_ERR, argv[0], out);
+	if (WIFEXITED(status))
+		log_err("%s: exited with status %d", argv[0], WEXITSTATUS(status));
+	else
+		log_err("%s: killed by signal %d", argv[0], WTERMSIG(status));
+	r = -EIO;
+out:
+	for (int i = 0; i < 2; i++) {
+		if (pipefd[i] >= 0)
+			close(pipefd[i]);
+		if (errpipe[i] >= 0)
+			close(errpipe[i]);
+	}
+	free(out);
+	return r;
+}
+
+static bool in_path(const char *prog)
+{
+	const char *path = getenv("PATH");
+	char buf[4096];
+
+	if (!path)
+		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	while (*path) {
+		size_t n = strcspn(path, ":");
+
+		snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, path, prog);
+		if (access(buf, X_OK) == 0)
+			return true;
+		path += n;
+		if (*path == ':')
+			path++;
+	}
+	return false;
+}
+
+static bool kernel_has_fs(const char *fs)
+{
+	FILE *f = fopen("/proc/filesystems", "re");
+	char line[256];
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *tab = strrchr(line, '\t');
+		const char *name = tab ? tab + 1 : line;
+
+		found = strncmp(name, fs, strlen(fs)) == 0 && name[strlen(fs)] == '\n';
+	}
+	fclose(f);
+	return found;
+}
+
+const char *fsutil_default_fs(void)
+{
+	return in_path("mkfs.xfs") && kernel_has_fs("xfs") ? "xfs" : "ext4";
+}
+
+int fsutil_mkfs(const char *dev_path, const char *fs, char *const *extra,
+		size_t n_extra)
+{
+	const char *argv[16 + n_extra];
+	size_t n = 0;
+	int r;
+
+	if (strcmp(fs, "ext4") == 0) {
+		argv[n++] = "mkfs.ext4";
+		argv[n++] = "-q";
+		argv[n++] = "-F";
+		argv[n++] = "-E";
+		argv[n++] = "nodiscard,lazy_itable_init=0,lazy_journal_init=0";
+	} else if (strcmp(fs, "xfs") == 0) {
+		argv[n++] = "mkfs.xfs";
+		argv[n++] = "-q";
+		argv[n++] = "-f";
+		argv[n++] = "-K";
+	} else {
+		log_err("mkfs %s: unsupported filesystem '%s'", dev_path, fs);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < n_extra; i++)
+		argv[n++] = extra[i];
+	argv[n++] = dev_path;
+	argv[n] = NULL;
+	r = fsutil_run((char *const *)argv);
+	if (r < 0) {
+		log_err("mkfs.%s %s: failed", fs, dev_path);
+		return r;
+	}
+	if (strcmp(fs, "ext4") == 0) {
+		const char *tune[] = { "tune2fs", "-c", "-1", "-i", "0", dev_path, NULL };
+
+		r = fsutil_run((char *const *)tune);
+	}
+	return r;
+}
+
+int fsutil_probe(const char *dev_path, char *type, size_t type_len,
+		 char *uuid, size_t uuid_len)
+{
+	blkid_probe pr;
+	const char *val = NULL;
+	int r;
+
+	if (type_len)
+		type[0] = '\0';
+	if (uuid_len)
+		uuid[0] = '\0';
+	pr = blkid_new_probe_from_filename(dev_path);
+	if (!pr) {
+		r = errno ? -errno : -EIO;
+		log_err("probe %s: blkid_new_probe_from_filename: %s", dev_path, strerror(-r));
+		return r;
+	}
+	blkid_probe_enable_superblocks(pr, 1);
+	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_UUID);
+	r = blkid_do_safeprobe(pr);
+	if (r == 1 || r == -2) {
+		/* 1: nothing found; -2: ambiguous (several signatures). */
+		r = -ENODATA;
+		goto out;
+	}
+	if (r < 0) {
+		r = -EIO;
+		log_err("probe %s: blkid_do_safeprobe failed", dev_path);
+		goto out;
+	}
+	if (blkid_probe_lookup_value(pr, "TYPE", &val, NULL) == 0 && type_len)
+		snprintf(type, type_len, "%s", val);
+	if (blkid_probe_lookup_value(pr, "UUID", &val, NULL) == 0 && uuid_len)
+		snprintf(uuid, uuid_len, "%s", val);
+	r = type_len && !type[0] ? -ENODATA : 0;
+out:
+	blkid_free_probe(pr);
+	return r;
+}
+
+int fsutil_mount(const char *dev_path, const char *target, const char *fs,
+		 bool read_only, const char *extra)
+{
+	char data[1024];
+	int r;
+
+	/* Snapshots of an xfs share its UUID, which xfs refuses to mount twice. */
+	snprintf(data, sizeof(data), "%s%s%s", strcmp(fs, "xfs") == 0 ? "nouuid" : "",
+		 extra && *extra && strcmp(fs, "xfs") == 0 ? "," : "", extra ? extra : "");
+	if (mount(dev_path, target, fs, read_only ? MS_RDONLY : 0, data) < 0) {
+		r = -errno;
+		log_err("mount %s on %s (%s, %s%s%s): %s", dev_path, target, fs,
+			read_only ? "ro" : "rw", data[0] ? "," : "", data, strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+int fsutil_unmount(const char *target)
+{
+	int r;
+
+	if (umount2(target, MNT_DETACH) == 0)
+		return 0;
+	r = -errno;
+	if (r == -EINVAL || r == -ENOENT)
+		log_debug("umount %s: %s", target, strerror(-r));
+	else
+		log_err("umount %s: %s", target, strerror(-r));
+	return r;
+}
+
+int fsutil_freeze(int fd)
+{
+	return ioctl(fd, FIFREEZE, 0) < 0 ? -errno : 0;
+}
+
+int fsutil_thaw(int fd)
+{
+	return ioctl(fd, FITHAW, 0) < 0 ? -errno : 0;
+}
+
+int fsutil_grow(const char *dev_path, const char *fs, const char *mount_path)
+{
+	char tmpdir[] = "/run/thinfs-grow-XXXXXX";
+	bool made_dir = false, mounted_here = false;
+	int r;
+
+	if (strcmp(fs, "ext4") == 0) {
+		const char *argv[] = { "resize2fs", dev_path, NULL };
+
+		return fsutil_run((char *const *)argv);
+	}
+	if (strcmp(fs, "xfs") != 0) {
+		log_err("grow %s: unsupported filesystem '%s'", dev_path, fs);
+		return -EINVAL;
+	}
+	if (!mount_path) {
+		if (!mkdtemp(tmpdir)) {
+			r = -errno;
+			log_err("grow %s: mkdtemp %s: %s", dev_path, tmpdir, strerror(-r));
+			return r;
+		}
+		made_dir = true;
+		r = fsutil_mount(dev_path, tmpdir, fs, false, NULL);
+		if (r < 0)
+			goto out;
+		mounted_here = true;
+		mount_path = tmpdir;
+	}
+	{
+		const char *argv[] = { "xfs_growfs", mount_path, NULL };
+
+		r = fsutil_run((char *const *)argv);
+	}
+out:
+	if (mounted_here && umount2(tmpdir, 0) < 0)
+		log_warn("grow %s: umount %s: %s", dev_path, tmpdir, strerror(errno));
+	if (made_dir)
+		rmdir(tmpdir);
+	return r;
+}
+
+int fsutil_discard(const char *dev_path)
+{
+	uint64_t range[2] = { 0, 0 };
+	int fd, r = 0;
+
+	fd = open(dev_path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		log_err("discard %s: open: %s", dev_path, strerror(-r));
+		return r;
+	}
+	if (ioctl(fd, BLKGETSIZE64, &range[1]) < 0) {
+		r = -errno;
+		log_err("discard %s: BLKGETSIZE64: %s", dev_path, strerror(-r));
+	} else if (ioctl(fd, BLKDISCARD, range) < 0) {
+		r = -errno;
+		if (r != -EOPNOTSUPP)
+			log_err("discard %s: BLKDISCARD: %s", dev_path, strerror(-r));
+	}
+	close(fd);
+	return r;
+}
+
+int fsutil_blockdev_size(const char *dev_path, uint64_t *size)
+{
+	int fd, r = 0;
+
+	fd = open(dev_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, BLKGETSIZE64, size) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}

@@ -1,2 +1,801 @@
-/* fuse-ops.c - placeholder, being written */
+/*
+ * fuse-ops.c - the namespace of DESIGN §1 over the engine, as libfuse3
+ * low-level operations.
+ *
+ * Inode numbers are derived from device IDs, so they are stable across
+ * lookups, renames and restarts and this layer keeps no per-inode state:
+ * the root (the base device's directory) is FUSE_ROOT_ID, the pool's ctl
+ * and info are 2 and 3, and device D has its directory at 16 + 4*D, then
+ * its ctl, info and rootfs. Lookups, getattr and readdir only call the
+ * engine's lookups, which never wait for a mount in progress.
+ */
+#include "fuse-ops.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "deviceset.h"
 #include "log.h"
+#include "metadata.h"
+#include "options.h"
+
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+
+enum node_kind { N_ROOT, N_POOL_CTL, N_POOL_INFO, N_DIR, N_CTL, N_INFO, N_ROOTFS };
+
+#define INO_POOL_CTL 2
+#define INO_POOL_INFO 3
+#define INO_DEV_BASE 16
+
+/* Device directories and rootfs keep their entries long: this daemon is
+ * the only one changing the tree, the kernel follows our own mkdir, rmdir
+ * and rename, and a failed revalidation of a mountpoint would detach the
+ * device's mount. */
+#define ENTRY_TIMEOUT 3600.0
+#define DIR_ATTR_TIMEOUT 1.0
+
+struct node {
+	enum node_kind kind;
+	struct ds_device_info dev; /* for device nodes */
+};
+
+static struct tf_fuse_ctx *ctx_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static fuse_ino_t dev_ino(uint32_t id, enum node_kind kind)
+{
+	return INO_DEV_BASE + (fuse_ino_t)id * 4 + (fuse_ino_t)(kind - N_DIR);
+}
+
+/* Resolve an inode to its node; -ENOENT if the device is gone. */
+static int get_node(struct deviceset *ds, fuse_ino_t ino, struct node *n)
+{
+	memset(n, 0, sizeof(*n));
+	if (ino == FUSE_ROOT_ID) {
+		n->kind = N_ROOT;
+		return ds_device_info(ds, DS_BASE_NAME, &n->dev);
+	}
+	if (ino == INO_POOL_CTL || ino == INO_POOL_INFO) {
+		n->kind = ino == INO_POOL_CTL ? N_POOL_CTL : N_POOL_INFO;
+		return 0;
+	}
+	if (ino < INO_DEV_BASE || (ino - INO_DEV_BASE) / 4 > 0xffffff)
+		return -ENOENT;
+	n->kind = (enum node_kind)(N_DIR + (ino - INO_DEV_BASE) % 4);
+	return ds_device_info_by_id(ds, (uint32_t)((ino - INO_DEV_BASE) / 4), &n->dev);
+}
+
+/* The device a directory node stands for ("base" for the root). */
+static const char *dir_device(const struct node *n)
+{
+	return n->kind == N_ROOT ? DS_BASE_NAME : n->dev.name;
+}
+
+/* The text of a ctl or info file; malloc'd. */
+static char *render(struct deviceset *ds, const struct node *n)
+{
+	struct ds_pool_info pi;
+	char *text = NULL;
+
+	switch (n->kind) {
+	case N_CTL:
+		if (n->dev.mount_count > 0) {
+			if (asprintf(&text, "mounted %d\n", n->dev.mount_count) < 0)
+				text = NULL;
+		} else {
+			text = strdup("unmounted\n");
+		}
+		return text;
+	case N_INFO:
+		return meta_device_info_json(&n->dev);
+	case N_POOL_CTL:
+	case N_POOL_INFO:
+		if (ds_pool_info(ds, &pi) < 0 && n->kind == N_POOL_CTL)
+			return strdup("error: pool status unavailable (see the log)\n");
+		if (n->kind == N_POOL_INFO)
+			return meta_pool_info_json(&pi);
+		if (asprintf(&text, "ok %s %u devices\n", pi.backend, pi.device_count) < 0)
+			text = NULL;
+		return text;
+	default:
+		return NULL;
+	}
+}
+
+static void fill_attr(struct deviceset *ds, fuse_ino_t ino, const struct node *n, struct stat *st)
+{
+	char *text;
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_uid = 0;
+	st->st_gid = 0;
+	st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec = (time_t)n->dev.created;
+	switch (n->kind) {
+	case N_ROOT:
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2 + (nlink_t)n->dev.n_children;
+		break;
+	case N_DIR:
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 3 + (nlink_t)n->dev.n_children;
+		break;
+	case N_ROOTFS:
+		st->st_mode = S_IFDIR | 0555;
+		st->st_nlink = 2;
+		break;
+	case N_CTL:
+	case N_POOL_CTL:
+	case N_INFO:
+	case N_POOL_INFO:
+		st->st_mode = S_IFREG | (n->kind == N_CTL || n->kind == N_POOL_CTL ? 0644 : 0444);
+		st->st_nlink = 1;
+		text = render(ds, n);
+		st->st_size = text ? (off_t)strlen(text) : 0;
+		free(text);
+		break;
+	}
+	st->st_blksize = 4096;
+}
+
+static bool is_dir_kind(enum node_kind k)
+{
+	return k == N_ROOT || k == N_DIR || k == N_ROOTFS;
+}
+
+static void reply_entry_for(fuse_req_t req, struct deviceset *ds, fuse_ino_t ino)
+{
+	struct fuse_entry_param e;
+	struct node n;
+	int r = get_node(ds, ino, &n);
+
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	memset(&e, 0, sizeof(e));
+	e.ino = ino;
+	e.generation = (uint64_t)n.dev.created;
+	fill_attr(ds, ino, &n, &e.attr);
+	e.entry_timeout = ENTRY_TIMEOUT;
+	e.attr_timeout = is_dir_kind(n.kind) ? DIR_ATTR_TIMEOUT : 0;
+	fuse_reply_entry(req, &e);
+}
+
+/* The child device name of dir node p, or -ENOENT. */
+static int child_ino(struct deviceset *ds, const struct node *p, const char *name, fuse_ino_t *ino)
+{
+	struct ds_device_info d;
+
+	if (ds_device_info(ds, name, &d) < 0 || strcmp(d.parent, dir_device(p)) != 0)
+		return -ENOENT;
+	*ino = dev_ino(d.device_id, N_DIR);
+	return 0;
+}
+
+static void tf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct deviceset *ds = ctx_of(req)->ds;
+	struct node p;
+	fuse_ino_t ino = 0;
+	int r;
+
+	r = get_node(ds, parent, &p);
+	if (r < 0)
+		goto err;
+	if (p.kind == N_ROOTFS) {
+		r = -ENOENT;
+		goto err;
+	}
+	if (!is_dir_kind(p.kind)) {
+		r = -ENOTDIR;
+		goto err;
+	}
+	if (strcmp(name, "ctl") == 0)
+		ino = p.kind == N_ROOT ? INO_POOL_CTL : dev_ino(p.dev.device_id, N_CTL);
+	else if (strcmp(name, "info") == 0)
+		ino = p.kind == N_ROOT ? INO_POOL_INFO : dev_ino(p.dev.device_id, N_INFO);
+	else if (strcmp(name, "rootfs") == 0 && p.kind == N_DIR)
+		ino = dev_ino(p.dev.device_id, N_ROOTFS);
+	else if ((r = child_ino(ds, &p, name, &ino)) < 0)
+		goto err;
+	reply_entry_for(req, ds, ino);
+	return;
+err:
+	fuse_reply_err(req, -r);
+}
+
+static void tf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct deviceset *ds = ctx_of(req)->ds;
+	struct node n;
+	struct stat st;
+	int r;
+
+	(void)fi;
+	r = get_node(ds, ino, &n);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fill_attr(ds, ino, &n, &st);
+	fuse_reply_attr(req, &st, is_dir_kind(n.kind) ? DIR_ATTR_TIMEOUT : 0);
+}
+
+/* Writers: only root changes anything (the contract's EPERM). */
+static bool caller_is_root(fuse_req_t req)
+{
+	return fuse_req_ctx(req)->uid == 0;
+}
+
+static void tf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct deviceset *ds = ctx_of(req)->ds;
+	struct node n;
+	int r;
+
+	(void)attr;
+	r = get_node(ds, ino, &n);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	if (!caller_is_root(req)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	/* `echo cmd > ctl` truncates first: accepted, nothing to do. */
+	if ((n.kind == N_CTL || n.kind == N_POOL_CTL) &&
+	    !(to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
+			 FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME))) {
+		tf_getattr(req, ino, fi);
+		return;
+	}
+	fuse_reply_err(req, n.kind == N_ROOTFS ? EROFS : EPERM);
+}
+
+struct dir_list {
+	size_t n;
+	struct dir_ent {
+		char name[DS_NAME_MAX + 1];
+		fuse_ino_t ino;
+		mode_t type;
+	} *e;
+};
+
+static void tf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct deviceset *ds = ctx_of(req)->ds;
+	struct ds_entry *children = NULL;
+	struct dir_list *l = NULL;
+	size_t nchildren = 0, k = 0;
+	struct node n;
+	int r;
+
+	r = get_node(ds, ino, &n);
+	if (r < 0)
+		goto err;
+	if (!is_dir_kind(n.kind)) {
+		r = -ENOTDIR;
+		goto err;
+	}
+	if (n.kind != N_ROOTFS) {
+		r = ds_list(ds, dir_device(&n), &children, &nchildren);
+		if (r < 0)
+			goto err;
+	}
+	l = calloc(1, sizeof(*l));
+	if (l)
+		l->e = calloc(nchildren + 5, sizeof(*l->e));
+	if (!l || !l->e) {
+		r = -ENOMEM;
+		goto err;
+	}
+#define ADD(nm, in, ty) do { \
+		snprintf(l->e[k].name, sizeof(l->e[k].name), "%s", nm); \
+		l->e[k].ino = in; \
+		l->e[k].type = ty; \
+		k++; \
+	} while (0)
+	ADD(".", ino, S_IFDIR);
+	ADD("..", n.kind == N_ROOTFS ? dev_ino(n.dev.device_id, N_DIR) : FUSE_ROOT_ID, S_IFDIR);
+	if (n.kind == N_ROOT) {
+		ADD("ctl", INO_POOL_CTL, S_IFREG);
+		ADD("info", INO_POOL_INFO, S_IFREG);
+	} else if (n.kind == N_DIR) {
+		ADD("ctl", dev_ino(n.dev.device_id, N_CTL), S_IFREG);
+		ADD("info", dev_ino(n.dev.device_id, N_INFO), S_IFREG);
+		ADD("rootfs", dev_ino(n.dev.device_id, N_ROOTFS), S_IFDIR);
+	}
+	for (size_t i = 0; i < nchildren; i++)
+		ADD(children[i].name, dev_ino(children[i].device_id, N_DIR), S_IFDIR);
+	l->n = k;
+#undef ADD
+	free(children);
+	fi->fh = (uint64_t)(uintptr_t)l;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		free(l->e);
+		free(l);
+	}
+	return;
+err:
+	free(children);
+	if (l) {
+		free(l->e);
+		free(l);
+	}
+	fuse_reply_err(req, -r);
+}
+
+static void tf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct dir_list *l = (struct dir_list *)(uintptr_t)fi->fh;
+	char *buf;
+	size_t used = 0;
+
+	(void)ino;
+	buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (size_t i = (size_t)off; i < l->n; i++) {
+		struct stat st = { .st_ino = l->e[i].ino, .st_mode = l->e[i].type };
+		size_t len = fuse_add_direntry(req, buf + used, size - used, l->e[i].name, &st,
+					       (off_t)(i + 1));
+
+		if (len > size - used)
+			break;
+		used += len;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void tf_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dir_list *l = (struct dir_list *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	if (l) {
+		free(l->e);
+		free(l);
+	}
+	fuse_reply_err(req, 0);
+}
+
+static void tf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct deviceset *ds = ctx_of(req)->ds;
+	struct ds_device_info d;
+	struct node p;
+	int r;
+
+	(void)mode;
+	r = get_node(ds, parent, &p);
+	if (r < 0)
+		goto err;
+	if (p.kind == N_ROOTFS) {
+		r = -EROFS;
+		goto err;
+	}
+	if (!caller_is_root(req)) {
+		log_info("mkdir '%s': refused for uid %u: only root changes the pool", name,
+			 (unsigned)fuse_req_ctx(req)->uid);
+		r = -EPERM;
+		goto err;
+	}
+	if (!is_dir_kind(p.kind)) {
+		r = -ENOTDIR;
+		goto err;
+	}
+	r = ds_add_device(ds, name, dir_device(&p));
+	if (r < 0)
+		goto err;
+	r = ds_device_info(ds, name, &d);
+	if (r < 0)
+		goto err;
+	reply_entry_for(req, ds, dev_ino(d.device_id, N_DIR));
+	return;
+err:
+	fuse_reply_err(req, -r);
+}
+
+static void tf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct deviceset *ds = ctx_of(req)->ds;
+	fuse_ino_t ino;
+	struct node p;
+	int r;
+
+	r = get_node(ds, parent, &p);
+	if (r < 0)
+		goto out;
+	if (p.kind == N_ROOTFS) {
+		r = -EROFS;
+		goto out;
+	}
+	if (!caller_is_root(req)) {
+		r = -EPERM;
+		goto out;
+	}
+	if (strcmp(name, "ctl") == 0 || strcmp(name, "info") == 0) {
+		r = -ENOTDIR;
+		goto out;
+	}
+	if (p.kind == N_DIR && strcmp(name, "rootfs") == 0) {
+		/* Part of `rm -r DEV`: accepted, changes nothing. */
+		r = p.dev.mount_count > 0 ? -EBUSY : 0;
+		goto out;
+	}
+	r = child_ino(ds, &p, name, &ino);
+	if (r == 0)
+		r = ds_delete_device(ds, name);
+out:
+	fuse_reply_err(req, -r);
+}
+
+static void tf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct deviceset *ds = ctx_of(req)->ds;
+	fuse_ino_t ino;
+	struct node p;
+	int r;
+
+	r = get_node(ds, parent, &p);
+	if (r < 0)
+		goto out;
+	if (p.kind == N_ROOTFS) {
+		r = -EROFS;
+		goto out;
+	}
+	if (!caller_is_root(req)) {
+		r = -EPERM;
+		goto out;
+	}
+	if (strcmp(name, "ctl") == 0 || strcmp(name, "info") == 0) {
+		/* Part of `rm -r DEV`: accepted, changes nothing. */
+		r = 0;
+		goto out;
+	}
+	r = (p.kind == N_DIR && strcmp(name, "rootfs") == 0) || child_ino(ds, &p, name, &ino) == 0 ?
+		-EISDIR : -ENOENT;
+out:
+	fuse_reply_err(req, -r);
+}
+
+static void tf_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	struct deviceset *ds = ctx_of(req)->ds;
+	fuse_ino_t ino;
+	struct node p;
+	int r;
+
+	r = get_node(ds, parent, &p);
+	if (r < 0)
+		goto out;
+	if (p.kind == N_ROOTFS) {
+		r = -EROFS;
+		goto out;
+	}
+	if (!caller_is_root(req)) {
+		r = -EPERM;
+		goto out;
+	}
+	if (flags & RENAME_EXCHANGE) {
+		r = -EINVAL;
+		goto out;
+	}
+	if (strcmp(name, "ctl") == 0 || strcmp(name, "info") == 0 || strcmp(name, "rootfs") == 0) {
+		r = -EPERM;
+		goto out;
+	}
+	r = child_ino(ds, &p, name, &ino);
+	if (r < 0)
+		goto out;
+	if (newparent != parent) {
+		/* The tree is the snapshot genealogy: devices do not move. */
+		r = -EXDEV;
+		goto out;
+	}
+	r = ds_rename_device(ds, name, newname);
+out:
+	fuse_reply_err(req, -r);
+}
+
+static void refuse_create(fuse_req_t req, fuse_ino_t parent)
+{
+	struct node p;
+	int r = get_node(ctx_of(req)->ds, parent, &p);
+
+	fuse_reply_err(req, r < 0 ? -r : p.kind == N_ROOTFS ? EROFS : EPERM);
+}
+
+static void tf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	(void)name, (void)mode, (void)rdev;
+	refuse_create(req, parent);
+}
+
+static void tf_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void)link, (void)name;
+	refuse_create(req, parent);
+}
+
+static void tf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino, (void)newname;
+	refuse_create(req, newparent);
+}
+
+static void tf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	(void)name, (void)mode, (void)fi;
+	refuse_create(req, parent);
+}
+
+struct open_file {
+	char *text;
+	size_t len;
+};
+
+static void tf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct deviceset *ds = ctx_of(req)->ds;
+	struct open_file *of;
+	struct node n;
+	int r;
+
+	r = get_node(ds, ino, &n);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	if (is_dir_kind(n.kind)) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+		if (!caller_is_root(req)) {
+			fuse_reply_err(req, EPERM);
+			return;
+		}
+		if (n.kind == N_INFO || n.kind == N_POOL_INFO) {
+			fuse_reply_err(req, EACCES);
+			return;
+		}
+	}
+	of = calloc(1, sizeof(*of));
+	if (!of || !(of->text = render(ds, &n))) {
+		free(of);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	of->len = strlen(of->text);
+	fi->fh = (uint64_t)(uintptr_t)of;
+	/* The content changes with the device: never cache it. */
+	fi->direct_io = 1;
+	fi->keep_cache = 0;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		free(of->text);
+		free(of);
+	}
+}
+
+static void tf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	if ((size_t)off >= of->len) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if (size > of->len - (size_t)off)
+		size = of->len - (size_t)off;
+	fuse_reply_buf(req, of->text + off, size);
+}
+
+static void tf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	if (of) {
+		free(of->text);
+		free(of);
+	}
+	fuse_reply_err(req, 0);
+}
+
+/* MOUNTPOINT/a/b/NAME/rootfs for device NAME, from the genealogy. */
+static int rootfs_path(struct tf_fuse_ctx *c, const char *name, char *buf, size_t len)
+{
+	char chain[64][DS_NAME_MAX + 1];
+	struct ds_device_info d;
+	size_t depth = 0, used;
+	char cur[DS_NAME_MAX + 1];
+
+	snprintf(cur, sizeof(cur), "%s", name);
+	while (strcmp(cur, DS_BASE_NAME) != 0) {
+		if (depth == 64)
+			return -ENAMETOOLONG;
+		if (ds_device_info(c->ds, cur, &d) < 0)
+			return -ENOENT;
+		snprintf(chain[depth++], sizeof(chain[0]), "%s", cur);
+		snprintf(cur, sizeof(cur), "%s", d.parent);
+	}
+	used = (size_t)snprintf(buf, len, "%s", c->mountpoint);
+	while (depth > 0 && used < len)
+		used += (size_t)snprintf(buf + used, len - used, "/%s", chain[--depth]);
+	if (used < len)
+		used += (size_t)snprintf(buf + used, len - used, "/rootfs");
+	return used < len ? 0 : -ENAMETOOLONG;
+}
+
+static int device_command(struct tf_fuse_ctx *c, const char *name, const char *cmd)
+{
+	char path[PATH_MAX];
+	uint64_t size;
+	int r;
+
+	if (strcmp(cmd, "mount") == 0 || strcmp(cmd, "mount ro") == 0) {
+		r = rootfs_path(c, name, path, sizeof(path));
+		if (r < 0) {
+			ds_set_device_error(c->ds, name, "mount '%s': cannot build its rootfs path: %s",
+					    name, strerror(-r));
+			return r;
+		}
+		return ds_mount(c->ds, name, path, strcmp(cmd, "mount ro") == 0);
+	}
+	if (strcmp(cmd, "unmount") == 0)
+		return ds_unmount(c->ds, name);
+	if (strncmp(cmd, "resize ", 7) == 0) {
+		if (parse_size(cmd + 7, &size) < 0) {
+			ds_set_device_error(c->ds, name, "resize '%s': invalid size '%s' (use e.g. 20G)",
+					    name, cmd + 7);
+			return -EINVAL;
+		}
+		return ds_resize_device(c->ds, name, size);
+	}
+	ds_set_device_error(c->ds, name,
+			    "device '%s': unknown command '%s' (expected mount, mount ro, unmount, resize SIZE)",
+			    name, cmd);
+	return -EINVAL;
+}
+
+static int pool_command(struct tf_fuse_ctx *c, const char *cmd)
+{
+	uint64_t size;
+
+	if (strncmp(cmd, "resize-pool ", 12) == 0) {
+		if (parse_size(cmd + 12, &size) < 0) {
+			ds_set_pool_error(c->ds, "resize-pool: invalid size '%s' (use e.g. 200G)", cmd + 12);
+			return -EINVAL;
+		}
+		return ds_resize_pool(c->ds, size);
+	}
+	ds_set_pool_error(c->ds, "pool: unknown command '%s' (expected resize-pool SIZE)", cmd);
+	return -EINVAL;
+}
+
+static void tf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct tf_fuse_ctx *c = ctx_of(req);
+	char cmd[256];
+	struct node n;
+	size_t len = size;
+	int r;
+
+	(void)off, (void)fi;
+	r = get_node(c->ds, ino, &n);
+	if (r < 0)
+		goto err;
+	if (n.kind != N_CTL && n.kind != N_POOL_CTL) {
+		r = -EACCES;
+		goto err;
+	}
+	if (!caller_is_root(req)) {
+		r = -EPERM;
+		goto err;
+	}
+	if (len > 0 && buf[len - 1] == '\n')
+		len--;
+	if (len >= sizeof(cmd) || memchr(buf, '\0', len)) {
+		r = -EINVAL;
+		if (n.kind == N_CTL)
+			ds_set_device_error(c->ds, n.dev.name, "device '%s': command too long or not text",
+					    n.dev.name);
+		else
+			ds_set_pool_error(c->ds, "pool: command too long or not text");
+		goto err;
+	}
+	memcpy(cmd, buf, len);
+	cmd[len] = '\0';
+	/* Synchronous: the write returns when the command is done. */
+	r = n.kind == N_CTL ? device_command(c, n.dev.name, cmd) : pool_command(c, cmd);
+	if (r < 0)
+		goto err;
+	fuse_reply_write(req, size);
+	return;
+err:
+	fuse_reply_err(req, -r);
+}
+
+static void tf_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct ds_pool_info pi;
+	struct statvfs st;
+
+	(void)ino;
+	memset(&st, 0, sizeof(st));
+	if (ds_pool_info(ctx_of(req)->ds, &pi) == 0) {
+		st.f_bsize = st.f_frsize = 4096;
+		st.f_blocks = pi.data_total / 4096;
+		st.f_bfree = st.f_bavail = pi.data_available / 4096;
+		st.f_files = (fsfilcnt_t)pi.device_count + 1;
+		st.f_ffree = st.f_favail = 0xffffff - pi.device_count;
+	}
+	st.f_namemax = DS_NAME_MAX;
+	fuse_reply_statfs(req, &st);
+}
+
+static void tf_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	struct node n;
+	int r = get_node(ctx_of(req)->ds, ino, &n);
+
+	if (r == 0 && (mask & W_OK) && (!caller_is_root(req) || n.kind == N_ROOTFS ||
+					n.kind == N_INFO || n.kind == N_POOL_INFO))
+		r = n.kind == N_ROOTFS ? -EROFS : -EACCES;
+	fuse_reply_err(req, -r);
+}
+
+static void tf_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+}
+
+const struct fuse_lowlevel_ops tf_fuse_ops = {
+	.init = tf_init,
+	.lookup = tf_lookup,
+	.getattr = tf_getattr,
+	.setattr = tf_setattr,
+	.opendir = tf_opendir,
+	.readdir = tf_readdir,
+	.releasedir = tf_releasedir,
+	.mkdir = tf_mkdir,
+	.rmdir = tf_rmdir,
+	.unlink = tf_unlink,
+	.rename = tf_rename,
+	.mknod = tf_mknod,
+	.symlink = tf_symlink,
+	.link = tf_link,
+	.create = tf_create,
+	.open = tf_open,
+	.read = tf_read,
+	.write = tf_write,
+	.release = tf_release,
+	.statfs = tf_statfs,
+	.access = tf_access,
+};

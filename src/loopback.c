@@ -1,2 +1,212 @@
-/* loopback.c - placeholder, being written */
+/*
+ * loopback.c - loop devices: attach a file through /dev/loop-control,
+ * find the device already backing a file, set capacity, detach.
+ */
+#include "loopback.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/loop.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "log.h"
+
+#ifndef LOOP_CONFIGURE
+#define LOOP_CONFIGURE 0x4C0A
+struct loop_config {
+	__u32 fd;
+	__u32 block_size;
+	struct loop_info64 info;
+	__u64 __reserved[8];
+};
+#endif
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Bind file fd to loop device lfd: LOOP_CONFIGURE, else the two-step way. */
+static int configure(int lfd, int ffd, const char *path, uint32_t flags)
+{
+	struct loop_config cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.fd = (__u32)ffd;
+	cfg.info.lo_flags = flags;
+	snprintf((char *)cfg.info.lo_file_name, sizeof(cfg.info.lo_file_name), "%s", path);
+	if (ioctl(lfd, LOOP_CONFIGURE, &cfg) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOTTY)
+		return -errno;
+	if (ioctl(lfd, LOOP_SET_FD, ffd) < 0)
+		return -errno;
+	if (ioctl(lfd, LOOP_SET_STATUS64, &cfg.info) < 0) {
+		int r = -errno;
+
+		ioctl(lfd, LOOP_CLR_FD, 0);
+		return r;
+	}
+	return 0;
+}
+
+int loop_attach(const char *path, bool read_only, bool autoclear,
+		char *dev, size_t len)
+{
+	uint32_t flags = (read_only ? LO_FLAGS_READ_ONLY : 0) |
+			 (autoclear ? LO_FLAGS_AUTOCLEAR : 0);
+	int cfd = -1, ffd = -1, lfd = -1, r = 0;
+
+	ffd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (ffd < 0) {
+		r = -errno;
+		log_err("loop attach %s: open: %s", path, strerror(-r));
+		goto out;
+	}
+	cfd = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	if (cfd < 0) {
+		r = -errno;
+		log_err("loop attach %s: open /dev/loop-control: %s", path, strerror(-r));
+		goto out;
+	}
+	/* Another process may take the free device between the two calls. */
+	for (int attempt = 0; attempt < 20; attempt++) {
+		int nr = ioctl(cfd, LOOP_CTL_GET_FREE);
+
+		if (nr < 0) {
+			r = -errno;
+			log_err("loop attach %s: LOOP_CTL_GET_FREE: %s", path, strerror(-r));
+			goto out;
+		}
+		snprintf(dev, len, "/dev/loop%d", nr);
+		lfd = open(dev, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+		if (lfd < 0) {
+			r = -errno;
+			if (r == -ENOENT) {
+				sleep_ms(10);
+				continue;
+			}
+			log_err("loop attach %s: open %s: %s", path, dev, strerror(-r));
+			goto out;
+		}
+		r = configure(lfd, ffd, path, flags | LO_FLAGS_DIRECT_IO);
+		if (r == -EINVAL) {
+			/* Direct I/O refused (alignment, filesystem): buffered. */
+			log_debug("loop attach %s: %s: direct I/O refused, using buffered I/O", path, dev);
+			r = configure(lfd, ffd, path, flags);
+		}
+		if (r != -EBUSY)
+			break;
+		close(lfd);
+		lfd = -1;
+	}
+	if (r < 0)
+		log_err("loop attach %s: configure %s: %s", path, dev, strerror(-r));
+	else
+		log_debug("loop attach %s: %s", path, dev);
+out:
+	if (lfd >= 0)
+		close(lfd);
+	if (cfd >= 0)
+		close(cfd);
+	if (ffd >= 0)
+		close(ffd);
+	return r;
+}
+
+int loop_find(const char *path, char *dev, size_t len)
+{
+	struct stat want;
+	DIR *d;
+	struct dirent *e;
+	int r = 0;
+
+	if (stat(path, &want) < 0)
+		return -errno;
+	d = opendir("/sys/block");
+	if (!d)
+		return -errno;
+	while ((e = readdir(d))) {
+		struct loop_info64 info;
+		char node[PATH_MAX];
+		int fd;
+
+		if (strncmp(e->d_name, "loop", 4) != 0)
+			continue;
+		snprintf(node, sizeof(node), "/dev/%s", e->d_name);
+		fd = open(node, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (ioctl(fd, LOOP_GET_STATUS64, &info) == 0 &&
+		    info.lo_inode == want.st_ino &&
+		    info.lo_device == (uint64_t)want.st_dev) {
+			snprintf(dev, len, "%s", node);
+			r = 1;
+		}
+		close(fd);
+		if (r)
+			break;
+	}
+	closedir(d);
+	return r;
+}
+
+int loop_set_capacity(const char *dev)
+{
+	int fd = open(dev, O_RDONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0) {
+		r = -errno;
+		log_err("loop %s: open: %s", dev, strerror(-r));
+		return r;
+	}
+	if (ioctl(fd, LOOP_SET_CAPACITY, 0) < 0) {
+		r = -errno;
+		log_err("loop %s: LOOP_SET_CAPACITY: %s", dev, strerror(-r));
+	}
+	close(fd);
+	return r;
+}
+
+int loop_detach(const char *dev)
+{
+	int fd, r = 0;
+
+	fd = open(dev, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		log_err("loop %s: open: %s", dev, strerror(-r));
+		return r;
+	}
+	/* The kernel turns a detach of a device still open into autoclear;
+	 * EBUSY only comes from a short race with an opener (udev). */
+	for (int attempt = 0; attempt < 20; attempt++) {
+		if (ioctl(fd, LOOP_CLR_FD, 0) == 0) {
+			r = 0;
+			break;
+		}
+		r = -errno;
+		if (r == -ENXIO) { /* not bound: already detached */
+			r = 0;
+			break;
+		}
+		if (r != -EBUSY)
+			break;
+		sleep_ms(50);
+	}
+	if (r < 0)
+		log_err("loop %s: LOOP_CLR_FD: %s", dev, strerror(-r));
+	close(fd);
+	return r;
+}

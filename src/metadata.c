@@ -1,2 +1,695 @@
-/* metadata.c - placeholder, being written */
+/*
+ * metadata.c - the engine's JSON files through json-c, each written
+ * atomically (temp file, fsync, rename, fsync of the directory), and the
+ * JSON of the info files. The only file that includes json-c; it turns
+ * json-c's NULL returns into 0/-errno here.
+ */
+#include "metadata.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "log.h"
+
+#define META_DEVICESET "deviceset-metadata"
+#define META_TRANSACTION "transaction-metadata"
+#define META_MAX_FILE (1024 * 1024)
+
+/* A device name as DESIGN §1 has it; "base" is allowed here (the base
+ * device's file), the engine's own two file names are not. */
+static bool valid_file_name(const char *name)
+{
+	size_t len = name ? strlen(name) : 0;
+
+	if (len == 0 || len > DS_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			     (c >= '0' && c <= '9');
+
+		if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-')))
+			return false;
+	}
+	return strcmp(name, META_DEVICESET) != 0 && strcmp(name, META_TRANSACTION) != 0;
+}
+
+static int write_all(int fd, const char *data, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, data, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int meta_write_atomic(const char *dir, const char *name, const char *data,
+		      size_t len)
+{
+	char tmp[NAME_MAX + 1];
+	int dfd, fd = -1, r;
+	bool made = false;
+
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		r = -errno;
+		log_err("metadata %s: open directory: %s", dir, strerror(-r));
+		return r;
+	}
+	snprintf(tmp, sizeof(tmp), ".%.*s.tmp-%d-%ld", 200, name, (int)getpid(),
+		 (long)random());
+	fd = openat(dfd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		log_err("metadata %s/%s: create temp file: %s", dir, tmp, strerror(-r));
+		goto out;
+	}
+	made = true;
+	r = write_all(fd, data, len);
+	if (r < 0) {
+		log_err("metadata %s/%s: write: %s", dir, tmp, strerror(-r));
+		goto out;
+	}
+	if (fsync(fd) < 0) {
+		r = -errno;
+		log_err("metadata %s/%s: fsync: %s", dir, tmp, strerror(-r));
+		goto out;
+	}
+	if (renameat(dfd, tmp, dfd, name) < 0) {
+		r = -errno;
+		log_err("metadata %s/%s: rename to %s: %s", dir, tmp, name, strerror(-r));
+		goto out;
+	}
+	made = false;
+	if (fsync(dfd) < 0) {
+		r = -errno;
+		log_err("metadata %s: fsync directory: %s", dir, strerror(-r));
+		goto out;
+	}
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (made)
+		unlinkat(dfd, tmp, 0);
+	close(dfd);
+	return r;
+}
+
+static int fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+int meta_mkdir_p(const char *path, int mode)
+{
+	char buf[PATH_MAX];
+	size_t len = strlen(path);
+	int r = 0;
+
+	if (len == 0 || len >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1; ; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char saved = *p;
+
+		*p = '\0';
+		if (mkdir(buf, (mode_t)mode) == 0) {
+			char *slash = strrchr(buf, '/');
+
+			/* Make the new entry durable in its parent. */
+			if (slash && slash != buf) {
+				*slash = '\0';
+				fsync_dir(buf);
+				*slash = '/';
+			} else {
+				fsync_dir("/");
+			}
+		} else if (errno != EEXIST) {
+			r = -errno;
+			log_err("mkdir %s: %s", buf, strerror(-r));
+			return r;
+		}
+		*p = saved;
+		if (!saved)
+			break;
+	}
+	return r;
+}
+
+/* Read dir/name into a parsed JSON object. -ENOENT, -EUCLEAN (logged). */
+static int load_object(const char *dir, const char *name, struct json_object **out)
+{
+	char path[PATH_MAX];
+	struct json_tokener *tok = NULL;
+	struct json_object *obj = NULL;
+	char *buf = NULL;
+	ssize_t n;
+	size_t len = 0;
+	int fd, r;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		if (r != -ENOENT)
+			log_err("metadata %s: open: %s", path, strerror(-r));
+		return r;
+	}
+	buf = malloc(META_MAX_FILE + 1);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	while ((n = read(fd, buf + len, META_MAX_FILE + 1 - len)) > 0) {
+		len += (size_t)n;
+		if (len > META_MAX_FILE)
+			break;
+	}
+	if (n < 0) {
+		r = -errno;
+		log_err("metadata %s: read: %s", path, strerror(-r));
+		goto out;
+	}
+	if (len > META_MAX_FILE) {
+		r = -EUCLEAN;
+		log_err("metadata %s: larger than %d bytes: not a metadata file", path, META_MAX_FILE);
+		goto out;
+	}
+	if (len == 0) {
+		r = -EUCLEAN;
+		log_err("metadata %s: file is empty", path);
+		goto out;
+	}
+	tok = json_tokener_new();
+	if (!tok) {
+		r = -ENOMEM;
+		goto out;
+	}
+	obj = json_tokener_parse_ex(tok, buf, (int)len);
+	if (!obj) {
+		enum json_tokener_error e = json_tokener_get_error(tok);
+
+		r = -EUCLEAN;
+		log_err("metadata %s: not valid JSON: %s", path,
+			e == json_tokener_continue ? "truncated" : json_tokener_error_desc(e));
+		goto out;
+	}
+	if (!json_object_is_type(obj, json_type_object)) {
+		r = -EUCLEAN;
+		log_err("metadata %s: not a JSON object", path);
+		goto out;
+	}
+	*out = obj;
+	obj = NULL;
+	r = 0;
+out:
+	json_object_put(obj);
+	if (tok)
+		json_tokener_free(tok);
+	free(buf);
+	close(fd);
+	return r;
+}
+
+static int get_uint(struct json_object *o, const char *dir, const char *file,
+		    const char *key, bool required, uint64_t max, uint64_t *out)
+{
+	struct json_object *v;
+	int64_t i;
+	uint64_t u;
+
+	if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null)) {
+		if (!required)
+			return 1;
+		log_err("metadata %s/%s: key '%s' is missing", dir, file, key);
+		return -EUCLEAN;
+	}
+	if (!json_object_is_type(v, json_type_int)) {
+		log_err("metadata %s/%s: key '%s' is not an integer", dir, file, key);
+		return -EUCLEAN;
+	}
+	i = json_object_get_int64(v);
+	if (i < 0) {
+		log_err("metadata %s/%s: key '%s' is negative", dir, file, key);
+		return -EUCLEAN;
+	}
+	/* json-c saturates at INT64_MAX; larger values are kept as unsigned. */
+	u = i == INT64_MAX ? json_object_get_uint64(v) : (uint64_t)i;
+	if (u > max) {
+		log_err("metadata %s/%s: key '%s' is out of range (%" PRIu64 ")", dir, file, key, u);
+		return -EUCLEAN;
+	}
+	*out = u;
+	return 0;
+}
+
+static int get_bool(struct json_object *o, const char *dir, const char *file,
+		    const char *key, bool *out)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null)) {
+		*out = false;
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_boolean)) {
+		log_err("metadata %s/%s: key '%s' is not a boolean", dir, file, key);
+		return -EUCLEAN;
+	}
+	*out = json_object_get_boolean(v);
+	return 0;
+}
+
+static int get_string(struct json_object *o, const char *dir, const char *file,
+		      const char *key, char *out, size_t len)
+{
+	struct json_object *v;
+	const char *s;
+
+	out[0] = '\0';
+	if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
+		return 0;
+	if (!json_object_is_type(v, json_type_string)) {
+		log_err("metadata %s/%s: key '%s' is not a string", dir, file, key);
+		return -EUCLEAN;
+	}
+	s = json_object_get_string(v);
+	if (strlen(s) >= len) {
+		log_err("metadata %s/%s: key '%s' is too long", dir, file, key);
+		return -EUCLEAN;
+	}
+	memcpy(out, s, strlen(s) + 1);
+	return 0;
+}
+
+/* Serialise obj and write it atomically; drops obj. */
+static int save_object(const char *dir, const char *name, struct json_object *obj)
+{
+	const char *text;
+	int r;
+
+	if (!obj)
+		return -ENOMEM;
+	text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	r = text ? meta_write_atomic(dir, name, text, strlen(text)) : -ENOMEM;
+	json_object_put(obj);
+	return r;
+}
+
+/* json_object_object_add that reports allocation failure. */
+static int add(struct json_object *o, const char *key, struct json_object *v)
+{
+	if (!v && key)
+		return -ENOMEM;
+	return json_object_object_add(o, key, v) == 0 ? 0 : -ENOMEM;
+}
+
+static int check_name(const char *dir, const char *name, const char *what)
+{
+	if (valid_file_name(name))
+		return 0;
+	log_err("metadata %s: refusing to %s device file with invalid name '%s'",
+		dir, what, name ? name : "(null)");
+	return -EINVAL;
+}
+
+int meta_device_save(const char *dir, const struct meta_device *m)
+{
+	struct json_object *o;
+	int r;
+
+	r = check_name(dir, m->name, "write");
+	if (r < 0)
+		return r;
+	o = json_object_new_object();
+	if (!o)
+		return -ENOMEM;
+	r = add(o, "device_id", json_object_new_int64(m->device_id));
+	r = r ?: add(o, "size", json_object_new_uint64(m->size));
+	r = r ?: add(o, "transaction_id", json_object_new_uint64(m->transaction_id));
+	r = r ?: add(o, "initialized", json_object_new_boolean(m->initialized));
+	r = r ?: add(o, "deleted", json_object_new_boolean(m->deleted));
+	r = r ?: add(o, "parent", json_object_new_string(m->parent));
+	r = r ?: add(o, "created", json_object_new_int64(m->created));
+	if (!r && m->renamed_from[0])
+		r = add(o, "renamed_from", json_object_new_string(m->renamed_from));
+	if (r < 0) {
+		json_object_put(o);
+		return r;
+	}
+	return save_object(dir, m->name, o);
+}
+
+int meta_device_load(const char *dir, const char *name, struct meta_device *m)
+{
+	struct json_object *o = NULL;
+	uint64_t v;
+	int r;
+
+	r = check_name(dir, name, "read");
+	if (r < 0)
+		return r;
+	r = load_object(dir, name, &o);
+	if (r < 0)
+		return r;
+	memset(m, 0, sizeof(*m));
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	r = get_uint(o, dir, name, "device_id", true, 0xffffff, &v);
+	if (r < 0)
+		goto out;
+	m->device_id = (uint32_t)v;
+	r = get_uint(o, dir, name, "size", true, INT64_MAX, &m->size);
+	r = r < 0 ? r : get_uint(o, dir, name, "transaction_id", true, UINT64_MAX, &m->transaction_id);
+	r = r < 0 ? r : get_bool(o, dir, name, "initialized", &m->initialized);
+	r = r < 0 ? r : get_bool(o, dir, name, "deleted", &m->deleted);
+	r = r < 0 ? r : get_string(o, dir, name, "parent", m->parent, sizeof(m->parent));
+	r = r < 0 ? r : get_string(o, dir, name, "renamed_from", m->renamed_from, sizeof(m->renamed_from));
+	if (r < 0)
+		goto out;
+	r = get_uint(o, dir, name, "created", false, INT64_MAX, &v);
+	if (r < 0)
+		goto out;
+	m->created = r == 1 ? 0 : (int64_t)v;
+	r = 0;
+	if ((m->parent[0] && !valid_file_name(m->parent)) ||
+	    (m->renamed_from[0] && !valid_file_name(m->renamed_from))) {
+		log_err("metadata %s/%s: parent or renamed_from is not a device name", dir, name);
+		r = -EUCLEAN;
+	}
+out:
+	json_object_put(o);
+	return r;
+}
+
+int meta_device_remove(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	int r;
+
+	r = check_name(dir, name, "remove");
+	if (r < 0)
+		return r;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (unlink(path) < 0) {
+		r = -errno;
+		if (r != -ENOENT)
+			log_err("metadata %s: unlink: %s", path, strerror(-r));
+		return r;
+	}
+	r = fsync_dir(dir);
+	if (r < 0)
+		log_err("metadata %s: fsync directory: %s", dir, strerror(-r));
+	return r;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int meta_device_list(const char *dir, char ***names, size_t *n)
+{
+	DIR *d;
+	struct dirent *e;
+	char **list = NULL;
+	size_t count = 0, cap = 0;
+	int r = 0;
+
+	*names = NULL;
+	*n = 0;
+	d = opendir(dir);
+	if (!d) {
+		r = -errno;
+		log_err("metadata %s: opendir: %s", dir, strerror(-r));
+		return r;
+	}
+	while ((errno = 0, e = readdir(d))) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+		    strcmp(e->d_name, META_DEVICESET) == 0 ||
+		    strcmp(e->d_name, META_TRANSACTION) == 0)
+			continue;
+		if (e->d_name[0] == '.') {
+			if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+				log_info("metadata %s/%s: removed a temp file left by an interrupted write",
+					 dir, e->d_name);
+			continue;
+		}
+		if (!valid_file_name(e->d_name)) {
+			log_warn("metadata %s/%s: not a device name, ignored", dir, e->d_name);
+			continue;
+		}
+		if (count == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			char **nl = realloc(list, ncap * sizeof(*nl));
+
+			if (!nl) {
+				r = -ENOMEM;
+				goto out;
+			}
+			list = nl;
+			cap = ncap;
+		}
+		list[count] = strdup(e->d_name);
+		if (!list[count]) {
+			r = -ENOMEM;
+			goto out;
+		}
+		count++;
+	}
+	if (errno) {
+		r = -errno;
+		log_err("metadata %s: readdir: %s", dir, strerror(-r));
+		goto out;
+	}
+	if (count)
+		qsort(list, count, sizeof(*list), cmp_names);
+	*names = list;
+	*n = count;
+	list = NULL;
+	count = 0;
+out:
+	for (size_t i = 0; i < count; i++)
+		free(list[i]);
+	free(list);
+	closedir(d);
+	return r;
+}
+
+int meta_deviceset_save(const char *dir, const struct meta_deviceset *m)
+{
+	struct json_object *o = json_object_new_object();
+	int r;
+
+	if (!o)
+		return -ENOMEM;
+	r = add(o, "next_device_id", json_object_new_int64(m->next_device_id));
+	r = r ?: add(o, "base_device_uuid", json_object_new_string(m->base_device_uuid));
+	r = r ?: add(o, "base_device_fs", json_object_new_string(m->base_device_fs));
+	if (r < 0) {
+		json_object_put(o);
+		return r;
+	}
+	return save_object(dir, META_DEVICESET, o);
+}
+
+int meta_deviceset_load(const char *dir, struct meta_deviceset *m)
+{
+	struct json_object *o = NULL;
+	uint64_t v = 0;
+	int r;
+
+	memset(m, 0, sizeof(*m));
+	r = load_object(dir, META_DEVICESET, &o);
+	if (r < 0)
+		return r;
+	r = get_uint(o, dir, META_DEVICESET, "next_device_id", false, 0xffffff, &v);
+	if (r < 0)
+		goto out;
+	m->next_device_id = r == 1 ? 0 : (uint32_t)v;
+	r = get_string(o, dir, META_DEVICESET, "base_device_uuid", m->base_device_uuid,
+		       sizeof(m->base_device_uuid));
+	r = r < 0 ? r : get_string(o, dir, META_DEVICESET, "base_device_fs", m->base_device_fs,
+				   sizeof(m->base_device_fs));
+out:
+	json_object_put(o);
+	return r < 0 ? r : 0;
+}
+
+int meta_transaction_save(const char *dir, const struct meta_transaction *m)
+{
+	struct json_object *o = json_object_new_object();
+	int r;
+
+	if (!o)
+		return -ENOMEM;
+	r = add(o, "open_transaction_id", json_object_new_uint64(m->open_transaction_id));
+	r = r ?: add(o, "device_hash", json_object_new_string(m->device_hash));
+	r = r ?: add(o, "device_id", json_object_new_int64(m->device_id));
+	if (r < 0) {
+		json_object_put(o);
+		return r;
+	}
+	return save_object(dir, META_TRANSACTION, o);
+}
+
+int meta_transaction_load(const char *dir, struct meta_transaction *m)
+{
+	struct json_object *o = NULL;
+	uint64_t v = 0;
+	int r;
+
+	memset(m, 0, sizeof(*m));
+	r = load_object(dir, META_TRANSACTION, &o);
+	if (r < 0)
+		return r;
+	r = get_uint(o, dir, META_TRANSACTION, "open_transaction_id", true, UINT64_MAX,
+		     &m->open_transaction_id);
+	r = r < 0 ? r : get_string(o, dir, META_TRANSACTION, "device_hash", m->device_hash,
+				   sizeof(m->device_hash));
+	if (r < 0)
+		goto out;
+	r = get_uint(o, dir, META_TRANSACTION, "device_id", false, 0xffffff, &v);
+	if (r < 0)
+		goto out;
+	m->device_id = r == 1 ? 0 : (uint32_t)v;
+	r = 0;
+out:
+	json_object_put(o);
+	return r;
+}
+
+static struct json_object *str_or_null(const char *s)
+{
+	return s && *s ? json_object_new_string(s) : NULL;
+}
+
+static char *to_text(struct json_object *o, int r)
+{
+	const char *text;
+	char *copy = NULL;
+
+	if (r == 0) {
+		text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+						      JSON_C_TO_STRING_SPACED |
+						      JSON_C_TO_STRING_NOSLASHESCAPE);
+		if (text && asprintf(&copy, "%s\n", text) < 0)
+			copy = NULL;
+	}
+	json_object_put(o);
+	return copy;
+}
+
+/* add() for values that may legitimately be JSON null. */
+static int add_nullable(struct json_object *o, const char *key, struct json_object *v)
+{
+	return json_object_object_add(o, key, v) == 0 ? 0 : -ENOMEM;
+}
+
+char *meta_device_info_json(const struct ds_device_info *d)
+{
+	struct json_object *o = json_object_new_object();
+	char created[32] = "";
+	struct tm tm;
+	time_t t = (time_t)d->created;
+	int r;
+
+	if (!o)
+		return NULL;
+	if (d->created && gmtime_r(&t, &tm))
+		strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	r = add(o, "name", json_object_new_string(d->name));
+	r = r ?: add_nullable(o, "parent", str_or_null(d->parent));
+	r = r ?: add(o, "device_id", json_object_new_int64(d->device_id));
+	r = r ?: add(o, "size", json_object_new_uint64(d->size));
+	r = r ?: add(o, "transaction_id", json_object_new_uint64(d->transaction_id));
+	r = r ?: add(o, "initialized", json_object_new_boolean(d->initialized));
+	r = r ?: add(o, "deleted", json_object_new_boolean(d->deleted));
+	r = r ?: add(o, "mounted", json_object_new_boolean(d->mounted));
+	r = r ?: add(o, "mount_count", json_object_new_int(d->mount_count));
+	r = r ?: add(o, "read_only", json_object_new_boolean(d->read_only));
+	r = r ?: add(o, "active", json_object_new_boolean(d->active));
+	r = r ?: add(o, "dm_name", json_object_new_string(d->dm_name));
+	r = r ?: add_nullable(o, "dev_path", str_or_null(d->dev_path));
+	r = r ?: add(o, "filesystem", json_object_new_string(d->filesystem));
+	r = r ?: add_nullable(o, "created", str_or_null(created));
+	r = r ?: add(o, "created_unix", json_object_new_int64(d->created));
+	r = r ?: add_nullable(o, "mapped_bytes",
+			      d->mapped_known ? json_object_new_uint64(d->mapped_bytes) : NULL);
+	r = r ?: add_nullable(o, "last_error", str_or_null(d->last_error));
+	r = r ?: add(o, "children", json_object_new_int(d->n_children));
+	return to_text(o, r);
+}
+
+static struct json_object *space(uint64_t used, uint64_t total, uint64_t avail)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	if (add(o, "used", json_object_new_uint64(used)) ||
+	    add(o, "total", json_object_new_uint64(total)) ||
+	    add(o, "available", json_object_new_uint64(avail))) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+char *meta_pool_info_json(const struct ds_pool_info *p)
+{
+	struct json_object *o = json_object_new_object();
+	char pct[16];
+	int r;
+
+	if (!o)
+		return NULL;
+	snprintf(pct, sizeof(pct), "%u%%", p->min_free_space);
+	r = add(o, "backend", json_object_new_string(p->backend));
+	r = r ?: add(o, "pool_name", json_object_new_string(p->pool_name));
+	r = r ?: add_nullable(o, "data_file", str_or_null(p->data_file));
+	r = r ?: add_nullable(o, "data_loopback", str_or_null(p->data_loopback));
+	r = r ?: add_nullable(o, "metadata_file", str_or_null(p->metadata_file));
+	r = r ?: add_nullable(o, "metadata_loopback", str_or_null(p->metadata_loopback));
+	r = r ?: add(o, "data", space(p->data_used, p->data_total, p->data_available));
+	r = r ?: add(o, "metadata", space(p->metadata_used, p->metadata_total, p->metadata_available));
+	r = r ?: add(o, "base_device_size", json_object_new_uint64(p->base_device_size));
+	r = r ?: add(o, "base_device_fs", json_object_new_string(p->base_device_fs));
+	r = r ?: add(o, "sector_size", json_object_new_int64(p->sector_size));
+	r = r ?: add(o, "block_size", json_object_new_int64(p->block_size));
+	r = r ?: add(o, "udev_sync_supported", json_object_new_boolean(p->udev_sync_supported));
+	r = r ?: add(o, "deferred_remove_enabled", json_object_new_boolean(p->deferred_remove_enabled));
+	r = r ?: add(o, "deferred_delete_enabled", json_object_new_boolean(p->deferred_delete_enabled));
+	r = r ?: add(o, "deferred_deleted_device_count", json_object_new_int64(p->deferred_deleted_device_count));
+	r = r ?: add(o, "device_count", json_object_new_int64(p->device_count));
+	r = r ?: add(o, "transaction_id", json_object_new_uint64(p->transaction_id));
+	r = r ?: add(o, "min_free_space", json_object_new_string(pct));
+	r = r ?: add_nullable(o, "last_error", str_or_null(p->last_error));
+	return to_text(o, r);
+}

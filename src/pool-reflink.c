@@ -1,2 +1,673 @@
-/* pool-reflink.c - placeholder, being written */
+/*
+ * pool-reflink.c - the "reflink" pool backend: a thin pool emulated with
+ * one sparse image file per device, for kernels without dm-thin.
+ *
+ * A snapshot is ioctl(FICLONE) of the origin's image, so it costs
+ * metadata only; activation attaches a loop device, and deactivating one
+ * still held by a lazily unmounted filesystem makes the kernel detach it
+ * at its last close. The images live in
+ * STATEDIR/reflink when that filesystem can reflink; otherwise in an XFS
+ * (reflink=1) filesystem made in the sparse file STATEDIR/devicemapper/data
+ * and mounted on STATEDIR/reflink. The pool's transaction ID is the file
+ * transaction_id beside images/.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include "fsutil.h"
 #include "log.h"
+#include "loopback.h"
+#include "metadata.h"
+#include "pool.h"
+
+struct pool {
+	char store[PATH_MAX];      /* where images/ and transaction_id live */
+	char images[PATH_MAX];
+	char data_file[PATH_MAX];  /* loopback file of the XFS store, or "" */
+	char data_loop[64];        /* its loop device, or "" */
+	bool we_attached;          /* close() detaches what open() attached */
+	bool we_mounted;
+	/* Serialises changes of the transaction ID file; everything else in
+	 * the struct is read-only after open. Taken with no other lock. */
+	pthread_mutex_t lock;
+};
+
+static void image_path(const struct pool *p, uint32_t id, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%" PRIu32, p->images, id);
+}
+
+static int fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+/* Can dir's filesystem reflink? Try FICLONE between two temp files. */
+static bool can_reflink(const char *dir)
+{
+	char a[PATH_MAX], b[PATH_MAX];
+	int fa, fb;
+	bool ok = false;
+
+	snprintf(a, sizeof(a), "%s/.reflink-test-a", dir);
+	snprintf(b, sizeof(b), "%s/.reflink-test-b", dir);
+	fa = open(a, O_CREAT | O_RDWR | O_TRUNC | O_CLOEXEC, 0600);
+	fb = open(b, O_CREAT | O_RDWR | O_TRUNC | O_CLOEXEC, 0600);
+	if (fa >= 0 && fb >= 0 && write(fa, "thinfs", 6) == 6)
+		ok = ioctl(fb, FICLONE, fa) == 0;
+	if (fa >= 0)
+		close(fa);
+	if (fb >= 0)
+		close(fb);
+	unlink(a);
+	unlink(b);
+	return ok;
+}
+
+/* Is something mounted on path (per /proc/self/mountinfo)? */
+static bool is_mounted(const char *path)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096], mnt[PATH_MAX];
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "%*s %*s %*s %*s %4095s", mnt) == 1 && strcmp(mnt, path) == 0;
+	fclose(f);
+	return found;
+}
+
+static int size_data_file(const char *path, uint64_t want)
+{
+	struct stat st;
+	int fd, r = 0;
+
+	fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		log_err("reflink pool: open data file %s: %s", path, strerror(-r));
+		return r;
+	}
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if ((uint64_t)st.st_size < want) {
+		if (ftruncate(fd, (off_t)want) < 0) {
+			r = -errno;
+			log_err("reflink pool: grow data file %s: %s", path, strerror(-r));
+			goto out;
+		}
+		if (st.st_size)
+			log_info("reflink pool: data file %s grown from %jd to %" PRIu64 " bytes",
+				 path, (intmax_t)st.st_size, want);
+	} else if ((uint64_t)st.st_size > want) {
+		log_warn("reflink pool: data file %s is %jd bytes, more than dm.loopdatasize asks: it is never shrunk",
+			 path, (intmax_t)st.st_size);
+	}
+	fsync(fd);
+out:
+	close(fd);
+	return r;
+}
+
+/* Make or find the XFS store in STATEDIR/devicemapper/data. */
+static int open_loop_store(struct pool *p, const struct pool_config *cfg)
+{
+	char dir[PATH_MAX], type[32], uuid[64];
+	int r;
+
+	snprintf(dir, sizeof(dir), "%s/devicemapper", cfg->state_dir);
+	r = meta_mkdir_p(dir, 0700);
+	if (r < 0)
+		return r;
+	snprintf(p->data_file, sizeof(p->data_file), "%s/data", dir);
+	r = size_data_file(p->data_file, cfg->opts->loop_data_size);
+	if (r < 0)
+		return r;
+	r = loop_find(p->data_file, p->data_loop, sizeof(p->data_loop));
+	if (r < 0) {
+		log_err("reflink pool: find loop device of %s: %s", p->data_file, strerror(-r));
+		return r;
+	}
+	if (r == 1) {
+		log_info("reflink pool: reusing %s for %s", p->data_loop, p->data_file);
+		loop_set_capacity(p->data_loop);
+	} else {
+		r = loop_attach(p->data_file, false, false, p->data_loop, sizeof(p->data_loop));
+		if (r < 0)
+			return r;
+		p->we_attached = true;
+		log_info("reflink pool: attached %s to %s", p->data_file, p->data_loop);
+	}
+	if (is_mounted(p->store)) {
+		log_info("reflink pool: image store already mounted on %s", p->store);
+		return 0;
+	}
+	r = fsutil_probe(p->data_loop, type, sizeof(type), uuid, sizeof(uuid));
+	if (r == -ENODATA) {
+		const char *args[] = { "-m", "reflink=1" };
+
+		log_info("reflink pool: making an XFS (reflink=1) image store in %s", p->data_file);
+		r = fsutil_mkfs(p->data_loop, "xfs", (char *const *)args, 2);
+		if (r < 0)
+			return r;
+	} else if (r < 0) {
+		return r;
+	} else if (strcmp(type, "xfs") != 0) {
+		log_err("reflink pool: %s holds a %s filesystem, not the XFS image store: refusing to use it",
+			p->data_file, type);
+		return -EINVAL;
+	}
+	r = meta_mkdir_p(p->store, 0700);
+	if (r < 0)
+		return r;
+	r = fsutil_mount(p->data_loop, p->store, "xfs", false, NULL);
+	if (r < 0)
+		return r;
+	p->we_mounted = true;
+	if (mount(NULL, p->store, NULL, MS_PRIVATE, NULL) < 0)
+		log_warn("reflink pool: make %s a private mount: %s", p->store, strerror(errno));
+	log_info("reflink pool: image store %s mounted on %s", p->data_loop, p->store);
+	return 0;
+}
+
+/* Remove clones a crash left half made. */
+static void remove_stale_clones(struct pool *p)
+{
+	DIR *d = opendir(p->images);
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, ".new-", 5) != 0)
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+			log_info("reflink pool: removed %s/%s left by an interrupted snapshot",
+				 p->images, e->d_name);
+	}
+	closedir(d);
+}
+
+static void reflink_close(struct pool *p)
+{
+	if (!p)
+		return;
+	if (p->we_mounted && umount2(p->store, MNT_DETACH) < 0)
+		log_warn("reflink pool: unmount %s: %s", p->store, strerror(errno));
+	if (p->we_attached && p->data_loop[0])
+		loop_detach(p->data_loop);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}
+
+static int reflink_open(const struct pool_config *cfg, struct pool **out)
+{
+	const struct ds_options *o = cfg->opts;
+	struct pool *p;
+	int r;
+
+	if (o->thinpool_dev || o->data_dev || o->metadata_dev) {
+		log_err("reflink pool: %s needs the dm backend",
+			o->thinpool_dev ? "dm.thinpooldev" : o->data_dev ? "dm.datadev" : "dm.metadatadev");
+		return -EINVAL;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	pthread_mutex_init(&p->lock, NULL);
+	snprintf(p->store, sizeof(p->store), "%s/reflink", cfg->state_dir);
+	r = meta_mkdir_p(p->store, 0700);
+	if (r < 0)
+		goto out;
+	if (is_mounted(p->store) || !can_reflink(p->store)) {
+		r = open_loop_store(p, cfg);
+		if (r < 0)
+			goto out;
+	} else {
+		log_info("reflink pool: %s can reflink; images kept there", p->store);
+	}
+	snprintf(p->images, sizeof(p->images), "%s/images", p->store);
+	r = meta_mkdir_p(p->images, 0700);
+	if (r < 0)
+		goto out;
+	remove_stale_clones(p);
+	*out = p;
+	p = NULL;
+out:
+	if (p)
+		reflink_close(p);
+	return r;
+}
+
+static int reflink_get_tid(struct pool *p, uint64_t *tid)
+{
+	char path[PATH_MAX + 32], buf[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/transaction_id", p->store);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT) {
+			*tid = 0;
+			return 0;
+		}
+		log_err("reflink pool: open %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0) {
+		log_err("reflink pool: %s is empty or unreadable", path);
+		return -EUCLEAN;
+	}
+	buf[n] = '\0';
+	if (sscanf(buf, "%" SCNu64, tid) != 1) {
+		log_err("reflink pool: %s does not hold a transaction ID", path);
+		return -EUCLEAN;
+	}
+	return 0;
+}
+
+static int reflink_set_tid(struct pool *p, uint64_t old_tid, uint64_t new_tid)
+{
+	char buf[32];
+	uint64_t cur;
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	r = reflink_get_tid(p, &cur);
+	if (r < 0)
+		goto out;
+	if (cur != old_tid) {
+		log_err("reflink pool: set_transaction_id %" PRIu64 " -> %" PRIu64 ": the pool is at %" PRIu64,
+			old_tid, new_tid, cur);
+		r = -EINVAL;
+		goto out;
+	}
+	snprintf(buf, sizeof(buf), "%" PRIu64 "\n", new_tid);
+	r = meta_write_atomic(p->store, "transaction_id", buf, strlen(buf));
+out:
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+static int reflink_create_thin(struct pool *p, uint32_t dev_id, uint64_t size)
+{
+	char path[PATH_MAX + 16];
+	int fd, r = 0;
+
+	image_path(p, dev_id, path, sizeof(path));
+	fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		if (r != -EEXIST)
+			log_err("reflink pool: create image %s: %s", path, strerror(-r));
+		return r;
+	}
+	if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0) {
+		r = -errno;
+		log_err("reflink pool: size image %s: %s", path, strerror(-r));
+		close(fd);
+		unlink(path);
+		return r;
+	}
+	close(fd);
+	return fsync_path(p->images);
+}
+
+static int reflink_create_snap(struct pool *p, uint32_t dev_id, uint32_t origin_id,
+			       uint64_t size, const char *origin_active_name)
+{
+	char src[PATH_MAX + 16], tmp[PATH_MAX + 32], dst[PATH_MAX + 16];
+	struct stat st;
+	int sfd = -1, dfd = -1, r = 0;
+
+	image_path(p, origin_id, src, sizeof(src));
+	image_path(p, dev_id, dst, sizeof(dst));
+	snprintf(tmp, sizeof(tmp), "%s/.new-%" PRIu32, p->images, dev_id);
+	if (access(dst, F_OK) == 0)
+		return -EEXIST;
+	sfd = open(src, O_RDONLY | O_CLOEXEC);
+	if (sfd < 0) {
+		r = -errno;
+		log_err("reflink pool: snapshot %" PRIu32 " of %" PRIu32 ": open %s: %s",
+			dev_id, origin_id, src, strerror(-r));
+		goto out;
+	}
+	dfd = open(tmp, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+	if (dfd < 0) {
+		r = -errno;
+		log_err("reflink pool: snapshot %" PRIu32 ": create %s: %s", dev_id, tmp, strerror(-r));
+		goto out;
+	}
+	if (ioctl(dfd, FICLONE, sfd) < 0) {
+		r = -errno;
+		log_err("reflink pool: snapshot %" PRIu32 " of %" PRIu32 ": FICLONE: %s",
+			dev_id, origin_id, strerror(-r));
+		goto out;
+	}
+	if (fstat(dfd, &st) == 0 && (uint64_t)st.st_size < size && ftruncate(dfd, (off_t)size) < 0) {
+		r = -errno;
+		log_err("reflink pool: snapshot %" PRIu32 ": size %s: %s", dev_id, tmp, strerror(-r));
+		goto out;
+	}
+	if (fsync(dfd) < 0) {
+		r = -errno;
+		log_err("reflink pool: snapshot %" PRIu32 ": fsync %s: %s", dev_id, tmp, strerror(-r));
+		goto out;
+	}
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE) < 0) {
+		r = -errno;
+		if (r != -EEXIST)
+			log_err("reflink pool: snapshot %" PRIu32 ": rename to %s: %s", dev_id, dst, strerror(-r));
+		goto out;
+	}
+	r = fsync_path(p->images);
+	(void)origin_active_name;
+out:
+	if (sfd >= 0)
+		close(sfd);
+	if (dfd >= 0) {
+		close(dfd);
+		unlink(tmp); /* fails harmlessly once renamed */
+	}
+	return r;
+}
+
+static int reflink_delete(struct pool *p, uint32_t dev_id)
+{
+	char path[PATH_MAX + 16], loop[64];
+	int r;
+
+	image_path(p, dev_id, path, sizeof(path));
+	r = loop_find(path, loop, sizeof(loop));
+	if (r == -ENOENT)
+		return -ENOENT;
+	if (r == 1) {
+		log_err("reflink pool: delete %" PRIu32 ": still attached to %s", dev_id, loop);
+		return -EBUSY;
+	}
+	if (unlink(path) < 0) {
+		r = -errno;
+		if (r != -ENOENT)
+			log_err("reflink pool: delete %s: %s", path, strerror(-r));
+		return r;
+	}
+	return fsync_path(p->images);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int reflink_list_ids(struct pool *p, uint32_t **ids, size_t *n)
+{
+	DIR *d = opendir(p->images);
+	struct dirent *e;
+	uint32_t *list = NULL;
+	size_t count = 0, cap = 0;
+	int r = 0;
+
+	if (!d) {
+		r = -errno;
+		log_err("reflink pool: opendir %s: %s", p->images, strerror(-r));
+		return r;
+	}
+	while ((e = readdir(d))) {
+		char *end;
+		unsigned long v = strtoul(e->d_name, &end, 10);
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' || *end || v > POOL_MAX_DEVICE_ID)
+			continue;
+		if (count == cap) {
+			uint32_t *nl = realloc(list, (cap ? cap * 2 : 256) * sizeof(*nl));
+
+			if (!nl) {
+				r = -ENOMEM;
+				goto out;
+			}
+			list = nl;
+			cap = cap ? cap * 2 : 256;
+		}
+		list[count++] = (uint32_t)v;
+	}
+	if (count)
+		qsort(list, count, sizeof(*list), cmp_u32);
+	*ids = list;
+	*n = count;
+	list = NULL;
+out:
+	free(list);
+	closedir(d);
+	return r;
+}
+
+static int reflink_activate(struct pool *p, const char *name, uint32_t dev_id,
+			    uint64_t size, char *dev_path, size_t len)
+{
+	char path[PATH_MAX + 16];
+	int r;
+
+	(void)size;
+	image_path(p, dev_id, path, sizeof(path));
+	r = loop_find(path, dev_path, len);
+	if (r < 0) {
+		log_err("reflink pool: activate %s (%" PRIu32 "): %s: %s", name, dev_id, path, strerror(-r));
+		return r;
+	}
+	if (r == 1) {
+		log_debug("reflink pool: %s (%" PRIu32 ") already active on %s", name, dev_id, dev_path);
+		return 0;
+	}
+	/* Not autoclear: that would detach it at our own close. Deactivation's
+	 * LOOP_CLR_FD turns into autoclear when the device is still open. */
+	return loop_attach(path, false, false, dev_path, len);
+}
+
+static int reflink_deactivate(struct pool *p, const char *name, uint32_t dev_id, bool deferred)
+{
+	char path[PATH_MAX + 16], dev[64];
+	int r;
+
+	(void)deferred; /* autoclear makes every detach deferred */
+	image_path(p, dev_id, path, sizeof(path));
+	r = loop_find(path, dev, sizeof(dev));
+	if (r <= 0)
+		return r == -ENOENT ? 0 : r;
+	r = loop_detach(dev);
+	if (r < 0)
+		log_err("reflink pool: deactivate %s (%" PRIu32 ") on %s: %s", name, dev_id, dev, strerror(-r));
+	return r;
+}
+
+static int reflink_is_active(struct pool *p, const char *name, uint32_t dev_id,
+			     char *dev_path, size_t len)
+{
+	char path[PATH_MAX + 16];
+	int r;
+
+	(void)name;
+	image_path(p, dev_id, path, sizeof(path));
+	r = loop_find(path, dev_path, len);
+	return r == -ENOENT ? 0 : r;
+}
+
+static int reflink_rename(struct pool *p, const char *old_name, const char *new_name,
+			  uint32_t dev_id)
+{
+	(void)p, (void)old_name, (void)new_name, (void)dev_id;
+	return 0; /* loop devices have no names */
+}
+
+static int reflink_dev_status(struct pool *p, const char *name, uint32_t dev_id,
+			      struct pool_dev_status *st)
+{
+	char path[PATH_MAX + 16];
+	struct stat sb;
+	off_t pos = 0, end = 0;
+	int fd, r = 0;
+
+	(void)name;
+	image_path(p, dev_id, path, sizeof(path));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &sb) < 0) {
+		r = -errno;
+		goto out;
+	}
+	st->mapped_bytes = (uint64_t)sb.st_blocks * 512;
+	/* The end of the last data extent. */
+	for (;;) {
+		off_t data = lseek(fd, pos, SEEK_DATA), hole;
+
+		if (data < 0)
+			break;
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0)
+			break;
+		end = hole;
+		pos = hole;
+	}
+	st->highest_mapped = (uint64_t)end;
+out:
+	close(fd);
+	return r;
+}
+
+static int reflink_resize_thin(struct pool *p, const char *name, uint32_t dev_id,
+			       uint64_t new_size)
+{
+	char path[PATH_MAX + 16], dev[64];
+	struct stat st;
+	int r;
+
+	image_path(p, dev_id, path, sizeof(path));
+	if (stat(path, &st) < 0) {
+		r = -errno;
+		log_err("reflink pool: resize %s: %s: %s", name, path, strerror(-r));
+		return r;
+	}
+	if ((uint64_t)st.st_size > new_size) {
+		log_err("reflink pool: resize %s: %" PRIu64 " bytes is smaller than %jd: devices only grow",
+			name, new_size, (intmax_t)st.st_size);
+		return -EINVAL;
+	}
+	if (truncate(path, (off_t)new_size) < 0) {
+		r = -errno;
+		log_err("reflink pool: resize %s: truncate %s: %s", name, path, strerror(-r));
+		return r;
+	}
+	if (loop_find(path, dev, sizeof(dev)) == 1)
+		return loop_set_capacity(dev);
+	return 0;
+}
+
+static int reflink_status(struct pool *p, struct pool_status *st)
+{
+	struct statfs sf;
+	int r;
+
+	memset(st, 0, sizeof(*st));
+	r = reflink_get_tid(p, &st->transaction_id);
+	if (r < 0)
+		return r;
+	if (statfs(p->store, &sf) < 0) {
+		r = -errno;
+		log_err("reflink pool: statfs %s: %s", p->store, strerror(-r));
+		return r;
+	}
+	st->data_total = (uint64_t)sf.f_blocks * (uint64_t)sf.f_frsize;
+	st->data_used = (uint64_t)(sf.f_blocks - sf.f_bfree) * (uint64_t)sf.f_frsize;
+	/* The store's inode table stands for the pool's metadata space. */
+	st->metadata_total = (uint64_t)sf.f_files * 512;
+	st->metadata_used = (uint64_t)(sf.f_files - sf.f_ffree) * 512;
+	st->sector_size = 512;
+	st->block_size = (uint32_t)sf.f_bsize;
+	snprintf(st->pool_name, sizeof(st->pool_name), "%s", p->store);
+	snprintf(st->data_file, sizeof(st->data_file), "%s", p->data_file);
+	snprintf(st->data_loopback, sizeof(st->data_loopback), "%s", p->data_loop);
+	st->udev_sync_supported = false;
+	st->deferred_remove_supported = true;
+	return 0;
+}
+
+static int reflink_resize_pool(struct pool *p, uint64_t new_size)
+{
+	struct stat st;
+	int r;
+
+	if (!p->data_file[0]) {
+		log_err("reflink pool: resize-pool: the images live in %s itself, which thinfs cannot grow",
+			p->store);
+		return -EOPNOTSUPP;
+	}
+	if (stat(p->data_file, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size > new_size) {
+		log_err("reflink pool: resize-pool: %" PRIu64 " bytes is smaller than the data file's %jd: the pool only grows",
+			new_size, (intmax_t)st.st_size);
+		return -EINVAL;
+	}
+	if (truncate(p->data_file, (off_t)new_size) < 0) {
+		r = -errno;
+		log_err("reflink pool: resize-pool: truncate %s: %s", p->data_file, strerror(-r));
+		return r;
+	}
+	r = loop_set_capacity(p->data_loop);
+	if (r < 0)
+		return r;
+	r = fsutil_grow(p->data_loop, "xfs", p->store);
+	if (r == 0)
+		log_info("reflink pool: data space grown to %" PRIu64 " bytes", new_size);
+	return r;
+}
+
+const struct pool_ops pool_reflink_ops = {
+	.name = "reflink",
+	.engine_freezes_origin = true,
+	.open = reflink_open,
+	.close = reflink_close,
+	.get_transaction_id = reflink_get_tid,
+	.set_transaction_id = reflink_set_tid,
+	.create_thin = reflink_create_thin,
+	.create_snap = reflink_create_snap,
+	.delete_thin = reflink_delete,
+	.list_ids = reflink_list_ids,
+	.activate = reflink_activate,
+	.deactivate = reflink_deactivate,
+	.is_active = reflink_is_active,
+	.rename = reflink_rename,
+	.dev_status = reflink_dev_status,
+	.resize_thin = reflink_resize_thin,
+	.status = reflink_status,
+	.resize_pool = reflink_resize_pool,
+};

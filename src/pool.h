@@ -41,7 +41,7 @@ struct pool_status {
 	uint64_t metadata_used, metadata_total; /* bytes */
 	uint32_t sector_size;                   /* 512 */
 	uint32_t block_size;                    /* pool allocation unit, bytes */
-	char pool_name[128];                    /* dm pool name; reflink: image store path */
+	char pool_name[PATH_MAX];               /* dm pool name; reflink: image store path */
 	char data_file[PATH_MAX];               /* loopback data file or "" */
 	char data_loopback[64];                 /* /dev/loopN or "" */
 	char metadata_file[PATH_MAX];
