@@ -72,7 +72,7 @@ int parse_size(const char *s, uint64_t *out)
 	if (!s)
 		return -EINVAL;
 	while (isdigit((unsigned char)*p)) {
-		if (whole > UINT64_MAX / 10)
+		if (whole > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
 			return -EINVAL;
 		whole = whole * 10 + (uint64_t)(*p - '0');
 		digits = true;
@@ -333,7 +333,7 @@ int options_set(struct ds_options *o, const char *key, const char *value,
 		o->libdm_log_level = (int)v;
 		return 0;
 	}
-	return refuse(err, errlen, "unknown option '%s'", key);
+	return refuse(err, errlen, "%s: unknown option (thinfs --help lists them)", key);
 }
 
 int options_parse_list(struct ds_options *o, const char *list,

@@ -152,6 +152,9 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 		log_err("reflink pool: find loop device of %s: %s", p->data_file, strerror(-r));
 		return r;
 	}
+	/* A loop device or mount found from a killed run is ours all the same:
+	 * close() releases it. */
+	p->we_attached = true;
 	if (r == 1) {
 		log_info("reflink pool: reusing %s for %s", p->data_loop, p->data_file);
 		loop_set_capacity(p->data_loop);
@@ -159,11 +162,11 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 		r = loop_attach(p->data_file, false, false, p->data_loop, sizeof(p->data_loop));
 		if (r < 0)
 			return r;
-		p->we_attached = true;
 		log_info("reflink pool: attached %s to %s", p->data_file, p->data_loop);
 	}
 	if (is_mounted(p->store)) {
 		log_info("reflink pool: image store already mounted on %s", p->store);
+		p->we_mounted = true;
 		return 0;
 	}
 	r = fsutil_probe(p->data_loop, type, sizeof(type), uuid, sizeof(uuid));
