@@ -190,6 +190,10 @@ int fsutil_mkfs(const char *dev_path, const char *fs, char *const *extra,
 		argv[n++] = "-F";
 		argv[n++] = "-E";
 		argv[n++] = "nodiscard,lazy_itable_init=0,lazy_journal_init=0";
+		/* mke2fs picks 1K blocks for small devices, which then cannot
+		 * grow online far: thin devices are meant to grow. */
+		argv[n++] = "-b";
+		argv[n++] = "4096";
 	} else if (strcmp(fs, "xfs") == 0) {
 		argv[n++] = "mkfs.xfs";
 		argv[n++] = "-q";

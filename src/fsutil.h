@@ -20,7 +20,7 @@ int fsutil_run(char *const argv[]);
 const char *fsutil_default_fs(void);
 
 /* mkfs of fs ("xfs"|"ext4") on dev_path with the original engine's
- * arguments plus extra (dm.mkfsarg). ext4: -E nodiscard,lazy_itable_init=0,
+ * arguments plus extra (dm.mkfsarg). ext4: -b 4096 -E nodiscard,lazy_itable_init=0,
  * lazy_journal_init=0 then tune2fs -c -1 -i 0. xfs: -f (and -K to skip
  * discard). */
 int fsutil_mkfs(const char *dev_path, const char *fs, char *const *extra,

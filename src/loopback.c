@@ -44,6 +44,10 @@ static int configure(int lfd, int ffd, const char *path, uint32_t flags)
 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.fd = (__u32)ffd;
+	/* Always 512-byte sectors, as a dm thin device has: a filesystem made
+	 * through one attach must mount through the next, and with direct I/O
+	 * the kernel would otherwise take the backing filesystem's block size. */
+	cfg.block_size = 512;
 	cfg.info.lo_flags = flags;
 	snprintf((char *)cfg.info.lo_file_name, sizeof(cfg.info.lo_file_name), "%s", path);
 	if (ioctl(lfd, LOOP_CONFIGURE, &cfg) == 0)
