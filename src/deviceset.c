@@ -41,13 +41,14 @@ struct device {
 	int refs;                 /* set lock; freed at 0 once removed */
 	bool removed;             /* no longer in the tables; set lock */
 	int n_children;           /* visible children; set lock */
-	/* Device lock: serialises mount, unmount, resize, delete, rename and
-	 * snapshots of this device. Taken before the set lock, a parent's
-	 * before its child's. Held across mount(2)/FIFREEZE/umount2, which is
-	 * allowed because lookups never take it. */
-	pthread_mutex_t lock;
-	/* Mount state: written with both the device lock and the set lock
-	 * held, so either one is enough to read it. */
+	/* A long operation (mount, unmount, resize, delete, rename, a
+	 * snapshot of it) is under way: set lock. It stands in for a device
+	 * lock, which could not be held across mount(2): the kernel resolves
+	 * the mount path under our own mount while holding directory locks,
+	 * and a mkdir/rmdir/rename handler waiting for such a lock would wait
+	 * forever (see claim()). */
+	bool busy;
+	/* Mount state: changed only by the claimant, under the set lock. */
 	int mount_count;
 	bool read_only;
 	char *mount_path;
@@ -78,6 +79,7 @@ struct deviceset {
 	/* A leaf lock for the last_error strings; nothing is taken under it. */
 	pthread_mutex_t err_lock;
 	char last_error[DS_ERROR_MAX];
+	pthread_cond_t busy_cond; /* a device's busy flag cleared; set lock */
 	/* The deferred-deletion worker; set lock for stop, cond with it. */
 	pthread_t worker;
 	bool worker_running, worker_stop;
@@ -253,7 +255,6 @@ static struct device *device_new(const struct meta_device *m)
 		return NULL;
 	d->m = *m;
 	d->root_fd = -1;
-	pthread_mutex_init(&d->lock, NULL);
 	return d;
 }
 
@@ -262,7 +263,6 @@ static void device_free(struct device *d)
 	if (d->root_fd >= 0)
 		close(d->root_fd);
 	free(d->mount_path);
-	pthread_mutex_destroy(&d->lock);
 	free(d);
 }
 
@@ -316,6 +316,34 @@ static void for_each_device(struct deviceset *s, void (*fn)(struct deviceset *, 
 			next = d->next_name;
 			fn(s, d, arg);
 		}
+}
+
+/* Claim d for a long operation; release() gives it back. The ctl
+ * commands (mount, unmount, resize) wait for their turn. The namespace
+ * handlers (mkdir, rmdir, rename) must not wait: the kernel calls them
+ * holding a directory's lock, which a mount in progress may need for its
+ * path lookup; they get -EBUSY instead. */
+static int claim(struct deviceset *s, struct device *d, bool wait)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&s->lock);
+	while (d->busy && wait)
+		pthread_cond_wait(&s->busy_cond, &s->lock);
+	if (d->busy)
+		r = -EBUSY;
+	else
+		d->busy = true;
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static void release(struct deviceset *s, struct device *d)
+{
+	pthread_mutex_lock(&s->lock);
+	d->busy = false;
+	pthread_cond_broadcast(&s->busy_cond);
+	pthread_mutex_unlock(&s->lock);
 }
 
 static void dm_name_of(struct deviceset *s, const char *name, char *buf, size_t len)
@@ -512,7 +540,7 @@ undo:
 int ds_add_device(struct deviceset *s, const char *name, const char *parent_name)
 {
 	struct device *parent, scratch;
-	bool frozen = false;
+	bool frozen = false, claimed;
 	int r;
 
 	memset(&scratch, 0, sizeof(scratch));
@@ -525,10 +553,15 @@ int ds_add_device(struct deviceset *s, const char *name, const char *parent_name
 	if (!parent)
 		return fail(s, NULL, -ENOENT, "mkdir '%s': no device '%s' to snapshot", name, parent_name);
 	snprintf(scratch.m.name, sizeof(scratch.m.name), "%s", name);
-	pthread_mutex_lock(&parent->lock);
+	/* A parent being mounted or unmounted right now is not waited for (see
+	 * claim()): its snapshot is then taken unfrozen, crash-consistent. */
+	claimed = claim(s, parent, false) == 0;
+	if (!claimed)
+		log_info("mkdir '%s': '%s' is being mounted or unmounted: taking a crash-consistent snapshot",
+			 name, parent->m.name);
 	/* Freeze a mounted origin before taking the set lock: FIFREEZE syncs
 	 * the filesystem, which may take a while. */
-	if (parent->mount_count > 0 && s->ops->engine_freezes_origin) {
+	if (claimed && parent->mount_count > 0 && s->ops->engine_freezes_origin) {
 		r = fsutil_freeze(parent->root_fd);
 		if (r < 0) {
 			r = fail(s, parent, r, "snapshot of '%s': cannot freeze its filesystem: %s",
@@ -565,7 +598,8 @@ out_unlock:
 		if (t < 0)
 			log_err("snapshot of '%s': cannot thaw its filesystem: %s", parent->m.name, strerror(-t));
 	}
-	pthread_mutex_unlock(&parent->lock);
+	if (claimed)
+		release(s, parent);
 	put_device(s, parent);
 	return r;
 }
@@ -649,7 +683,12 @@ int ds_delete_device(struct deviceset *s, const char *name)
 		put_device(s, d);
 		return fail(s, NULL, -EPERM, "rmdir '%s': the base device cannot be deleted", name);
 	}
-	pthread_mutex_lock(&d->lock);
+	r = claim(s, d, false);
+	if (r < 0) {
+		r = fail(s, d, r, "rmdir '%s': the device is being mounted, unmounted or resized; try again", name);
+		put_device(s, d);
+		return r;
+	}
 	if (d->mount_count > 0) {
 		r = fail(s, d, -EBUSY, "rmdir '%s': the device is mounted (%d); unmount it first",
 			 name, d->mount_count);
@@ -683,7 +722,7 @@ int ds_delete_device(struct deviceset *s, const char *name)
 	}
 	pthread_mutex_unlock(&s->lock);
 out:
-	pthread_mutex_unlock(&d->lock);
+	release(s, d);
 	put_device(s, d);
 	return r;
 }
@@ -704,7 +743,7 @@ static bool subtree_mounted(struct deviceset *s, struct device *d)
 			int depth = 0;
 
 			next = x->next_name;
-			if (x->mount_count == 0 || x->m.deleted)
+			if ((x->mount_count == 0 && !x->busy) || x->m.deleted)
 				continue;
 			while (up && up->m.parent[0] && depth++ < 4096) {
 				if (strcmp(up->m.parent, d->m.name) == 0)
@@ -751,7 +790,12 @@ int ds_rename_device(struct deviceset *s, const char *old_name, const char *new_
 		put_device(s, d);
 		return fail(s, NULL, -EPERM, "rename '%s': the base device cannot be renamed", old_name);
 	}
-	pthread_mutex_lock(&d->lock);
+	r = claim(s, d, false);
+	if (r < 0) {
+		r = fail(s, d, r, "rename '%s': the device is being mounted, unmounted or resized; try again", old_name);
+		put_device(s, d);
+		return r;
+	}
 	pthread_mutex_lock(&s->lock);
 	if (strcmp(old_name, new_name) == 0) {
 		r = 0;
@@ -798,7 +842,7 @@ int ds_rename_device(struct deviceset *s, const char *old_name, const char *new_
 	log_info("renamed device '%s' to '%s'", old_name, new_name);
 out:
 	pthread_mutex_unlock(&s->lock);
-	pthread_mutex_unlock(&d->lock);
+	release(s, d);
 	put_device(s, d);
 	return r;
 }
@@ -837,7 +881,7 @@ int ds_mount(struct deviceset *s, const char *name, const char *mount_path, bool
 	d = get_device(s, name, false);
 	if (!d)
 		return fail(s, NULL, -ENOENT, "mount '%s': no such device", name);
-	pthread_mutex_lock(&d->lock);
+	claim(s, d, true);
 	if (d->mount_count > 0) {
 		if (d->read_only != ro) {
 			r = fail(s, d, -EBUSY, "mount '%s': already mounted %s", name,
@@ -893,7 +937,7 @@ int ds_mount(struct deviceset *s, const char *name, const char *mount_path, bool
 	log_info("mounted device '%s' (%s) on %s%s", name, dev_path, mount_path, ro ? " read-only" : "");
 out:
 	free(path_copy);
-	pthread_mutex_unlock(&d->lock);
+	release(s, d);
 	put_device(s, d);
 	return r;
 }
@@ -923,7 +967,7 @@ int ds_unmount(struct deviceset *s, const char *name)
 	d = get_device(s, name, false);
 	if (!d)
 		return fail(s, NULL, -ENOENT, "unmount '%s': no such device", name);
-	pthread_mutex_lock(&d->lock);
+	claim(s, d, true);
 	if (d->mount_count == 0) {
 		r = fail(s, d, -EINVAL, "unmount '%s': the device is not mounted", name);
 		goto out;
@@ -948,7 +992,7 @@ int ds_unmount(struct deviceset *s, const char *name)
 	r = 0;
 	log_info("unmounted device '%s'", name);
 out:
-	pthread_mutex_unlock(&d->lock);
+	release(s, d);
 	put_device(s, d);
 	return r;
 }
@@ -967,7 +1011,7 @@ int ds_resize_device(struct deviceset *s, const char *name, uint64_t size)
 	d = get_device(s, name, false);
 	if (!d)
 		return fail(s, NULL, -ENOENT, "resize '%s': no such device", name);
-	pthread_mutex_lock(&d->lock);
+	claim(s, d, true);
 	pthread_mutex_lock(&s->lock);
 	old = d->m.size;
 	if (size <= old) {
@@ -1002,7 +1046,7 @@ int ds_resize_device(struct deviceset *s, const char *name, uint64_t size)
 	else
 		log_info("resized device '%s' from %" PRIu64 " to %" PRIu64 " bytes", name, old, size);
 out:
-	pthread_mutex_unlock(&d->lock);
+	release(s, d);
 	put_device(s, d);
 	return r;
 }
@@ -1671,6 +1715,7 @@ static void destroy(struct deviceset *s)
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->err_lock);
 	pthread_cond_destroy(&s->worker_cond);
+	pthread_cond_destroy(&s->busy_cond);
 	free(s->state_dir);
 	free(s->meta_dir);
 	free(s);
@@ -1689,6 +1734,7 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->err_lock, NULL);
 	pthread_cond_init(&s->worker_cond, NULL);
+	pthread_cond_init(&s->busy_cond, NULL);
 	s->opts = opts;
 	s->n_buckets = 1024;
 	s->by_name = calloc(s->n_buckets, sizeof(*s->by_name));

@@ -40,7 +40,18 @@ static void log_lines(int prio, const char *prog, char *buf)
 		tf_log(prio, "%s: %s", prog, line);
 }
 
+/* Run argv; *exit_status gets its exit status (-1 if killed). Lines go to
+ * the log at debug when the status is accepted (<= ok_max), else error. */
+static int run_status(char *const argv[], int ok_max, int *exit_status);
+
 int fsutil_run(char *const argv[])
+{
+	int st;
+
+	return run_status(argv, 0, &st);
+}
+
+static int run_status(char *const argv[], int ok_max, int *exit_status)
 {
 	char *out = NULL;
 	size_t len = 0, cap = 0;
@@ -49,6 +60,7 @@ int fsutil_run(char *const argv[])
 	int child_errno = 0;
 	pid_t pid;
 
+	*exit_status = -1;
 	if (pipe2(pipefd, O_CLOEXEC) < 0 || pipe2(errpipe, O_CLOEXEC) < 0) {
 		r = -errno;
 		log_err("run %s: pipe: %s", argv[0], strerror(-r));
@@ -111,7 +123,8 @@ int fsutil_run(char *const argv[])
 			pkg ? " (install the Debian package " : "", pkg ? pkg : "", pkg ? ")" : "");
 		goto out;
 	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+	*exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	if (WIFEXITED(status) && WEXITSTATUS(status) <= ok_max) {
 		if (out)
 			log_lines(LOG_DEBUG, argv[0], out);
 		goto out;
@@ -309,8 +322,17 @@ int fsutil_grow(const char *dev_path, const char *fs, const char *mount_path)
 	int r;
 
 	if (strcmp(fs, "ext4") == 0) {
+		const char *fsck[] = { "e2fsck", "-f", "-p", dev_path, NULL };
 		const char *argv[] = { "resize2fs", dev_path, NULL };
+		int st;
 
+		/* resize2fs grows an unmounted ext4 only after a forced check;
+		 * e2fsck -p exits 1 when it fixed something, which is fine. */
+		if (!mount_path) {
+			r = run_status((char *const *)fsck, 1, &st);
+			if (r < 0)
+				return r;
+		}
 		return fsutil_run((char *const *)argv);
 	}
 	if (strcmp(fs, "xfs") != 0) {

@@ -166,6 +166,33 @@ int loop_find(const char *path, char *dev, size_t len)
 	return r;
 }
 
+int loop_cancel_autoclear(const char *dev)
+{
+	struct loop_info64 info;
+	int fd, r = 0;
+
+	fd = open(dev, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		log_err("loop %s: open: %s", dev, strerror(-r));
+		return r;
+	}
+	if (ioctl(fd, LOOP_GET_STATUS64, &info) < 0) {
+		r = -errno;
+		log_err("loop %s: LOOP_GET_STATUS64: %s", dev, strerror(-r));
+	} else if (info.lo_flags & LO_FLAGS_AUTOCLEAR) {
+		info.lo_flags &= ~(uint32_t)LO_FLAGS_AUTOCLEAR;
+		if (ioctl(fd, LOOP_SET_STATUS64, &info) < 0) {
+			r = -errno;
+			log_err("loop %s: clear autoclear: %s", dev, strerror(-r));
+		} else {
+			log_debug("loop %s: pending detach cancelled for reuse", dev);
+		}
+	}
+	close(fd);
+	return r;
+}
+
 int loop_set_capacity(const char *dev)
 {
 	int fd = open(dev, O_RDONLY | O_CLOEXEC), r = 0;

@@ -20,6 +20,10 @@ int loop_attach(const char *path, bool read_only, bool autoclear,
  * via /sys/block/loopN/loop/backing_file or LOOP_GET_STATUS64. 1 found,
  * 0 none, -errno. */
 int loop_find(const char *path, char *dev, size_t len);
+/* Undo a pending detach: a LOOP_CLR_FD of a device still open only marks
+ * it autoclear, and a device found again for reuse must not vanish at its
+ * old user's last close. */
+int loop_cancel_autoclear(const char *dev);
 /* LOOP_SET_CAPACITY after the backing file grew. */
 int loop_set_capacity(const char *dev);
 /* LOOP_CLR_FD; -EBUSY while open (e.g. mounted). Retries briefly on EBUSY

@@ -488,7 +488,7 @@ static int reflink_activate(struct pool *p, const char *name, uint32_t dev_id,
 	}
 	if (r == 1) {
 		log_debug("reflink pool: %s (%" PRIu32 ") already active on %s", name, dev_id, dev_path);
-		return 0;
+		return loop_cancel_autoclear(dev_path);
 	}
 	/* Not autoclear: that would detach it at our own close. Deactivation's
 	 * LOOP_CLR_FD turns into autoclear when the device is still open. */

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,7 +239,10 @@ int main(int argc, char **argv)
 	if (!fo.foreground)
 		tf_log_init(false, fo.debug ? LOG_DEBUG : LOG_INFO);
 	ds_start_worker(ds);
-	ret = fuse_session_loop_mt(se, &lc) == 0 ? 0 : 1;
+	r = fuse_session_loop_mt(se, &lc);
+	/* A loop ended by SIGTERM/SIGINT/SIGHUP returns the signal: that is an
+	 * orderly stop like an unmount. */
+	ret = r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP ? 0 : 1;
 	log_info("shutting down");
 out:
 	if (mounted)

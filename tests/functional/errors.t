@@ -1,2 +1,78 @@
 #!/bin/bash
-echo "1..0 # SKIP not written yet"
+# errors.t - every errno of DESIGN §1, and refusals at start, with the
+# words of the reason in info's last_error.
+. "$(dirname "$0")/lib.sh"
+
+# Refused options: nothing mounted, one line naming the key.
+out=$("$THINFS" -f -o "$BASE_OPTS,dm.bogus=1" "$S" "$M" 2>&1); st=$?
+[ $st -ne 0 ] && ! is_mounted; ok $? "an unknown option stops the start (status $st)"
+echo "$out" | grep -q "dm.bogus"; ok $? "and the message names the key: $out"
+out=$("$THINFS" -f -o "$BASE_OPTS,dm.basesize=ten" "$S" "$M" 2>&1)
+echo "$out" | grep -q "^thinfs: dm.basesize: invalid size 'ten'"; ok $? "a bad value names the key: $out"
+out=$("$THINFS" -f -o "$BASE_OPTS,dm.min_free_space=10" "$S" "$M" 2>&1)
+echo "$out" | grep -q "dm.min_free_space"; ok $? "a percentage without %% is refused: $out"
+
+start_daemon allow_other; ok $? "daemon with allow_other"
+mkdir "$M/a" "$M/a/b" "$M/c"
+is "$(errno_of mkdir "$M/a")" "EEXIST" "EEXIST: the name exists"
+is "$(errno_of mkdir "$M/c/b")" "EEXIST" "EEXIST: the name exists elsewhere in the pool"
+is "$(errno_of mkdir "$M/base")" "EEXIST" "EEXIST: 'base' is the base device"
+is "$(errno_of mkdir "$M/-x")" "EINVAL" "EINVAL: a name starting with '-'"
+is "$(errno_of mkdir "$M/.x")" "EINVAL" "EINVAL: a name starting with '.'"
+is "$(errno_of mkdir "$M/a b")" "EINVAL" "EINVAL: a space"
+is "$(errno_of mkdir "$M/a/rootfs2")" "OK" "rootfs2 is a fine name"
+is "$(errno_of mkdir "$M/c/rootfs")" "EEXIST" "EEXIST: rootfs exists in a device directory"
+is "$(errno_of mkdir "$M/rootfs")" "EINVAL" "EINVAL: rootfs is reserved"
+is "$(errno_of mkdir "$M/transaction-metadata")" "EINVAL" "EINVAL: engine file names are reserved"
+is "$(errno_of mkdir "$M/$(printf 'x%.0s' $(seq 129))")" "ENAMETOOLONG" "ENAMETOOLONG over 128"
+is "$(errno_of mkdir "$M/$(printf 'y%.0s' $(seq 128))")" "OK" "128 characters are fine"
+is "$(errno_of mkdir "$M/a/rootfs/x")" "EROFS" "EROFS: mkdir in an unmounted rootfs"
+is "$(errno_of create "$M/a/rootfs/x")" "EROFS" "EROFS: a file in an unmounted rootfs"
+is "$(errno_of create "$M/a/newfile")" "EPERM" "EPERM: a file in a device directory"
+is "$(errno_of rmdir "$M/a")" "ENOTEMPTY" "ENOTEMPTY: a device with children"
+is "$(errno_of rmdir "$M/nosuch")" "ENOENT" "ENOENT: no such device"
+is "$(errno_of rename "$M/a/b" "$M/c/b")" "EXDEV" "EXDEV: rename across directories"
+is "$(errno_of rename "$M/a" "$M/c")" "EEXIST" "EEXIST: rename onto another device"
+is "$(errno_of rename "$M/a/ctl" "$M/a/ctl2")" "EPERM" "EPERM: renaming ctl"
+ctl c mount
+is "$(errno_of rmdir "$M/c")" "EBUSY" "EBUSY: rmdir of a mounted device"
+is "$(errno_of rename "$M/c" "$M/c2")" "EBUSY" "EBUSY: rename of a mounted device"
+is "$(errno_of write "$M/c/ctl" "mount ro")" "EBUSY" "EBUSY: mount ro over a rw mount"
+ctl c unmount
+is "$(errno_of write "$M/c/ctl" unmount)" "EINVAL" "EINVAL: unmount what is not mounted"
+is "$(errno_of write "$M/c/ctl" frobnicate)" "EINVAL" "EINVAL: an unknown ctl command"
+jq -r .last_error "$M/c/info" | grep -q "unknown command 'frobnicate'"; ok $? "last_error has the words: $(jq -r .last_error "$M/c/info")"
+is "$(errno_of write "$M/c/ctl" "resize 1X")" "EINVAL" "EINVAL: resize with a bad size"
+is "$(errno_of write "$M/c/ctl" "resize 1M")" "EINVAL" "EINVAL: resize smaller"
+is "$(errno_of write "$M/ctl" "resize-pool nope")" "EINVAL" "EINVAL: resize-pool with a bad size"
+jq -r .last_error "$M/info" | grep -q "resize-pool"; ok $? "pool last_error has the words"
+is "$(errno_of write "$M/c/info" x)" "EACCES" "info is read-only"
+nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+is "$(nobody /usr/bin/python3 -c 'import os,errno
+try:
+  os.mkdir("'"$M"'/u"); print("OK")
+except OSError as e: print(errno.errorcode[e.errno])')" "EPERM" "EPERM: mkdir by a user who is not root"
+is "$(nobody /usr/bin/python3 -c 'import os,errno
+try:
+  os.rmdir("'"$M"'/c"); print("OK")
+except OSError as e: print(errno.errorcode[e.errno])')" "EPERM" "EPERM: rmdir by a user who is not root"
+is "$(nobody /usr/bin/python3 -c 'import os,errno
+try:
+  fd=os.open("'"$M"'/c/ctl", os.O_WRONLY); print("OK")
+except OSError as e: print(errno.errorcode[e.errno])')" "EPERM" "EPERM: writing ctl as a user who is not root"
+nobody ls "$M/a" >/dev/null && nobody cat "$M/a/info" >/dev/null; ok $? "other users may browse with allow_other"
+stop_daemon; ok $? "stopped"
+
+# The free-space floor.
+start_daemon dm.min_free_space=99%; ok $? "restart with dm.min_free_space=99%"
+is "$(errno_of mkdir "$M/full")" "ENOSPC" "ENOSPC below the free-space floor"
+jq -r .last_error "$M/info" | grep -q "free data space"; ok $? "the pool's last_error says why"
+stop_daemon
+
+# A corrupt metadata file stops the start and is named; nothing is dropped.
+echo '{"device_id": 9, "size": ' > "$S/metadata/c"
+out=$("$THINFS" -f -o "$BASE_OPTS" "$S" "$M" 2>&1); st=$?
+[ $st -ne 0 ] && ! is_mounted; ok $? "a corrupt metadata file stops the start"
+echo "$out" | grep -q "$S/metadata/c"; ok $? "the message names the file"
+[ -f "$S/metadata/c" ]; ok $? "and the file is left as it was"
+done_testing
