@@ -42,16 +42,24 @@ static void log_lines(int prio, const char *prog, char *buf)
 
 /* Run argv; *exit_status gets its exit status (-1 if killed). Lines go to
  * the log at debug when the status is accepted (<= ok_max), else error. */
-static int run_status(char *const argv[], int ok_max, int *exit_status);
+static int run_status(char *const argv[], int ok_max, int *exit_status, char **output);
 
 int fsutil_run(char *const argv[])
 {
 	int st;
 
-	return run_status(argv, 0, &st);
+	return run_status(argv, 0, &st, NULL);
 }
 
-static int run_status(char *const argv[], int ok_max, int *exit_status)
+int fsutil_run_output(char *const argv[], char **output)
+{
+	int st;
+
+	*output = NULL;
+	return run_status(argv, 0, &st, output);
+}
+
+static int run_status(char *const argv[], int ok_max, int *exit_status, char **output)
 {
 	char *out = NULL;
 	size_t len = 0, cap = 0;
@@ -106,8 +114,8 @@ static int run_status(char *const argv[], int ok_max, int *exit_status)
 		if (n <= 0)
 			break;
 		len += (size_t)n;
-		if (len > 1024 * 1024)
-			len = 0; /* keep the tail of a chatty program only */
+		if (len > 64 * 1024 * 1024)
+			len = 0; /* keep the tail of a runaway program only */
 	}
 	if (out)
 		out[len] = '\0';
@@ -125,8 +133,12 @@ static int run_status(char *const argv[], int ok_max, int *exit_status)
 	}
 	*exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 	if (WIFEXITED(status) && WEXITSTATUS(status) <= ok_max) {
-		if (out)
+		if (output) {
+			*output = out ? out : strdup("");
+			out = NULL;
+		} else if (out) {
 			log_lines(LOG_DEBUG, argv[0], out);
+		}
 		goto out;
 	}
 	if (out)
@@ -329,7 +341,7 @@ int fsutil_grow(const char *dev_path, const char *fs, const char *mount_path)
 		/* resize2fs grows an unmounted ext4 only after a forced check;
 		 * e2fsck -p exits 1 when it fixed something, which is fine. */
 		if (!mount_path) {
-			r = run_status((char *const *)fsck, 1, &st);
+			r = run_status((char *const *)fsck, 1, &st, NULL);
 			if (r < 0)
 				return r;
 		}

@@ -16,6 +16,10 @@
  * program is missing, -EIO if it failed (exit status logged). */
 int fsutil_run(char *const argv[]);
 
+/* As fsutil_run, but on success *output gets the program's stdout and
+ * stderr (malloc'd, NUL-terminated) instead of the log. */
+int fsutil_run_output(char *const argv[], char **output);
+
 /* "xfs" if mkfs.xfs exists and the kernel knows xfs, else "ext4". */
 const char *fsutil_default_fs(void);
 

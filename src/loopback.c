@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -65,6 +66,25 @@ static int configure(int lfd, int ffd, const char *path, uint32_t flags)
 	return 0;
 }
 
+/* Can path be read with O_DIRECT? Some filesystems (tmpfs before 6.6,
+ * an overlay on one) accept a loop device's direct-I/O flag and then fail
+ * every read, so ask the file itself first. */
+static bool direct_io_works(const char *path)
+{
+	void *buf = NULL;
+	bool ok = false;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	if (posix_memalign(&buf, 4096, 4096) == 0)
+		ok = pread(fd, buf, 4096, 0) >= 0;
+	free(buf);
+	close(fd);
+	return ok;
+}
+
 int loop_attach(const char *path, bool read_only, bool autoclear,
 		char *dev, size_t len)
 {
@@ -104,7 +124,7 @@ int loop_attach(const char *path, bool read_only, bool autoclear,
 			log_err("loop attach %s: open %s: %s", path, dev, strerror(-r));
 			goto out;
 		}
-		r = configure(lfd, ffd, path, flags | LO_FLAGS_DIRECT_IO);
+		r = direct_io_works(path) ? configure(lfd, ffd, path, flags | LO_FLAGS_DIRECT_IO) : -EINVAL;
 		if (r == -EINVAL) {
 			/* Direct I/O refused (alignment, filesystem): buffered. */
 			log_debug("loop attach %s: %s: direct I/O refused, using buffered I/O", path, dev);

@@ -1,2 +1,821 @@
-/* pool-dm.c - placeholder, being written */
+/*
+ * pool-dm.c - the "dm" pool backend: the kernel's thin-pool and thin
+ * targets through libdevmapper, in-process (no dmsetup children). The
+ * only file that includes libdevmapper.h; it turns libdm's 1/0 returns
+ * into 0/-errno here, with the kernel's errno from dm_task_get_errno.
+ *
+ * Pool storage, in this order: an existing, empty pool (dm.thinpooldev);
+ * block devices (dm.datadev + dm.metadatadev); else sparse loopback files
+ * STATEDIR/devicemapper/{data,metadata}, the original engine's default.
+ * Without udev (containers, VMs without it) libdm makes the /dev/mapper
+ * nodes itself.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libdevmapper.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "fsutil.h"
 #include "log.h"
+#include "loopback.h"
+#include "metadata.h"
+#include "pool.h"
+
+#define METADATA_BLOCK 4096 /* dm-thin metadata blocks are 4 KiB */
+#define LOW_WATER_BLOCKS 32768
+
+struct pool {
+	char name[256];               /* the pool's dm name */
+	char data_path[PATH_MAX];     /* the data file or device */
+	char meta_path[PATH_MAX];
+	char data_loop[64], meta_loop[64];
+	char data_dev[PATH_MAX];      /* what the table uses for data */
+	char meta_dev[PATH_MAX];
+	uint32_t block_sectors;
+	bool loopback;                /* files under STATEDIR */
+	bool external;                /* dm.thinpooldev: never removed by us */
+	bool udev_sync;
+	bool deferred_remove;         /* driver and library support it */
+	unsigned pool_major, pool_minor;
+	/* Serialises the transaction messages. Taken alone. */
+	pthread_mutex_t lock;
+};
+
+static int libdm_level = 3;
+
+/* libdm's log into ours, at dm.libdm_log_level. */
+static void dm_log_cb(int level, const char *file, int line, int dm_errno_or_class,
+		      const char *fmt, ...)
+{
+	static const int to_syslog[] = { LOG_CRIT, LOG_CRIT, LOG_CRIT, LOG_ERR, LOG_WARNING,
+					 LOG_NOTICE, LOG_INFO, LOG_DEBUG };
+	char buf[1024];
+	va_list ap;
+
+	(void)file, (void)line, (void)dm_errno_or_class;
+	level &= 7;
+	if (level > libdm_level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	tf_log(to_syslog[level], "libdevmapper: %s", buf);
+}
+
+static bool udev_running(void)
+{
+	return access("/run/udev/control", F_OK) == 0;
+}
+
+static bool no_udev;
+
+static void init_libdm(void)
+{
+	if (no_udev) {
+		/* libdm then makes and removes the nodes itself. */
+		setenv("DM_DISABLE_UDEV", "1", 0);
+		dm_udev_set_sync_support(0);
+	}
+	dm_log_with_errno_init(dm_log_cb);
+}
+
+static void setup_libdm(int level)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	libdm_level = level;
+	no_udev = !udev_running();
+	pthread_once(&once, init_libdm);
+}
+
+/* Run a task; -errno from the kernel on failure. */
+static int run_task(struct dm_task *dmt, bool with_cookie)
+{
+	uint32_t cookie = 0;
+	int r = 0;
+
+	if (with_cookie && !dm_task_set_cookie(dmt, &cookie, 0))
+		return -EIO;
+	if (!dm_task_run(dmt)) {
+		r = dm_task_get_errno(dmt);
+		r = r > 0 ? -r : -EIO;
+	}
+	if (with_cookie)
+		dm_udev_wait(cookie);
+	return r;
+}
+
+static int simple_task(int type, const char *name, bool with_cookie)
+{
+	struct dm_task *dmt = dm_task_create(type);
+	int r;
+
+	if (!dmt)
+		return -ENOMEM;
+	r = dm_task_set_name(dmt, name) ? run_task(dmt, with_cookie) : -EINVAL;
+	dm_task_destroy(dmt);
+	return r;
+}
+
+static int send_message(const char *name, const char *msg)
+{
+	struct dm_task *dmt = dm_task_create(DM_DEVICE_TARGET_MSG);
+	int r;
+
+	if (!dmt)
+		return -ENOMEM;
+	if (!dm_task_set_name(dmt, name) || !dm_task_set_sector(dmt, 0) || !dm_task_set_message(dmt, msg))
+		r = -EINVAL;
+	else
+		r = run_task(dmt, false);
+	dm_task_destroy(dmt);
+	return r;
+}
+
+/* 1 exists (info filled), 0 not, -errno. */
+static int device_info(const char *name, struct dm_info *info)
+{
+	struct dm_task *dmt = dm_task_create(DM_DEVICE_INFO);
+	int r;
+
+	if (!dmt)
+		return -ENOMEM;
+	if (!dm_task_set_name(dmt, name)) {
+		r = -EINVAL;
+		goto out;
+	}
+	r = run_task(dmt, false);
+	if (r < 0)
+		goto out;
+	r = dm_task_get_info(dmt, info) && info->exists ? 1 : 0;
+out:
+	dm_task_destroy(dmt);
+	return r;
+}
+
+/* The params of the first target of name's status (or table). */
+static int get_params(const char *name, int type, char *buf, size_t len, char *target, size_t tlen)
+{
+	struct dm_task *dmt = dm_task_create(type);
+	uint64_t start, length;
+	char *ttype = NULL, *params = NULL;
+	int r;
+
+	if (!dmt)
+		return -ENOMEM;
+	if (!dm_task_set_name(dmt, name)) {
+		r = -EINVAL;
+		goto out;
+	}
+	r = run_task(dmt, false);
+	if (r < 0)
+		goto out;
+	dm_get_next_target(dmt, NULL, &start, &length, &ttype, &params);
+	if (!params) {
+		r = -ENODATA;
+		goto out;
+	}
+	snprintf(buf, len, "%s", params);
+	if (target)
+		snprintf(target, tlen, "%s", ttype ? ttype : "");
+out:
+	dm_task_destroy(dmt);
+	return r;
+}
+
+static int load_table(int type, const char *name, uint64_t sectors, const char *target,
+		      const char *params)
+{
+	struct dm_task *dmt = dm_task_create(type);
+	int r;
+
+	if (!dmt)
+		return -ENOMEM;
+	if (!dm_task_set_name(dmt, name) || !dm_task_add_target(dmt, 0, sectors, target, params))
+		r = -EINVAL;
+	else
+		r = run_task(dmt, type == DM_DEVICE_CREATE);
+	dm_task_destroy(dmt);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+
+static int size_file(const char *path, uint64_t want, const char *what)
+{
+	struct stat st;
+	int fd, r = 0;
+
+	fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		log_err("dm pool: open %s file %s: %s", what, path, strerror(-r));
+		return r;
+	}
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+	} else if ((uint64_t)st.st_size < want) {
+		if (ftruncate(fd, (off_t)want) < 0) {
+			r = -errno;
+			log_err("dm pool: grow %s file %s: %s", what, path, strerror(-r));
+		} else if (st.st_size) {
+			log_info("dm pool: %s file %s grown to %" PRIu64 " bytes", what, path, want);
+		}
+	} else if ((uint64_t)st.st_size > want) {
+		log_warn("dm pool: %s file %s is larger than asked (%jd bytes): it is never shrunk",
+			 what, path, (intmax_t)st.st_size);
+	}
+	close(fd);
+	return r;
+}
+
+static int attach_file(const char *path, char *loop, size_t len)
+{
+	int r = loop_find(path, loop, len);
+
+	if (r == 1) {
+		log_info("dm pool: reusing %s for %s", loop, path);
+		loop_set_capacity(loop);
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	r = loop_attach(path, false, false, loop, len);
+	if (r == 0)
+		log_info("dm pool: attached %s to %s", path, loop);
+	return r;
+}
+
+static int dev_sectors(const char *dev, uint64_t *sectors)
+{
+	uint64_t bytes;
+	int r = fsutil_blockdev_size(dev, &bytes);
+
+	if (r < 0) {
+		log_err("dm pool: size of %s: %s", dev, strerror(-r));
+		return r;
+	}
+	*sectors = bytes / 512;
+	return 0;
+}
+
+static int pool_table_params(struct pool *p, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s %s %" PRIu32 " %d 1 skip_block_zeroing", p->meta_dev, p->data_dev,
+		 p->block_sectors, LOW_WATER_BLOCKS);
+	return 0;
+}
+
+static int read_pool_status(struct pool *p, uint64_t *tid, uint64_t *mu, uint64_t *mt,
+			    uint64_t *du, uint64_t *dt)
+{
+	char params[512];
+	int r = get_params(p->name, DM_DEVICE_STATUS, params, sizeof(params), NULL, 0);
+
+	if (r < 0) {
+		log_err("dm pool %s: status: %s", p->name, strerror(-r));
+		return r;
+	}
+	if (sscanf(params, "%" SCNu64 " %" SCNu64 "/%" SCNu64 " %" SCNu64 "/%" SCNu64,
+		   tid, mu, mt, du, dt) != 5) {
+		log_err("dm pool %s: cannot read its status '%s' (pool failed?)", p->name, params);
+		return -EIO;
+	}
+	return 0;
+}
+
+static void dm_close(struct pool *p)
+{
+	if (!p)
+		return;
+	if (!p->external && p->pool_major) {
+		int r = -EBUSY;
+
+		for (int i = 0; i < 20 && r == -EBUSY; i++) {
+			r = simple_task(DM_DEVICE_REMOVE, p->name, true);
+			if (r == -EBUSY)
+				usleep(100 * 1000);
+		}
+		if (r < 0 && r != -ENXIO)
+			log_warn("dm pool %s: remove: %s", p->name, strerror(-r));
+		else
+			log_info("dm pool %s deactivated", p->name);
+	}
+	if (p->loopback) {
+		if (p->data_loop[0])
+			loop_detach(p->data_loop);
+		if (p->meta_loop[0])
+			loop_detach(p->meta_loop);
+	}
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+	dm_lib_release();
+}
+
+static int dm_open(const struct pool_config *cfg, struct pool **out)
+{
+	const struct ds_options *o = cfg->opts;
+	struct dm_info info;
+	struct pool *p;
+	char params[1024], dir[PATH_MAX];
+	uint64_t sectors, tid, mu, mt, du, dt;
+	unsigned major_v, minor_v, patch_v;
+	int r;
+
+	setup_libdm(o->libdm_log_level);
+	if (udev_running() && !dm_udev_get_sync_support() && !o->override_udev_sync_check) {
+		log_err("dm pool: udev is running but libdevmapper cannot synchronise with it: devices could "
+			"appear or vanish behind thinfs's back. Use a libdevmapper built with udev sync, or "
+			"set dm.override_udev_sync_check=true to go on at your own risk");
+		return -EINVAL;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	pthread_mutex_init(&p->lock, NULL);
+	p->udev_sync = udev_running() && dm_udev_get_sync_support();
+	if (!udev_running())
+		log_info("dm pool: udev is not running: udev sync is off, thinfs makes the /dev/mapper nodes itself");
+	p->block_sectors = o->block_size / 512;
+	if (dm_driver_version(params, sizeof(params)) &&
+	    sscanf(params, "%u.%u.%u", &major_v, &minor_v, &patch_v) == 3)
+		p->deferred_remove = major_v > 4 || (major_v == 4 && minor_v >= 27);
+
+	if (o->thinpool_dev) {
+		snprintf(p->name, sizeof(p->name), "%s", o->thinpool_dev);
+		p->external = true;
+		r = device_info(p->name, &info);
+		if (r <= 0) {
+			log_err("dm pool: dm.thinpooldev %s does not exist", p->name);
+			r = r < 0 ? r : -ENOENT;
+			goto fail;
+		}
+		r = read_pool_status(p, &tid, &mu, &mt, &du, &dt);
+		if (r < 0)
+			goto fail;
+		if (tid != 0 || du != 0) {
+			log_err("dm pool: will not take over thin pool %s: it already has transaction ID %" PRIu64
+				" and %" PRIu64 " used data blocks; thinfs only takes over an empty pool",
+				p->name, tid, du);
+			r = -EINVAL;
+			goto fail;
+		}
+		p->pool_major = info.major;
+		p->pool_minor = info.minor;
+		log_info("dm pool: taking over the empty thin pool %s", p->name);
+		*out = p;
+		return 0;
+	}
+
+	snprintf(p->name, sizeof(p->name), "%s-pool", cfg->prefix);
+	if (o->data_dev) {
+		snprintf(p->data_path, sizeof(p->data_path), "%s", o->data_dev);
+		snprintf(p->meta_path, sizeof(p->meta_path), "%s", o->metadata_dev);
+		snprintf(p->data_dev, sizeof(p->data_dev), "%s", o->data_dev);
+		snprintf(p->meta_dev, sizeof(p->meta_dev), "%s", o->metadata_dev);
+	} else {
+		p->loopback = true;
+		snprintf(dir, sizeof(dir), "%s/devicemapper", cfg->state_dir);
+		r = meta_mkdir_p(dir, 0700);
+		if (r < 0)
+			goto fail;
+		snprintf(p->data_path, sizeof(p->data_path), "%s/data", dir);
+		snprintf(p->meta_path, sizeof(p->meta_path), "%s/metadata", dir);
+		r = size_file(p->data_path, o->loop_data_size, "data");
+		if (r == 0)
+			r = size_file(p->meta_path, o->loop_metadata_size, "metadata");
+		if (r == 0)
+			r = attach_file(p->data_path, p->data_loop, sizeof(p->data_loop));
+		if (r == 0)
+			r = attach_file(p->meta_path, p->meta_loop, sizeof(p->meta_loop));
+		if (r < 0)
+			goto fail;
+		snprintf(p->data_dev, sizeof(p->data_dev), "%s", p->data_loop);
+		snprintf(p->meta_dev, sizeof(p->meta_dev), "%s", p->meta_loop);
+	}
+	r = device_info(p->name, &info);
+	if (r < 0)
+		goto fail;
+	if (r == 1) {
+		log_info("dm pool: %s is already active (a previous run): reusing it", p->name);
+	} else {
+		r = dev_sectors(p->data_dev, &sectors);
+		if (r < 0)
+			goto fail;
+		pool_table_params(p, params, sizeof(params));
+		r = load_table(DM_DEVICE_CREATE, p->name, sectors, "thin-pool", params);
+		if (r < 0) {
+			log_err("dm pool: create %s (thin-pool %s): %s", p->name, params, strerror(-r));
+			goto fail;
+		}
+		r = device_info(p->name, &info);
+		if (r <= 0) {
+			r = r < 0 ? r : -ENODEV;
+			goto fail;
+		}
+		log_info("dm pool: created %s on data %s, metadata %s, %" PRIu32 "-sector blocks",
+			 p->name, p->data_path, p->meta_path, p->block_sectors);
+	}
+	p->pool_major = info.major;
+	p->pool_minor = info.minor;
+	*out = p;
+	return 0;
+fail:
+	dm_close(p);
+	return r;
+}
+
+static int dm_get_tid(struct pool *p, uint64_t *tid)
+{
+	uint64_t mu, mt, du, dt;
+
+	return read_pool_status(p, tid, &mu, &mt, &du, &dt);
+}
+
+static int message_fmt(struct pool *p, const char *what, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int message_fmt(struct pool *p, const char *what, const char *fmt, ...)
+{
+	char msg[128];
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&p->lock);
+	r = send_message(p->name, msg);
+	pthread_mutex_unlock(&p->lock);
+	if (r < 0 && r != -EEXIST && r != -ENODATA)
+		log_err("dm pool %s: %s (message '%s'): %s", p->name, what, msg, strerror(-r));
+	return r;
+}
+
+static int dm_set_tid(struct pool *p, uint64_t old_tid, uint64_t new_tid)
+{
+	return message_fmt(p, "set_transaction_id", "set_transaction_id %" PRIu64 " %" PRIu64, old_tid, new_tid);
+}
+
+static int dm_create_thin(struct pool *p, uint32_t dev_id, uint64_t size)
+{
+	(void)size; /* a thin device's size is its table's, not the pool's */
+	return message_fmt(p, "create_thin", "create_thin %" PRIu32, dev_id);
+}
+
+static int dm_create_snap(struct pool *p, uint32_t dev_id, uint32_t origin_id, uint64_t size,
+			  const char *origin_active_name)
+{
+	int r, s = 0;
+
+	(void)size;
+	/* An active origin is suspended (its filesystem frozen by dm) around
+	 * the snapshot so the copy is consistent, and resumed on every path. */
+	if (origin_active_name) {
+		s = simple_task(DM_DEVICE_SUSPEND, origin_active_name, false);
+		if (s < 0) {
+			log_err("dm pool %s: snapshot %" PRIu32 ": suspend %s: %s", p->name, dev_id,
+				origin_active_name, strerror(-s));
+			return s;
+		}
+	}
+	r = message_fmt(p, "create_snap", "create_snap %" PRIu32 " %" PRIu32, dev_id, origin_id);
+	if (origin_active_name) {
+		s = simple_task(DM_DEVICE_RESUME, origin_active_name, true);
+		if (s < 0)
+			log_err("dm pool %s: resume %s after the snapshot: %s", p->name, origin_active_name,
+				strerror(-s));
+	}
+	return r < 0 ? r : s;
+}
+
+static int dm_delete(struct pool *p, uint32_t dev_id)
+{
+	int r = message_fmt(p, "delete", "delete %" PRIu32, dev_id);
+
+	return r == -ENODATA ? -ENOENT : r;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The kernel has no "list devices" message: read them from a metadata
+ * snapshot with thin_dump. Used by the consistency check only. */
+static int dm_list_ids(struct pool *p, uint32_t **ids, size_t *n)
+{
+	const char *argv[] = { "thin_dump", "-m", p->meta_dev, NULL };
+	uint32_t *list = NULL;
+	size_t count = 0, cap = 0;
+	char *out = NULL, *s;
+	int r;
+
+	if (p->external) {
+		log_err("dm pool %s: listing devices needs the metadata device, unknown for dm.thinpooldev", p->name);
+		return -EOPNOTSUPP;
+	}
+	r = message_fmt(p, "reserve_metadata_snap", "reserve_metadata_snap");
+	if (r < 0)
+		return r;
+	r = fsutil_run_output((char *const *)argv, &out);
+	message_fmt(p, "release_metadata_snap", "release_metadata_snap");
+	if (r < 0)
+		return r;
+	for (s = strstr(out, "dev_id=\""); s; s = strstr(s + 1, "dev_id=\"")) {
+		if (count == cap) {
+			uint32_t *nl = realloc(list, (cap ? cap * 2 : 256) * sizeof(*nl));
+
+			if (!nl) {
+				r = -ENOMEM;
+				goto out;
+			}
+			list = nl;
+			cap = cap ? cap * 2 : 256;
+		}
+		list[count++] = (uint32_t)strtoul(s + 8, NULL, 10);
+	}
+	if (count)
+		qsort(list, count, sizeof(*list), cmp_u32);
+	*ids = list;
+	*n = count;
+	list = NULL;
+out:
+	free(list);
+	free(out);
+	return r;
+}
+
+static int dm_is_active(struct pool *p, const char *name, uint32_t dev_id, char *dev_path, size_t len)
+{
+	struct dm_info info;
+	int r = device_info(name, &info);
+
+	(void)p, (void)dev_id;
+	if (r == 1 && dev_path)
+		snprintf(dev_path, len, "%s/%s", dm_dir(), name);
+	return r;
+}
+
+static int ensure_node(const char *name, const char *path)
+{
+	if (access(path, F_OK) == 0)
+		return 0;
+	/* No udev and the node missing: ask libdm to make it. */
+	dm_mknodes(name);
+	return access(path, F_OK) == 0 ? 0 : -ENOENT;
+}
+
+static int dm_activate(struct pool *p, const char *name, uint32_t dev_id, uint64_t size,
+		       char *dev_path, size_t len)
+{
+	char params[128];
+	int r = dm_is_active(p, name, dev_id, dev_path, len);
+
+	if (r < 0)
+		return r;
+	if (r == 1) {
+		/* Active from before (a crash, or a deferred removal that has
+		 * not happened yet): keep it, and cancel the removal. */
+		if (p->deferred_remove)
+			send_message(name, "@cancel_deferred_remove");
+		return ensure_node(name, dev_path);
+	}
+	snprintf(params, sizeof(params), "%u:%u %" PRIu32, p->pool_major, p->pool_minor, dev_id);
+	r = load_table(DM_DEVICE_CREATE, name, size / 512, "thin", params);
+	if (r < 0) {
+		log_err("dm pool %s: activate %s (thin %s): %s", p->name, name, params, strerror(-r));
+		return r;
+	}
+	snprintf(dev_path, len, "%s/%s", dm_dir(), name);
+	r = ensure_node(name, dev_path);
+	if (r < 0)
+		log_err("dm pool %s: %s is active but %s did not appear", p->name, name, dev_path);
+	return r;
+}
+
+static int dm_deactivate(struct pool *p, const char *name, uint32_t dev_id, bool deferred)
+{
+	struct dm_task *dmt;
+	struct dm_info info;
+	int r = device_info(name, &info);
+
+	(void)dev_id;
+	if (r <= 0)
+		return r;
+	/* Busy for a moment after an unmount: retry, as the original did. */
+	for (int i = 0; i < 20; i++) {
+		r = simple_task(DM_DEVICE_REMOVE, name, true);
+		if (r != -EBUSY)
+			break;
+		usleep(100 * 1000);
+	}
+	if (r == -EBUSY && deferred && p->deferred_remove) {
+		dmt = dm_task_create(DM_DEVICE_REMOVE);
+		if (!dmt)
+			return -ENOMEM;
+		if (dm_task_set_name(dmt, name) && dm_task_deferred_remove(dmt))
+			r = run_task(dmt, true);
+		dm_task_destroy(dmt);
+		if (r == 0)
+			log_info("dm pool %s: %s is still open: the kernel removes it at its last close",
+				 p->name, name);
+	}
+	if (r < 0 && r != -EBUSY)
+		log_err("dm pool %s: deactivate %s: %s", p->name, name, strerror(-r));
+	return r == -ENXIO ? 0 : r;
+}
+
+static int dm_rename(struct pool *p, const char *old_name, const char *new_name, uint32_t dev_id)
+{
+	struct dm_task *dmt = dm_task_create(DM_DEVICE_RENAME);
+	int r;
+
+	(void)dev_id;
+	if (!dmt)
+		return -ENOMEM;
+	if (!dm_task_set_name(dmt, old_name) || !dm_task_set_newname(dmt, new_name))
+		r = -EINVAL;
+	else
+		r = run_task(dmt, true);
+	dm_task_destroy(dmt);
+	if (r < 0)
+		log_err("dm pool %s: rename %s to %s: %s", p->name, old_name, new_name, strerror(-r));
+	return r;
+}
+
+static int dm_dev_status(struct pool *p, const char *name, uint32_t dev_id, struct pool_dev_status *st)
+{
+	char params[256];
+	uint64_t mapped, highest;
+	struct dm_info info;
+
+	(void)p, (void)dev_id;
+	if (device_info(name, &info) != 1)
+		return -ENODEV;
+	if (get_params(name, DM_DEVICE_STATUS, params, sizeof(params), NULL, 0) < 0)
+		return -ENODEV;
+	if (sscanf(params, "%" SCNu64 " %" SCNu64, &mapped, &highest) != 2)
+		return -ENODEV; /* "-" for a failed device, or highest "-" when empty */
+	st->mapped_bytes = mapped * 512;
+	st->highest_mapped = (highest + 1) * 512;
+	return 0;
+}
+
+/* Replace an active device's table by one of `sectors`: reload, suspend, resume. */
+static int reload(const char *name, uint64_t sectors, const char *target, const char *params)
+{
+	int r = load_table(DM_DEVICE_RELOAD, name, sectors, target, params);
+
+	if (r == 0)
+		r = simple_task(DM_DEVICE_SUSPEND, name, false);
+	if (r == 0)
+		r = simple_task(DM_DEVICE_RESUME, name, true);
+	return r;
+}
+
+static int dm_resize_thin(struct pool *p, const char *name, uint32_t dev_id, uint64_t new_size)
+{
+	struct dm_info info;
+	char params[128];
+	int r;
+
+	if (device_info(name, &info) != 1)
+		return 0; /* the size lives in the table of the next activation */
+	snprintf(params, sizeof(params), "%u:%u %" PRIu32, p->pool_major, p->pool_minor, dev_id);
+	r = reload(name, new_size / 512, "thin", params);
+	if (r < 0)
+		log_err("dm pool %s: resize %s to %" PRIu64 " bytes: %s", p->name, name, new_size, strerror(-r));
+	return r;
+}
+
+static int dm_status(struct pool *p, struct pool_status *st)
+{
+	uint64_t mu, mt, du, dt;
+	int r;
+
+	memset(st, 0, sizeof(*st));
+	r = read_pool_status(p, &st->transaction_id, &mu, &mt, &du, &dt);
+	if (r < 0)
+		return r;
+	st->data_used = du * p->block_sectors * 512;
+	st->data_total = dt * p->block_sectors * 512;
+	st->metadata_used = mu * METADATA_BLOCK;
+	st->metadata_total = mt * METADATA_BLOCK;
+	st->sector_size = 512;
+	st->block_size = p->block_sectors * 512;
+	snprintf(st->pool_name, sizeof(st->pool_name), "%s", p->name);
+	snprintf(st->data_file, sizeof(st->data_file), "%s", p->data_path);
+	snprintf(st->data_loopback, sizeof(st->data_loopback), "%s", p->data_loop);
+	snprintf(st->metadata_file, sizeof(st->metadata_file), "%s", p->meta_path);
+	snprintf(st->metadata_loopback, sizeof(st->metadata_loopback), "%s", p->meta_loop);
+	st->udev_sync_supported = p->udev_sync;
+	st->deferred_remove_supported = p->deferred_remove;
+	return 0;
+}
+
+static int dm_resize_pool(struct pool *p, uint64_t new_size)
+{
+	char params[1024];
+	uint64_t sectors = 0;
+	struct stat st;
+	int r;
+
+	if (!p->loopback) {
+		log_err("dm pool %s: resize-pool grows the loopback data file; grow %s yourself",
+			p->name, p->external ? "the pool" : p->data_path);
+		return -EOPNOTSUPP;
+	}
+	if (stat(p->data_path, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size > new_size) {
+		log_err("dm pool %s: resize-pool %" PRIu64 ": smaller than the data file's %jd bytes",
+			p->name, new_size, (intmax_t)st.st_size);
+		return -EINVAL;
+	}
+	r = size_file(p->data_path, new_size, "data");
+	if (r == 0)
+		r = loop_set_capacity(p->data_loop);
+	if (r == 0)
+		r = dev_sectors(p->data_dev, &sectors);
+	if (r < 0)
+		return r;
+	pool_table_params(p, params, sizeof(params));
+	pthread_mutex_lock(&p->lock);
+	r = reload(p->name, sectors, "thin-pool", params);
+	pthread_mutex_unlock(&p->lock);
+	if (r < 0)
+		log_err("dm pool %s: reload with %" PRIu64 " sectors: %s", p->name, sectors, strerror(-r));
+	return r;
+}
+
+int pool_dm_available(void)
+{
+	struct dm_versions *v, *next;
+	struct dm_task *dmt;
+	char version[64];
+	bool found = false;
+	const char *modprobe[] = { "modprobe", "-q", "dm-thin-pool", NULL };
+
+	if (access("/dev/mapper/control", F_OK) < 0) {
+		log_info("dm: /dev/mapper/control is absent: no device-mapper in this kernel");
+		return 0;
+	}
+	setup_libdm(3);
+	if (!dm_driver_version(version, sizeof(version))) {
+		log_info("dm: the device-mapper driver does not answer");
+		return 0;
+	}
+	fsutil_run((char *const *)modprobe);
+	dmt = dm_task_create(DM_DEVICE_LIST_VERSIONS);
+	if (dmt && dm_task_run(dmt)) {
+		v = dm_task_get_versions(dmt);
+		for (;;) {
+			if (strcmp(v->name, "thin-pool") == 0) {
+				found = true;
+				break;
+			}
+			if (!v->next)
+				break;
+			next = (struct dm_versions *)((char *)v + v->next);
+			v = next;
+		}
+	}
+	if (dmt)
+		dm_task_destroy(dmt);
+	if (!found)
+		log_info("dm: driver %s has no thin-pool target", version);
+	return found;
+}
+
+const struct pool_ops pool_dm_ops = {
+	.name = "dm",
+	.engine_freezes_origin = false,
+	.open = dm_open,
+	.close = dm_close,
+	.get_transaction_id = dm_get_tid,
+	.set_transaction_id = dm_set_tid,
+	.create_thin = dm_create_thin,
+	.create_snap = dm_create_snap,
+	.delete_thin = dm_delete,
+	.list_ids = dm_list_ids,
+	.activate = dm_activate,
+	.deactivate = dm_deactivate,
+	.is_active = dm_is_active,
+	.rename = dm_rename,
+	.dev_status = dm_dev_status,
+	.resize_thin = dm_resize_thin,
+	.status = dm_status,
+	.resize_pool = dm_resize_pool,
+};
