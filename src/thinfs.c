@@ -135,6 +135,33 @@ static void clean_stale_mount(const char *mnt)
 		log_warn("%s: stale mount could not be unmounted: %s", mnt, strerror(errno));
 }
 
+/* mount(8) and mount.fuse3 start helpers with a minimal PATH; thinfs runs
+ * mkfs.*, resize2fs, xfs_growfs, thin_dump and modprobe, which live in
+ * the sbin directories. */
+static void ensure_sbin_path(void)
+{
+	static const char *const dirs[] = { "/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
+					    "/usr/bin", "/sbin", "/bin" };
+	const char *path = getenv("PATH");
+	char buf[4096];
+
+	snprintf(buf, sizeof(buf), "%s", path ? path : "");
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		char with_colons[64];
+
+		snprintf(with_colons, sizeof(with_colons), ":%s:", dirs[i]);
+		char padded[sizeof(buf) + 2];
+
+		snprintf(padded, sizeof(padded), ":%s:", buf);
+		if (!strstr(padded, with_colons)) {
+			size_t len = strlen(buf);
+
+			snprintf(buf + len, sizeof(buf) - len, "%s%s", len ? ":" : "", dirs[i]);
+		}
+	}
+	setenv("PATH", buf, 1);
+}
+
 /* Is a inside b (or the same)? Both absolute and canonical. */
 static bool path_within(const char *a, const char *b)
 {
@@ -158,6 +185,7 @@ int main(int argc, char **argv)
 
 	options_init(&c.opts);
 	tf_log_init(true, LOG_INFO);
+	ensure_sbin_path();
 	fuse_set_log_func(fuse_log_adapter);
 	if (fuse_opt_parse(&args, &c, thinfs_opts, opt_proc) < 0 || c.bad)
 		goto out;
