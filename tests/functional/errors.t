@@ -63,7 +63,12 @@ except OSError as e: print(errno.errorcode[e.errno])')" "EPERM" "EPERM: writing 
 nobody ls "$M/a" >/dev/null && nobody cat "$M/a/info" >/dev/null; ok $? "other users may browse with allow_other"
 stop_daemon; ok $? "stopped"
 
-# The free-space floor.
+# The free-space floor: use a little over 1% of the pool (8G), then ask
+# for 99% free.
+start_daemon; ctl c mount
+dd if=/dev/zero of="$M/c/rootfs/fill" bs=1M count=160 conv=fsync status=none; ok $? "160 MiB written"
+ctl c unmount
+stop_daemon
 start_daemon dm.min_free_space=99%; ok $? "restart with dm.min_free_space=99%"
 is "$(errno_of mkdir "$M/full")" "ENOSPC" "ENOSPC below the free-space floor"
 jq -r .last_error "$M/info" | grep -q "free data space"; ok $? "the pool's last_error says why"

@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""bench-thinfs.py - thinfs benchmarks of DESIGN section 6, measured side by
+side in one run, printed as a table and one JSON line.
+
+  snapshot (mkdir) and delete (rmdir) latency on the FUSE namespace,
+      against the bare pool operations the engine needs (pool-floor);
+  ctl mount latency, against activating and mounting by hand;
+  start time and daemon memory with DEVICES devices;
+  sequential I/O on rootfs/, against the same device mounted directly.
+
+usage (root): tests/bench/bench-thinfs.py [--build DIR] [--backend reflink|dm]
+              [--count 200] [--devices 10000] [--io-mib 512]
+Not a test: it asserts nothing and is not run by make check.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def pct(values, p):
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    k = min(len(v) - 1, max(0, int(round(p / 100.0 * (len(v) - 1)))))
+    return v[k]
+
+
+def summary(values_us):
+    return {"median_ms": round(statistics.median(values_us) / 1000, 3),
+            "p95_ms": round(pct(values_us, 95) / 1000, 3), "n": len(values_us)}
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e6
+
+
+class Daemon:
+    def __init__(self, thinfs, statedir, mnt, opts):
+        self.cmd = [thinfs, "-f", "-o", opts, statedir, mnt]
+        self.mnt = mnt
+        self.proc = None
+        self.log = open(os.path.join(os.path.dirname(statedir), "thinfs.log"), "a")
+
+    def mounted(self):
+        with open("/proc/self/mountinfo") as f:
+            return any(line.split()[4] == self.mnt for line in f)
+
+    def start(self):
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=self.log)
+        while not self.mounted():
+            if self.proc.poll() is not None:
+                sys.exit("thinfs exited at start; see its log")
+            if time.perf_counter() - t0 > 600:
+                sys.exit("thinfs did not mount within 600 s")
+            time.sleep(0.005)
+        os.listdir(self.mnt)
+        return time.perf_counter() - t0
+
+    def memory_kib(self):
+        fields = {}
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                fields[k] = v.strip()
+        return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=600)
+
+
+def write_ctl(path, cmd):
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, cmd.encode())
+    finally:
+        os.close(fd)
+
+
+def info(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def run(cmd):
+    return subprocess.run(cmd, check=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True).stdout.strip()
+
+
+def activate_by_hand(backend, statedir, dev_info, pool_info):
+    """Activate a device the way an admin would without thinfs; return
+    (node, undo)."""
+    if backend == "reflink":
+        image = os.path.join(pool_info["pool_name"], "images", str(dev_info["device_id"]))
+        node = run(["losetup", "--find", "--show", "--direct-io=on", image])
+        return node, lambda: run(["losetup", "-d", node])
+    name = "thinfs-bench-hand"
+    sectors = dev_info["size"] // 512
+    pool = "/dev/mapper/" + pool_info["pool_name"]
+    run(["dmsetup", "create", name, "--table",
+         "0 %d thin %s %d" % (sectors, pool, dev_info["device_id"])])
+    run(["dmsetup", "mknodes", name])
+    return "/dev/mapper/" + name, lambda: run(["dmsetup", "remove", name])
+
+
+def dd_mib_s(args):
+    out = subprocess.run(["dd"] + args, check=True, stderr=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL, text=True).stderr
+    m = re.search(r"copied, ([0-9.]+) s", out)
+    return float(m.group(1))
+
+
+def io_pass(directory, mib):
+    path = os.path.join(directory, "bench.dat")
+    w = dd_mib_s(["if=/dev/zero", "of=" + path, "bs=1M", "count=%d" % mib, "conv=fsync"])
+    r = dd_mib_s(["if=" + path, "of=/dev/null", "bs=1M", "iflag=direct"])
+    os.unlink(path)
+    return mib / w, mib / r
+
+
+def main():
+    top = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default=os.path.join(top, "build", "plain"))
+    ap.add_argument("--backend", default="reflink")
+    ap.add_argument("--count", type=int, default=200)
+    ap.add_argument("--devices", type=int, default=10000)
+    ap.add_argument("--io-mib", type=int, default=512)
+    ap.add_argument("--opts", default="dm.loopdatasize=64G,dm.basesize=1G,dm.fs=ext4")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench-thinfs: run as root")
+    thinfs = os.path.join(a.build, "thinfs")
+    floor = os.path.join(a.build, "tests", "bench", "pool-floor")
+    work = tempfile.mkdtemp(prefix="thinfs-bench-", dir="/var/tmp")
+    results = {"backend": a.backend, "count": a.count, "devices": a.devices}
+    daemon = None
+    try:
+        # 1. The floor: bare pool operations, in-process.
+        fs = os.path.join(work, "floor")
+        os.mkdir(fs)
+        out = run([floor, a.backend, fs, str(a.count), a.opts])
+        fl = json.loads(out.splitlines()[-1])
+        results["floor_snapshot"] = summary(fl["snap_us"])
+        results["floor_delete"] = summary(fl["delete_us"])
+
+        # 2. mkdir / rmdir on the namespace.
+        sd, mnt = os.path.join(work, "state"), os.path.join(work, "mnt")
+        os.mkdir(sd)
+        os.mkdir(mnt)
+        opts = "backend=%s,%s" % (a.backend, a.opts)
+        daemon = Daemon(thinfs, sd, mnt, opts)
+        results["first_start_s"] = round(daemon.start(), 3)
+        names = ["b%05d" % i for i in range(a.count)]
+        mk = [timed(lambda n=n: os.mkdir(os.path.join(mnt, n))) for n in names]
+        rm = [timed(lambda n=n: os.rmdir(os.path.join(mnt, n))) for n in names]
+        results["mkdir"] = summary(mk)
+        results["rmdir"] = summary(rm)
+
+        # 3. ctl mount against activating and mounting by hand.
+        os.mkdir(os.path.join(mnt, "m"))
+        ctl = os.path.join(mnt, "m", "ctl")
+        mounts, unmounts = [], []
+        for _ in range(20):
+            mounts.append(timed(lambda: write_ctl(ctl, "mount")))
+            unmounts.append(timed(lambda: write_ctl(ctl, "unmount")))
+        results["ctl_mount"] = summary(mounts)
+        results["ctl_unmount"] = summary(unmounts)
+        dev, pool = info(os.path.join(mnt, "m", "info")), info(os.path.join(mnt, "info"))
+        hand_dir = os.path.join(work, "hand")
+        os.mkdir(hand_dir)
+        hand = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            node, undo = activate_by_hand(a.backend, sd, dev, pool)
+            run(["mount", node, hand_dir])
+            hand.append((time.perf_counter() - t0) * 1e6)
+            run(["umount", hand_dir])
+            undo()
+        results["hand_mount"] = summary(hand)
+
+        # 4. I/O through rootfs/ against the same device mounted directly.
+        write_ctl(ctl, "mount")
+        rw, rr = io_pass(os.path.join(mnt, "m", "rootfs"), a.io_mib)
+        write_ctl(ctl, "unmount")
+        node, undo = activate_by_hand(a.backend, sd, dev, pool)
+        run(["mount", node, hand_dir])
+        dw, dr = io_pass(hand_dir, a.io_mib)
+        run(["umount", hand_dir])
+        undo()
+        results["io_mib_s"] = {"rootfs_write": round(rw, 1), "rootfs_read": round(rr, 1),
+                               "direct_write": round(dw, 1), "direct_read": round(dr, 1)}
+
+        # 5. Start time and memory with many devices.
+        t0 = time.perf_counter()
+        for i in range(a.devices):
+            os.mkdir(os.path.join(mnt, "d%05d" % i))
+        results["create_devices_s"] = round(time.perf_counter() - t0, 1)
+        daemon.stop()
+        results["start_s"] = round(daemon.start(), 3)
+        t0 = time.perf_counter()
+        listed = len(os.listdir(mnt))
+        results["list_top_s"] = round(time.perf_counter() - t0, 3)
+        results["listed"] = listed
+        rss, hwm = daemon.memory_kib()
+        results["rss_kib"], results["hwm_kib"] = rss, hwm
+    finally:
+        if daemon:
+            daemon.stop()
+        subprocess.run(["umount", "-l", os.path.join(work, "hand")], stderr=subprocess.DEVNULL)
+        shutil.rmtree(work, ignore_errors=True)
+
+    r = results
+    ratio = lambda x, y: x["median_ms"] / y["median_ms"] if y["median_ms"] else float("nan")
+    print("thinfs benchmark, backend %s" % a.backend)
+    print("%-34s %12s %12s %10s" % ("operation", "median ms", "p95 ms", "x floor"))
+    rows = [("mkdir (snapshot)", r["mkdir"], r["floor_snapshot"]),
+            ("  floor: create_snap + set_tid", r["floor_snapshot"], r["floor_snapshot"]),
+            ("rmdir (delete)", r["rmdir"], r["floor_delete"]),
+            ("  floor: delete + set_tid", r["floor_delete"], r["floor_delete"]),
+            ("echo mount > ctl", r["ctl_mount"], r["hand_mount"]),
+            ("  by hand: activate + mount", r["hand_mount"], r["hand_mount"]),
+            ("echo unmount > ctl", r["ctl_unmount"], r["hand_mount"])]
+    for name, s, f in rows:
+        print("%-34s %12.3f %12.3f %10.2f" % (name, s["median_ms"], s["p95_ms"], ratio(s, f)))
+    io = r["io_mib_s"]
+    print("%-34s %12s %12s" % ("sequential I/O (MiB/s)", "write", "read"))
+    print("%-34s %12.1f %12.1f" % ("  rootfs/", io["rootfs_write"], io["rootfs_read"]))
+    print("%-34s %12.1f %12.1f" % ("  same device mounted directly", io["direct_write"], io["direct_read"]))
+    print("start with %d devices: %.3f s (first start %.3f s); ls of the top: %.3f s; "
+          "daemon RSS %d KiB (peak %d KiB); creating them took %.1f s"
+          % (a.devices, r["start_s"], r["first_start_s"], r["list_top_s"],
+             r["rss_kib"], r["hwm_kib"], r["create_devices_s"]))
+    print(json.dumps(results, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
