@@ -1184,13 +1184,6 @@ int ds_pool_info(struct deviceset *s, struct ds_pool_info *out)
 	return r;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static int cmp_entries(const void *a, const void *b)
 {
 	return strcmp(((const struct ds_entry *)a)->name, ((const struct ds_entry *)b)->name);
@@ -1278,7 +1271,7 @@ int ds_check_consistency(struct deviceset *s, char *report, size_t len)
 			PROBLEM("pool device %" PRIu32 " has no metadata file", ids[i]);
 	for (size_t i = 0; i < s->n_buckets; i++)
 		for (d = s->by_name[i]; d; d = d->next_name) {
-			bool found = n && bsearch(&d->m.device_id, ids, n, sizeof(*ids), cmp_u32) != NULL;
+			bool found = n && bsearch(&d->m.device_id, ids, n, sizeof(*ids), idmap_cmp_id) != NULL;
 
 			if (!found)
 				PROBLEM("device '%s' (id %" PRIu32 ") has no pool device", d->m.name, d->m.device_id);

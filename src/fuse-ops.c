@@ -377,6 +377,20 @@ static void tf_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	fuse_reply_err(req, 0);
 }
 
+/* The parent directory of a change by the namespace (rmdir, unlink,
+ * rename): nothing changes inside an unmounted rootfs (EROFS), nor for a
+ * caller who is not root (EPERM). */
+static int may_change(fuse_req_t req, fuse_ino_t parent, struct node *p)
+{
+	int r = get_node(ctx_of(req)->ds, parent, p);
+
+	if (r < 0)
+		return r;
+	if (p->kind == N_ROOTFS)
+		return -EROFS;
+	return caller_is_root(req) ? 0 : -EPERM;
+}
+
 static void tf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct deviceset *ds = ctx_of(req)->ds;
@@ -421,17 +435,9 @@ static void tf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct node p;
 	int r;
 
-	r = get_node(ds, parent, &p);
+	r = may_change(req, parent, &p);
 	if (r < 0)
 		goto out;
-	if (p.kind == N_ROOTFS) {
-		r = -EROFS;
-		goto out;
-	}
-	if (!caller_is_root(req)) {
-		r = -EPERM;
-		goto out;
-	}
 	if (strcmp(name, "ctl") == 0 || strcmp(name, "info") == 0) {
 		r = -ENOTDIR;
 		goto out;
@@ -455,17 +461,9 @@ static void tf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct node p;
 	int r;
 
-	r = get_node(ds, parent, &p);
+	r = may_change(req, parent, &p);
 	if (r < 0)
 		goto out;
-	if (p.kind == N_ROOTFS) {
-		r = -EROFS;
-		goto out;
-	}
-	if (!caller_is_root(req)) {
-		r = -EPERM;
-		goto out;
-	}
 	if (strcmp(name, "ctl") == 0 || strcmp(name, "info") == 0) {
 		/* Part of `rm -r DEV`: accepted, changes nothing. */
 		r = 0;
@@ -485,17 +483,9 @@ static void tf_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct node p;
 	int r;
 
-	r = get_node(ds, parent, &p);
+	r = may_change(req, parent, &p);
 	if (r < 0)
 		goto out;
-	if (p.kind == N_ROOTFS) {
-		r = -EROFS;
-		goto out;
-	}
-	if (!caller_is_root(req)) {
-		r = -EPERM;
-		goto out;
-	}
 	if (flags & RENAME_EXCHANGE) {
 		r = -EINVAL;
 		goto out;

@@ -54,3 +54,10 @@ int idmap_alloc(struct idmap *m, uint32_t *id)
 	}
 	return -ENOSPC;
 }
+
+int idmap_cmp_id(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}

@@ -24,5 +24,7 @@ bool idmap_is_used(const struct idmap *m, uint32_t id);
 /* The next free ID after next_id (wrapping), marked used, next_id moved
  * to it. -ENOSPC when every ID is used. */
 int idmap_alloc(struct idmap *m, uint32_t *id);
+/* qsort/bsearch order of device IDs. */
+int idmap_cmp_id(const void *a, const void *b);
 
 #endif

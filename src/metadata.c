@@ -113,7 +113,7 @@ out:
 	return r;
 }
 
-static int fsync_dir(const char *path)
+int meta_fsync_path(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
 
@@ -146,10 +146,10 @@ int meta_mkdir_p(const char *path, int mode)
 			/* Make the new entry durable in its parent. */
 			if (slash && slash != buf) {
 				*slash = '\0';
-				fsync_dir(buf);
+				meta_fsync_path(buf);
 				*slash = '/';
 			} else {
-				fsync_dir("/");
+				meta_fsync_path("/");
 			}
 		} else if (errno != EEXIST) {
 			r = -errno;
@@ -423,7 +423,7 @@ int meta_device_remove(const char *dir, const char *name)
 			log_err("metadata %s: unlink: %s", path, strerror(-r));
 		return r;
 	}
-	r = fsync_dir(dir);
+	r = meta_fsync_path(dir);
 	if (r < 0)
 		log_err("metadata %s: fsync directory: %s", dir, strerror(-r));
 	return r;

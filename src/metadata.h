@@ -51,6 +51,9 @@ struct meta_transaction {
 /* Write len bytes as dir/name atomically. */
 int meta_write_atomic(const char *dir, const char *name, const char *data,
 		      size_t len);
+/* fsync a directory (or file) by path: makes a rename or unlink in it
+ * durable. */
+int meta_fsync_path(const char *path);
 /* mkdir -p with fsync of each new directory's parent. */
 int meta_mkdir_p(const char *path, int mode);
 

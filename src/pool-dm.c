@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "idmap.h"
 #include "log.h"
 #include "loopback.h"
 #include "metadata.h"
@@ -505,13 +506,6 @@ static int dm_delete(struct pool *p, uint32_t dev_id)
 	return r == -ENODATA ? -ENOENT : r;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* The kernel has no "list devices" message: read them from a metadata
  * snapshot with thin_dump. Used by the consistency check only. */
 static int dm_list_ids(struct pool *p, uint32_t **ids, size_t *n)
@@ -547,7 +541,7 @@ static int dm_list_ids(struct pool *p, uint32_t **ids, size_t *n)
 		list[count++] = (uint32_t)strtoul(s + 8, NULL, 10);
 	}
 	if (count)
-		qsort(list, count, sizeof(*list), cmp_u32);
+		qsort(list, count, sizeof(*list), idmap_cmp_id);
 	*ids = list;
 	*n = count;
 	list = NULL;

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "idmap.h"
 #include "log.h"
 #include "loopback.h"
 #include "metadata.h"
@@ -48,18 +49,6 @@ struct pool {
 static void image_path(const struct pool *p, uint32_t id, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/%" PRIu32, p->images, id);
-}
-
-static int fsync_path(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	return r;
 }
 
 /* Can dir's filesystem reflink? Try FICLONE between two temp files. */
@@ -340,7 +329,7 @@ static int reflink_create_thin(struct pool *p, uint32_t dev_id, uint64_t size)
 		return r;
 	}
 	close(fd);
-	return fsync_path(p->images);
+	return meta_fsync_path(p->images);
 }
 
 static int reflink_create_snap(struct pool *p, uint32_t dev_id, uint32_t origin_id,
@@ -390,7 +379,7 @@ static int reflink_create_snap(struct pool *p, uint32_t dev_id, uint32_t origin_
 			log_err("reflink pool: snapshot %" PRIu32 ": rename to %s: %s", dev_id, dst, strerror(-r));
 		goto out;
 	}
-	r = fsync_path(p->images);
+	r = meta_fsync_path(p->images);
 	(void)origin_active_name;
 out:
 	if (sfd >= 0)
@@ -421,14 +410,7 @@ static int reflink_delete(struct pool *p, uint32_t dev_id)
 			log_err("reflink pool: delete %s: %s", path, strerror(-r));
 		return r;
 	}
-	return fsync_path(p->images);
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
+	return meta_fsync_path(p->images);
 }
 
 static int reflink_list_ids(struct pool *p, uint32_t **ids, size_t *n)
@@ -463,7 +445,7 @@ static int reflink_list_ids(struct pool *p, uint32_t **ids, size_t *n)
 		list[count++] = (uint32_t)v;
 	}
 	if (count)
-		qsort(list, count, sizeof(*list), cmp_u32);
+		qsort(list, count, sizeof(*list), idmap_cmp_id);
 	*ids = list;
 	*n = count;
 	list = NULL;
