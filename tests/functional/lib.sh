@@ -65,7 +65,9 @@ start_daemon() {
 	"$THINFS" -f -o "$BASE_OPTS${1:+,$1}" "$S" "$M" >>"$WORK/log" 2>&1 &
 	PID=$!
 	for _ in $(seq 1 600); do
-		is_mounted && return 0
+		# A dead mount left by a killed daemon is listed too: wait until
+		# ours answers.
+		is_mounted && [ -f "$M/ctl" ] && return 0
 		kill -0 "$PID" 2>/dev/null || { PID=; diag "thinfs exited at start:"; tail -n 20 "$WORK/log" | sed 's/^/#   /'; return 1; }
 		sleep 0.1
 	done
@@ -73,14 +75,28 @@ start_daemon() {
 	return 1
 }
 
+# wait_exit [SECONDS]: wait for the daemon to exit by itself; one that
+# does not is killed and counts as a failure. Returns its exit status.
+wait_exit() {
+	local st
+	if ! timeout "${1:-120}" tail --pid="$PID" -f /dev/null; then
+		diag "thinfs did not exit within ${1:-120} s: killing it"
+		kill -9 "$PID" 2>/dev/null
+		abort_fuse
+	fi
+	wait "$PID" 2>/dev/null
+	st=$?
+	PID=
+	return $st
+}
+
 # stop_daemon: SIGTERM, wait, the mount must be gone.
 stop_daemon() {
+	local st
 	[ -n "$PID" ] || return 0
 	kill -TERM "$PID" 2>/dev/null
-	timeout 120 tail --pid="$PID" -f /dev/null
-	wait "$PID" 2>/dev/null
-	local st=$?
-	PID=
+	wait_exit 120
+	st=$?
 	! is_mounted || return 1
 	return $st
 }

@@ -28,7 +28,7 @@ ctl c unmount
 
 # fusermount3 -u ends the daemon in order too.
 fusermount3 -u "$M"; ok $? "fusermount3 -u"
-timeout 60 tail --pid="$PID" -f /dev/null; wait "$PID"; st=$?; PID=
+wait_exit 60; st=$?
 is "$st" "0" "the daemon exits cleanly"
 grep -q "pool .* closed" "$WORK/log"; ok $? "after closing the pool"
 
