@@ -377,18 +377,47 @@ static void tf_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	fuse_reply_err(req, 0);
 }
 
+/* For the log: the device a ctl or info file belongs to ("ctl"/"info"
+ * for the pool's own). */
+static const char *file_name(const struct node *n)
+{
+	switch (n->kind) {
+	case N_POOL_CTL:
+		return "ctl";
+	case N_POOL_INFO:
+		return "info";
+	default:
+		return n->dev.name;
+	}
+}
+
+/* A refusal that never reaches the engine (which logs its own). */
+static void log_refusal(fuse_req_t req, const char *op, const char *name, int err,
+			const char *why)
+{
+	log_info("%s '%s' (uid %u): refused: %s: %s", op, name,
+		 (unsigned)fuse_req_ctx(req)->uid, strerror(err), why);
+}
+
 /* The parent directory of a change by the namespace (rmdir, unlink,
  * rename): nothing changes inside an unmounted rootfs (EROFS), nor for a
  * caller who is not root (EPERM). */
-static int may_change(fuse_req_t req, fuse_ino_t parent, struct node *p)
+static int may_change(fuse_req_t req, const char *op, fuse_ino_t parent, const char *name,
+		      struct node *p)
 {
 	int r = get_node(ctx_of(req)->ds, parent, p);
 
 	if (r < 0)
 		return r;
-	if (p->kind == N_ROOTFS)
+	if (p->kind == N_ROOTFS) {
+		log_refusal(req, op, name, EROFS, "an unmounted rootfs is read-only");
 		return -EROFS;
-	return caller_is_root(req) ? 0 : -EPERM;
+	}
+	if (!caller_is_root(req)) {
+		log_refusal(req, op, name, EPERM, "only root changes the pool");
+		return -EPERM;
+	}
+	return 0;
 }
 
 static void tf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -403,12 +432,12 @@ static void tf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	if (r < 0)
 		goto err;
 	if (p.kind == N_ROOTFS) {
+		log_refusal(req, "mkdir", name, EROFS, "an unmounted rootfs is read-only");
 		r = -EROFS;
 		goto err;
 	}
 	if (!caller_is_root(req)) {
-		log_info("mkdir '%s': refused for uid %u: only root changes the pool", name,
-			 (unsigned)fuse_req_ctx(req)->uid);
+		log_refusal(req, "mkdir", name, EPERM, "only root changes the pool");
 		r = -EPERM;
 		goto err;
 	}
@@ -435,7 +464,7 @@ static void tf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct node p;
 	int r;
 
-	r = may_change(req, parent, &p);
+	r = may_change(req, "rmdir", parent, name, &p);
 	if (r < 0)
 		goto out;
 	if (strcmp(name, "ctl") == 0 || strcmp(name, "info") == 0) {
@@ -445,6 +474,8 @@ static void tf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (p.kind == N_DIR && strcmp(name, "rootfs") == 0) {
 		/* Part of `rm -r DEV`: accepted, changes nothing. */
 		r = p.dev.mount_count > 0 ? -EBUSY : 0;
+		if (r < 0)
+			log_refusal(req, "rmdir", p.dev.name, EBUSY, "its rootfs is mounted");
 		goto out;
 	}
 	r = child_ino(ds, &p, name, &ino);
@@ -461,7 +492,7 @@ static void tf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct node p;
 	int r;
 
-	r = may_change(req, parent, &p);
+	r = may_change(req, "unlink", parent, name, &p);
 	if (r < 0)
 		goto out;
 	if (strcmp(name, "ctl") == 0 || strcmp(name, "info") == 0) {
@@ -483,14 +514,16 @@ static void tf_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct node p;
 	int r;
 
-	r = may_change(req, parent, &p);
+	r = may_change(req, "rename", parent, name, &p);
 	if (r < 0)
 		goto out;
 	if (flags & RENAME_EXCHANGE) {
+		log_refusal(req, "rename", name, EINVAL, "devices cannot be exchanged");
 		r = -EINVAL;
 		goto out;
 	}
 	if (strcmp(name, "ctl") == 0 || strcmp(name, "info") == 0 || strcmp(name, "rootfs") == 0) {
+		log_refusal(req, "rename", name, EPERM, "ctl, info and rootfs keep their names");
 		r = -EPERM;
 		goto out;
 	}
@@ -499,6 +532,8 @@ static void tf_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		goto out;
 	if (newparent != parent) {
 		/* The tree is the snapshot genealogy: devices do not move. */
+		log_refusal(req, "rename", name, EXDEV,
+			    "a device stays in the directory of the device it was snapshotted from");
 		r = -EXDEV;
 		goto out;
 	}
@@ -507,37 +542,43 @@ out:
 	fuse_reply_err(req, -r);
 }
 
-static void refuse_create(fuse_req_t req, fuse_ino_t parent)
+static void refuse_create(fuse_req_t req, const char *op, fuse_ino_t parent, const char *name)
 {
 	struct node p;
 	int r = get_node(ctx_of(req)->ds, parent, &p);
 
-	fuse_reply_err(req, r < 0 ? -r : p.kind == N_ROOTFS ? EROFS : EPERM);
+	if (r == 0) {
+		r = p.kind == N_ROOTFS ? -EROFS : -EPERM;
+		log_refusal(req, op, name, -r, p.kind == N_ROOTFS ?
+			    "an unmounted rootfs is read-only" :
+			    "only devices (mkdir) are made in the pool");
+	}
+	fuse_reply_err(req, -r);
 }
 
 static void tf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-	(void)name, (void)mode, (void)rdev;
-	refuse_create(req, parent);
+	(void)mode, (void)rdev;
+	refuse_create(req, "mknod", parent, name);
 }
 
 static void tf_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-	(void)link, (void)name;
-	refuse_create(req, parent);
+	(void)link;
+	refuse_create(req, "symlink", parent, name);
 }
 
 static void tf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-	(void)ino, (void)newname;
-	refuse_create(req, newparent);
+	(void)ino;
+	refuse_create(req, "link", newparent, newname);
 }
 
 static void tf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
-	(void)name, (void)mode, (void)fi;
-	refuse_create(req, parent);
+	(void)mode, (void)fi;
+	refuse_create(req, "create", parent, name);
 }
 
 struct open_file {
@@ -563,6 +604,8 @@ static void tf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
 		if (!caller_is_root(req)) {
+			log_refusal(req, "open for writing", file_name(&n), EPERM,
+				    "only root changes the pool");
 			fuse_reply_err(req, EPERM);
 			return;
 		}
@@ -592,6 +635,7 @@ static void tf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
+	char *copy;
 
 	(void)ino;
 	if ((size_t)off >= of->len) {
@@ -600,7 +644,18 @@ static void tf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (size > of->len - (size_t)off)
 		size = of->len - (size_t)off;
-	fuse_reply_buf(req, of->text + off, size);
+	/* Reply from a buffer this thread owns: once the kernel has the
+	 * reply, the reader may close and another thread free of->text
+	 * while this writev is still returning, and ASan checks writev's
+	 * buffers after the call (a heap-use-after-free report). */
+	copy = malloc(size);
+	if (!copy) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memcpy(copy, of->text + off, size);
+	fuse_reply_buf(req, copy, size);
+	free(copy);
 }
 
 static void tf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -704,6 +759,7 @@ static void tf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		goto err;
 	}
 	if (!caller_is_root(req)) {
+		log_refusal(req, "write", file_name(&n), EPERM, "only root changes the pool");
 		r = -EPERM;
 		goto err;
 	}

@@ -11,6 +11,13 @@ out=$("$THINFS" -f -o "$BASE_OPTS,dm.basesize=ten" "$S" "$M" 2>&1)
 echo "$out" | grep -q "^thinfs: dm.basesize: invalid size 'ten'"; ok $? "a bad value names the key: $out"
 out=$("$THINFS" -f -o "$BASE_OPTS,dm.min_free_space=10" "$S" "$M" 2>&1)
 echo "$out" | grep -q "dm.min_free_space"; ok $? "a percentage without %% is refused: $out"
+out=$("$THINFS" -f -s -o "$BASE_OPTS" "$S" "$M" 2>&1); st=$?
+[ $st -ne 0 ] && ! is_mounted && echo "$out" | grep -q -- "-s is not supported"; ok $? "-s (single-threaded) is refused with a reason"
+out=$("$THINFS" -f -o "$BASE_OPTS" "$S" 2>&1); st=$?
+[ $st -ne 0 ] && echo "$out" | grep -q "usage"; ok $? "a missing mount point: usage, status $st"
+"$THINFS" --help | grep -q "dm.basesize"; ok $? "--help lists the dm options"
+"$THINFS" --version | grep -q "^thinfs [0-9]"; ok $? "--version"
+[ "$("$THINFS" --list-faults | wc -l)" -gt 5 ]; ok $? "--list-faults lists the crash points"
 
 start_daemon allow_other; ok $? "daemon with allow_other"
 mkdir "$M/a" "$M/a/b" "$M/c"
@@ -61,6 +68,7 @@ try:
   fd=os.open("'"$M"'/c/ctl", os.O_WRONLY); print("OK")
 except OSError as e: print(errno.errorcode[e.errno])')" "EPERM" "EPERM: writing ctl as a user who is not root"
 nobody ls "$M/a" >/dev/null && nobody cat "$M/a/info" >/dev/null; ok $? "other users may browse with allow_other"
+grep -q "rmdir 'c' (uid 65534): refused: Operation not permitted" "$WORK/log"; ok $? "a refusal that never reaches the engine is logged"
 stop_daemon; ok $? "stopped"
 
 # The free-space floor: use a little over 1% of the pool (8G), then ask
