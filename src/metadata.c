@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,9 +74,18 @@ int meta_write_atomic(const char *dir, const char *name, const char *data,
 		log_err("metadata %s: open directory: %s", dir, strerror(-r));
 		return r;
 	}
-	snprintf(tmp, sizeof(tmp), ".%.*s.tmp-%d-%ld", 200, name, (int)getpid(),
-		 (long)random());
-	fd = openat(dfd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	/* A restarted daemon may get the PID of the one that left a temp file
+	 * behind: a clash is retried with another random suffix. */
+	for (int tries = 0; tries < 8; tries++) {
+		unsigned long rnd;
+
+		if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+			rnd = (unsigned long)random() ^ ((unsigned long)time(NULL) << 16);
+		snprintf(tmp, sizeof(tmp), ".%.*s.tmp-%d-%lx", 200, name, (int)getpid(), rnd);
+		fd = openat(dfd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+		if (fd >= 0 || errno != EEXIST)
+			break;
+	}
 	if (fd < 0) {
 		r = -errno;
 		log_err("metadata %s/%s: create temp file: %s", dir, tmp, strerror(-r));
@@ -115,12 +125,17 @@ out:
 
 int meta_fsync_path(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
 
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
+	if (fd < 0) {
 		r = -errno;
+		log_err("fsync %s: open: %s", path, strerror(-r));
+		return r;
+	}
+	if (fsync(fd) < 0) {
+		r = -errno;
+		log_err("fsync %s: %s", path, strerror(-r));
+	}
 	close(fd);
 	return r;
 }
@@ -129,10 +144,13 @@ int meta_mkdir_p(const char *path, int mode)
 {
 	char buf[PATH_MAX];
 	size_t len = strlen(path);
+	struct stat st;
 	int r = 0;
 
-	if (len == 0 || len >= sizeof(buf))
+	if (len == 0 || len >= sizeof(buf)) {
+		log_err("mkdir '%s': empty or too long a path", path);
 		return -EINVAL;
+	}
 	memcpy(buf, path, len + 1);
 	for (char *p = buf + 1; ; p++) {
 		if (*p != '/' && *p != '\0')
@@ -144,13 +162,17 @@ int meta_mkdir_p(const char *path, int mode)
 			char *slash = strrchr(buf, '/');
 
 			/* Make the new entry durable in its parent. */
-			if (slash && slash != buf) {
-				*slash = '\0';
-				meta_fsync_path(buf);
-				*slash = '/';
+			if (!slash) {
+				r = meta_fsync_path(".");
+			} else if (slash == buf) {
+				r = meta_fsync_path("/");
 			} else {
-				meta_fsync_path("/");
+				*slash = '\0';
+				r = meta_fsync_path(buf);
+				*slash = '/';
 			}
+			if (r < 0)
+				return r;
 		} else if (errno != EEXIST) {
 			r = -errno;
 			log_err("mkdir %s: %s", buf, strerror(-r));
@@ -160,7 +182,17 @@ int meta_mkdir_p(const char *path, int mode)
 		if (!saved)
 			break;
 	}
-	return r;
+	/* EEXIST may have been a file of that name. */
+	if (stat(path, &st) < 0) {
+		r = -errno;
+		log_err("mkdir %s: stat: %s", path, strerror(-r));
+		return r;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		log_err("mkdir %s: exists and is not a directory", path);
+		return -ENOTDIR;
+	}
+	return 0;
 }
 
 /* Read dir/name into a parsed JSON object. -ENOENT, -EUCLEAN (logged). */
@@ -171,7 +203,7 @@ static int load_object(const char *dir, const char *name, struct json_object **o
 	struct json_object *obj = NULL;
 	char *buf = NULL;
 	ssize_t n;
-	size_t len = 0;
+	size_t len = 0, end;
 	int fd, r;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -213,13 +245,33 @@ static int load_object(const char *dir, const char *name, struct json_object **o
 		goto out;
 	}
 	obj = json_tokener_parse_ex(tok, buf, (int)len);
+	end = obj ? json_tokener_get_parse_end(tok) : len;
+	if (!obj && json_tokener_get_error(tok) == json_tokener_continue) {
+		/* A bare number or literal waits for a delimiter: the end of
+		 * the file is one. Objects and arrays stay unfinished. */
+		obj = json_tokener_parse_ex(tok, "", 1);
+	}
 	if (!obj) {
 		enum json_tokener_error e = json_tokener_get_error(tok);
 
 		r = -EUCLEAN;
-		log_err("metadata %s: not valid JSON: %s", path,
-			e == json_tokener_continue ? "truncated" : json_tokener_error_desc(e));
+		if (e == json_tokener_success)
+			log_err("metadata %s: not a JSON object (null)", path);
+		else
+			log_err("metadata %s: not valid JSON: %s", path,
+				e == json_tokener_continue || e == json_tokener_error_parse_eof ?
+				"truncated" : json_tokener_error_desc(e));
 		goto out;
+	}
+	for (; end < len; end++) {
+		char c = buf[end];
+
+		if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+			r = -EUCLEAN;
+			log_err("metadata %s: unexpected data after the JSON value at byte %zu",
+				path, end);
+			goto out;
+		}
 	}
 	if (!json_object_is_type(obj, json_type_object)) {
 		r = -EUCLEAN;
@@ -326,9 +378,13 @@ static int save_object(const char *dir, const char *name, struct json_object *ob
 /* json_object_object_add that reports allocation failure. */
 static int add(struct json_object *o, const char *key, struct json_object *v)
 {
-	if (!v && key)
+	if (!v)
 		return -ENOMEM;
-	return json_object_object_add(o, key, v) == 0 ? 0 : -ENOMEM;
+	if (json_object_object_add(o, key, v) < 0) {
+		json_object_put(v);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 static int check_name(const char *dir, const char *name, const char *what)
@@ -423,10 +479,7 @@ int meta_device_remove(const char *dir, const char *name)
 			log_err("metadata %s: unlink: %s", path, strerror(-r));
 		return r;
 	}
-	r = meta_fsync_path(dir);
-	if (r < 0)
-		log_err("metadata %s: fsync directory: %s", dir, strerror(-r));
-	return r;
+	return meta_fsync_path(dir);
 }
 
 static int cmp_names(const void *a, const void *b)
@@ -457,8 +510,11 @@ int meta_device_list(const char *dir, char ***names, size_t *n)
 			continue;
 		if (e->d_name[0] == '.') {
 			if (unlinkat(dirfd(d), e->d_name, 0) == 0)
-				log_info("metadata %s/%s: removed a temp file left by an interrupted write",
+				log_info("metadata %s/%s: removed a stale temp file from an interrupted write",
 					 dir, e->d_name);
+			else
+				log_warn("metadata %s/%s: stale temp file: unlink: %s",
+					 dir, e->d_name, strerror(errno));
 			continue;
 		}
 		if (!valid_file_name(e->d_name)) {
@@ -609,7 +665,11 @@ static char *to_text(struct json_object *o, int r)
 /* add() for values that may legitimately be JSON null. */
 static int add_nullable(struct json_object *o, const char *key, struct json_object *v)
 {
-	return json_object_object_add(o, key, v) == 0 ? 0 : -ENOMEM;
+	if (json_object_object_add(o, key, v) < 0) {
+		json_object_put(v);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 char *meta_device_info_json(const struct ds_device_info *d)

@@ -8,7 +8,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,54 +57,49 @@ static int refuse(char *err, size_t errlen, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(err, errlen, fmt, ap);
 		va_end(ap);
+		/* The message quotes the user's value; keep it one line. */
+		for (char *c = err; *c; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				*c = '?';
 	}
 	return -EINVAL;
 }
 
+/* Go's units.RAMInBytes matches ^(\d+(\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$
+ * and then hands the number to strconv.ParseFloat, which refuses a second
+ * fraction ("1.5.5"); so: digits, at most one fraction, one optional space,
+ * an optional binary unit, optional i, optional b. The result must fit the
+ * engine's int64, as it did there. */
 int parse_size(const char *s, uint64_t *out)
 {
 	const char *p = s;
-	uint64_t whole = 0, mult = 1;
+	uint64_t whole = 0, mult = 1, frac_bytes, total;
 	double frac = 0, scale = 0.1;
-	bool digits = false;
 
-	if (!s)
+	if (!s || !isdigit((unsigned char)*p))
 		return -EINVAL;
-	while (isdigit((unsigned char)*p)) {
+	for (; isdigit((unsigned char)*p); p++) {
 		if (whole > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
 			return -EINVAL;
 		whole = whole * 10 + (uint64_t)(*p - '0');
-		digits = true;
-		p++;
 	}
-	if (!digits)
-		return -EINVAL;
-	/* RAMInBytes accepts groups like "1.5" (and, oddly, "1.5.5"); only the
-	 * first fraction counts. */
-	while (*p == '.') {
-		bool fdigits = false;
-
+	if (*p == '.') {
 		p++;
-		while (isdigit((unsigned char)*p)) {
-			if (scale > 1e-12) {
-				frac += (*p - '0') * scale;
-				scale /= 10;
-			}
-			fdigits = true;
-			p++;
-		}
-		if (!fdigits)
+		if (!isdigit((unsigned char)*p))
 			return -EINVAL;
-		scale = 0; /* later groups are ignored */
+		for (; isdigit((unsigned char)*p); p++) {
+			frac += (*p - '0') * scale;
+			scale /= 10;
+		}
 	}
 	if (*p == ' ')
 		p++;
-	switch (tolower((unsigned char)*p)) {
-	case 'k': mult = KiB; p++; break;
-	case 'm': mult = MiB; p++; break;
-	case 'g': mult = GiB; p++; break;
-	case 't': mult = 1024 * GiB; p++; break;
-	case 'p': mult = 1024 * 1024 * GiB; p++; break;
+	switch (*p) {
+	case 'k': case 'K': mult = KiB; p++; break;
+	case 'm': case 'M': mult = MiB; p++; break;
+	case 'g': case 'G': mult = GiB; p++; break;
+	case 't': case 'T': mult = 1024 * GiB; p++; break;
+	case 'p': case 'P': mult = 1024 * 1024 * GiB; p++; break;
 	default: break;
 	}
 	if (*p == 'i' || *p == 'I')
@@ -114,9 +108,16 @@ int parse_size(const char *s, uint64_t *out)
 		p++;
 	if (*p)
 		return -EINVAL;
-	if (whole > UINT64_MAX / mult)
+	if (whole > (uint64_t)INT64_MAX / mult)
 		return -EINVAL;
-	*out = whole * mult + (uint64_t)(frac * (double)mult);
+	/* frac < 1, so this stays below mult; truncated as Go's int64(). */
+	frac_bytes = (uint64_t)(frac * (double)mult);
+	if (frac_bytes >= mult)
+		frac_bytes = mult - 1;
+	total = whole * mult + frac_bytes;
+	if (total > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	*out = total;
 	return 0;
 }
 

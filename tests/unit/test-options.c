@@ -23,23 +23,78 @@ static int set1(struct ds_options *o, const char *key, const char *value)
 	return options_set(o, key, value, err, sizeof(err));
 }
 
+/* Every key given a good value that is not its default, so a refusal
+ * that touched any field would show. */
+static const char populate[] =
+	"backend=dm,dm.basesize=20G,dm.loopdatasize=200G,dm.loopmetadatasize=4G,dm.fs=ext4,"
+	"dm.mkfsarg=-m0,dm.mountopt=noatime,dm.datadev=/dev/sdb,dm.metadatadev=/dev/sdc,"
+	"dm.thinpooldev=pool,dm.blkdiscard=false,dm.blocksize=128K,dm.override_udev_sync_check=1,"
+	"dm.use_deferred_removal=true,dm.use_deferred_deletion=T,dm.min_free_space=5%,"
+	"dm.xfs_nospace_max_retries=3,dm.libdm_log_level=6";
+
+static int same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static int same(const struct ds_options *a, const struct ds_options *b)
+{
+	if (a->backend != b->backend || a->base_size != b->base_size ||
+	    a->base_size_set != b->base_size_set || a->loop_data_size != b->loop_data_size ||
+	    a->loop_data_size_set != b->loop_data_size_set ||
+	    a->loop_metadata_size != b->loop_metadata_size ||
+	    a->loop_metadata_size_set != b->loop_metadata_size_set || strcmp(a->fs, b->fs) != 0 ||
+	    a->n_mkfs_args != b->n_mkfs_args || !same_str(a->mount_opt, b->mount_opt) ||
+	    !same_str(a->data_dev, b->data_dev) || !same_str(a->metadata_dev, b->metadata_dev) ||
+	    !same_str(a->thinpool_dev, b->thinpool_dev) || a->blk_discard != b->blk_discard ||
+	    a->block_size != b->block_size ||
+	    a->override_udev_sync_check != b->override_udev_sync_check ||
+	    a->deferred_removal != b->deferred_removal || a->deferred_deletion != b->deferred_deletion ||
+	    a->min_free_space != b->min_free_space ||
+	    a->xfs_nospace_max_retries != b->xfs_nospace_max_retries ||
+	    a->xfs_nospace_max_retries_set != b->xfs_nospace_max_retries_set ||
+	    a->libdm_log_level != b->libdm_log_level)
+		return 0;
+	for (size_t i = 0; i < a->n_mkfs_args; i++)
+		if (strcmp(a->mkfs_args[i], b->mkfs_args[i]) != 0)
+			return 0;
+	return 1;
+}
+
+/* key=value is refused with a message that starts with the key, on a
+ * struct that holds defaults and on one where every key was set: neither
+ * changes. */
 static void refused(const char *key, const char *value)
 {
 	struct ds_options o, before;
-	int r;
+	char pre[sizeof(err)], shown[64];
+	int r1, r2, unchanged;
 
 	options_init(&o);
 	options_init(&before);
-	r = options_set(&o, key, value, err, sizeof(err));
-	ok(r == -EINVAL && strncmp(err, key, strlen(key)) == 0,
-	   "%s=%s refused, message names the key (%s)", key, value ? value : "(none)", err);
-	ok(memcmp(&o.base_size, &before.base_size, sizeof(o.base_size)) == 0 &&
-	   o.loop_data_size == before.loop_data_size && o.min_free_space == before.min_free_space &&
-	   o.block_size == before.block_size && o.blk_discard == before.blk_discard &&
-	   o.fs[0] == '\0' && o.n_mkfs_args == 0 && !o.mount_opt && !o.thinpool_dev &&
-	   o.libdm_log_level == before.libdm_log_level && !o.xfs_nospace_max_retries_set,
-	   "%s=%s left the options unchanged", key, value ? value : "(none)");
+	r1 = options_set(&o, key, value, err, sizeof(err));
+	unchanged = same(&o, &before);
 	options_free(&o);
+	options_free(&before);
+
+	options_init(&o);
+	options_init(&before);
+	options_parse_list(&o, populate, pre, sizeof(pre));
+	options_parse_list(&before, populate, pre, sizeof(pre));
+	r2 = options_set(&o, key, value, err, sizeof(err));
+	unchanged = unchanged && same(&o, &before);
+	options_free(&o);
+	options_free(&before);
+
+	/* The value as TAP can show it on one line. */
+	snprintf(shown, sizeof(shown), "%s", value ? value : "(none)");
+	for (char *c = shown; *c; c++)
+		if ((unsigned char)*c < 0x20)
+			*c = '?';
+	ok(r1 == -EINVAL && r2 == -EINVAL && strncmp(err, key, strlen(key)) == 0 &&
+	   err[strlen(key)] == ':' && !strchr(err, '\n'),
+	   "%s=%s refused, one-line message starts with the key (%s)", key, shown, err);
+	ok(unchanged, "%s=%s left the options unchanged", key, shown);
 }
 
 static void size_is(const char *s, unsigned long long want)
@@ -95,6 +150,12 @@ int main(void)
 	size_is("64K", 65536);
 	size_is("2t", 2048 * GiB);
 	size_is("1p", 1024ULL * 1024 * GiB);
+	size_is("0.1k", 102);
+	size_is("10 ", 10);
+	size_is("10 b", 10);
+	size_is("1.25MiB", 1310720);
+	size_is("8191P", 8191ULL * 1024 * 1024 * GiB);
+	size_is("9223372036854775807", 9223372036854775807ULL);
 	size_bad("");
 	size_bad("G");
 	size_bad("10X");
@@ -103,6 +164,15 @@ int main(void)
 	size_bad("10GBB");
 	size_bad("99999999999P");
 	size_bad("18446744073709551616");
+	size_bad("8192P");
+	size_bad("9223372036854775808");
+	size_bad("1.5.5G");
+	size_bad("1.G");
+	size_bad(".5G");
+	size_bad("10  G");
+	size_bad(" 10G");
+	size_bad("10E");
+	size_bad("10BG");
 
 	/* Bools: Go's spellings only. */
 	const char *yes[] = { "1", "t", "T", "TRUE", "true", "True" };
@@ -144,12 +214,51 @@ int main(void)
 	ok(set1(&o, "dm.xfs_nospace_max_retries", "7") == 0 && o.xfs_nospace_max_retries == 7 &&
 	   o.xfs_nospace_max_retries_set, "dm.xfs_nospace_max_retries=7");
 	ok(set1(&o, "dm.libdm_log_level", "7") == 0 && o.libdm_log_level == 7, "dm.libdm_log_level=7");
+	ok(set1(&o, "dm.libdm_log_level", "2") == 0 && o.libdm_log_level == 2, "dm.libdm_log_level=2");
+	ok(set1(&o, "backend", "auto") == 0 && o.backend == TF_BACKEND_AUTO, "backend=auto");
+	ok(set1(&o, "dm.thinpooldev", "docker-pool") == 0 && strcmp(o.thinpool_dev, "docker-pool") == 0,
+	   "dm.thinpooldev without /dev/mapper/");
+	ok(set1(&o, "dm.blocksize", "64K") == 0 && o.block_size == 65536 &&
+	   set1(&o, "dm.blocksize", "1G") == 0 && o.block_size == 1024 * 1024 * 1024,
+	   "dm.blocksize limits 64K and 1G accepted");
+	ok(set1(&o, "dm.loopmetadatasize", "1.5G") == 0 && o.loop_metadata_size == 3 * GiB / 2 &&
+	   o.loop_metadata_size_set, "dm.loopmetadatasize=1.5G");
+	ok(set1(&o, "dm.basesize", "10GiB") == 0 && o.base_size == 10 * GiB, "dm.basesize=10GiB");
+	ok(set1(&o, "dm.xfs_nospace_max_retries", "0") == 0 && o.xfs_nospace_max_retries == 0 &&
+	   o.xfs_nospace_max_retries_set, "dm.xfs_nospace_max_retries=0 is set (0 = retry forever)");
+	ok(set1(&o, "dm.mkfsarg", "-m0") == 0 && options_set(&o, "dm.mkfsarg", "-i 8192", err, sizeof(err)) == 0 &&
+	   options_set(&o, "dm.mkfsarg", "-L x", err, sizeof(err)) == 0 && o.n_mkfs_args == 3 &&
+	   strcmp(o.mkfs_args[0], "-m0") == 0 && strcmp(o.mkfs_args[2], "-L x") == 0,
+	   "dm.mkfsarg three times keeps all three in order");
 
 	/* Every key, bad values. */
 	refused("backend", "lvm");
 	refused("dm.basesize", "ten");
 	refused("dm.basesize", "0");
 	refused("dm.basesize", NULL);
+	refused("dm.basesize", "-1G");
+	refused("dm.basesize", "99999999999P");
+	refused("dm.loopdatasize", "0G");
+	refused("dm.loopmetadatasize", "0");
+	refused("dm.fs", "XFS");
+	refused("dm.fs", "");
+	refused("dm.fs", "ext4\nxfs");
+	refused("dm.datadev", "");
+	refused("dm.metadatadev", "");
+	refused("dm.thinpooldev", "");
+	refused("backend", "");
+	refused("dm.blocksize", "0");
+	refused("dm.blocksize", "1T");
+	refused("dm.blocksize", "64X");
+	refused("dm.min_free_space", "-1%");
+	refused("dm.min_free_space", "150%");
+	refused("dm.min_free_space", "10%%");
+	refused("dm.min_free_space", " 10%");
+	refused("dm.xfs_nospace_max_retries", "");
+	refused("dm.xfs_nospace_max_retries", "1.5");
+	refused("dm.libdm_log_level", "3x");
+	refused("dm.libdm_log_level", "");
+	refused("dm.blkdiscard", "Yes");
 	refused("dm.loopdatasize", "10X");
 	refused("dm.loopmetadatasize", "");
 	refused("dm.fs", "btrfs");
@@ -175,7 +284,9 @@ int main(void)
 	refused("dm.libdm_log_level", "1");
 	refused("dm.libdm_log_level", "8");
 	refused("dm.foo", "1");
-	ok(strstr(err, "unknown option") != NULL, "unknown key: \"%s\"", err);
+	ok(strstr(err, "dm.foo: unknown option") != NULL, "unknown key named in the message: \"%s\"", err);
+	refused("basesize", "10G");
+	refused("dm.BASESIZE", "10G");
 
 	/* Lists, as in -o. */
 	options_free(&o);
@@ -184,7 +295,15 @@ int main(void)
 	   o.base_size == 20 * GiB && strcmp(o.fs, "ext4") == 0 && o.backend == TF_BACKEND_REFLINK,
 	   "a list of three keys");
 	ok(options_parse_list(&o, "dm.loopdatasize=1G,dm.bogus=1,dm.fs=xfs", err, sizeof(err)) == -EINVAL &&
-	   strstr(err, "dm.bogus") && strcmp(o.fs, "ext4") == 0, "a list stops at the bad key and names it");
+	   strncmp(err, "dm.bogus", 8) == 0 && strcmp(o.fs, "ext4") == 0,
+	   "a list stops at the bad key and names it (%s)", err);
+	ok(options_parse_list(&o, "dm.basesize=30G,dm.blocksize=3K,dm.fs=xfs", err, sizeof(err)) == -EINVAL &&
+	   strncmp(err, "dm.blocksize", 12) == 0 && o.base_size == 30 * GiB && strcmp(o.fs, "ext4") == 0,
+	   "a bad value in the middle stops the list there (%s)", err);
+	ok(options_parse_list(&o, "dm.mkfsarg=-K,dm.mountopt=nouuid,dm.mountopt=noatime", err, sizeof(err)) == 0 &&
+	   o.n_mkfs_args == 1 && strcmp(o.mount_opt, "nouuid,noatime") == 0, "repeated keys in one list");
+	ok(options_parse_list(&o, "dm.basesize", err, sizeof(err)) == -EINVAL &&
+	   strncmp(err, "dm.basesize", 11) == 0, "a key without a value is refused (%s)", err);
 
 	/* Combinations. */
 	options_free(&o);
@@ -197,6 +316,21 @@ int main(void)
 	options_set(&o, "dm.thinpooldev", "pool", err, sizeof(err));
 	ok(options_validate(&o, err, sizeof(err)) == -EINVAL && strncmp(err, "dm.thinpooldev", 14) == 0,
 	   "dm.thinpooldev with dm.datadev refused");
+	options_free(&o);
+	options_init(&o);
+	options_set(&o, "dm.metadatadev", "/dev/sdc", err, sizeof(err));
+	ok(options_validate(&o, err, sizeof(err)) == -EINVAL && strncmp(err, "dm.metadatadev", 14) == 0,
+	   "dm.metadatadev without dm.datadev refused (%s)", err);
+	options_free(&o);
+	options_init(&o);
+	ok(options_validate(&o, err, sizeof(err)) == 0, "the defaults validate");
+	options_set(&o, "dm.thinpooldev", "pool", err, sizeof(err));
+	ok(options_validate(&o, err, sizeof(err)) == 0, "dm.thinpooldev alone validates");
+	options_free(&o);
+	options_init(&o);
+	options_parse_list(&o, "dm.datadev=/dev/sdb,dm.metadatadev=/dev/sdc,dm.loopdatasize=1G", err, sizeof(err));
+	ok(options_validate(&o, err, sizeof(err)) == 0,
+	   "dm.loopdatasize with dm.datadev is only a warning, not a refusal");
 	options_free(&o);
 	options_free(&o);
 	ok(o.mount_opt == NULL && o.n_mkfs_args == 0, "options_free twice is safe");
@@ -216,8 +350,16 @@ int main(void)
 		n = fread(help, 1, sizeof(help) - 1, f);
 		help[n] = '\0';
 		fclose(f);
-		for (int i = 0; keys[i]; i++)
-			ok(strstr(help, keys[i]) != NULL, "--help lists %s", keys[i]);
+		for (int i = 0; keys[i]; i++) {
+			char want[64], *line;
+
+			snprintf(want, sizeof(want), "    -o %s=", keys[i]);
+			line = strstr(help, want);
+			ok(line && strstr(line, "(default") && strstr(line, "(default") < strchr(line, '\n'),
+			   "--help has a line for %s with its default", keys[i]);
+		}
+		ok(strstr(help, "(default 10G)") && strstr(help, "(default 100G)") && strstr(help, "(default 2G)") &&
+		   strstr(help, "(default 64K)") && strstr(help, "(default 10%)"), "--help shows the default sizes");
 	}
 	return tap_done();
 }
