@@ -211,7 +211,11 @@ static int load_table(int type, const char *name, uint64_t sectors, const char *
 
 /* ------------------------------------------------------------------ */
 
-static int size_file(const char *path, uint64_t want, const char *what)
+/* Make a loopback file of `want` bytes, or grow an existing one to it when
+ * the size was asked for (`asked`): a restart without dm.loop*size keeps
+ * the file as it is rather than growing it to the default. Never shrinks.
+ * 1 when an existing file grew (the pool must take the new size). */
+static int size_file(const char *path, uint64_t want, bool asked, const char *what)
 {
 	struct stat st;
 	int fd, r = 0;
@@ -224,12 +228,17 @@ static int size_file(const char *path, uint64_t want, const char *what)
 	}
 	if (fstat(fd, &st) < 0) {
 		r = -errno;
+		log_err("dm pool: stat %s file %s: %s", what, path, strerror(-r));
+	} else if (st.st_size != 0 && !asked) {
+		/* An existing pool keeps its size. */
 	} else if ((uint64_t)st.st_size < want) {
 		if (ftruncate(fd, (off_t)want) < 0) {
 			r = -errno;
 			log_err("dm pool: grow %s file %s: %s", what, path, strerror(-r));
 		} else if (st.st_size) {
-			log_info("dm pool: %s file %s grown to %" PRIu64 " bytes", what, path, want);
+			log_info("dm pool: %s file %s grown from %jd to %" PRIu64 " bytes", what,
+				 path, (intmax_t)st.st_size, want);
+			r = 1;
 		}
 	} else if ((uint64_t)st.st_size > want) {
 		log_warn("dm pool: %s file %s is larger than asked (%jd bytes): it is never shrunk",
@@ -322,6 +331,18 @@ static void dm_close(struct pool *p)
 	dm_lib_release();
 }
 
+/* Replace an active device's table by one of `sectors`: reload, suspend, resume. */
+static int reload(const char *name, uint64_t sectors, const char *target, const char *params)
+{
+	int r = load_table(DM_DEVICE_RELOAD, name, sectors, target, params);
+
+	if (r == 0)
+		r = simple_task(DM_DEVICE_SUSPEND, name, false);
+	if (r == 0)
+		r = simple_task(DM_DEVICE_RESUME, name, true);
+	return r;
+}
+
 static int dm_open(const struct pool_config *cfg, struct pool **out)
 {
 	const struct ds_options *o = cfg->opts;
@@ -330,6 +351,7 @@ static int dm_open(const struct pool_config *cfg, struct pool **out)
 	char params[1024], dir[PATH_MAX];
 	uint64_t sectors, tid, mu, mt, du, dt;
 	unsigned major_v, minor_v, patch_v;
+	bool grown = false;
 	int r;
 
 	setup_libdm(o->libdm_log_level);
@@ -391,10 +413,14 @@ static int dm_open(const struct pool_config *cfg, struct pool **out)
 			goto fail;
 		snprintf(p->data_path, sizeof(p->data_path), "%s/data", dir);
 		snprintf(p->meta_path, sizeof(p->meta_path), "%s/metadata", dir);
-		r = size_file(p->data_path, o->loop_data_size, "data");
-		if (r == 0)
-			r = size_file(p->meta_path, o->loop_metadata_size, "metadata");
-		if (r == 0)
+		r = size_file(p->data_path, o->loop_data_size, o->loop_data_size_set, "data");
+		if (r >= 0) {
+			grown = r == 1;
+			r = size_file(p->meta_path, o->loop_metadata_size, o->loop_metadata_size_set,
+				      "metadata");
+			grown = grown || r == 1;
+		}
+		if (r >= 0)
 			r = attach_file(p->data_path, p->data_loop, sizeof(p->data_loop));
 		if (r == 0)
 			r = attach_file(p->meta_path, p->meta_loop, sizeof(p->meta_loop));
@@ -408,6 +434,20 @@ static int dm_open(const struct pool_config *cfg, struct pool **out)
 		goto fail;
 	if (r == 1) {
 		log_info("dm pool: %s is already active (a previous run): reusing it", p->name);
+		if (grown) {
+			/* The loop devices already have the new capacity
+			 * (attach_file); the pool takes it at a reload. */
+			r = dev_sectors(p->data_dev, &sectors);
+			if (r < 0)
+				goto fail;
+			pool_table_params(p, params, sizeof(params));
+			r = reload(p->name, sectors, "thin-pool", params);
+			if (r < 0) {
+				log_err("dm pool %s: reload with the grown loopback files: %s", p->name,
+					strerror(-r));
+				goto fail;
+			}
+		}
 	} else {
 		r = dev_sectors(p->data_dev, &sectors);
 		if (r < 0)
@@ -667,18 +707,6 @@ static int dm_dev_status(struct pool *p, const char *name, uint32_t dev_id, stru
 	return 0;
 }
 
-/* Replace an active device's table by one of `sectors`: reload, suspend, resume. */
-static int reload(const char *name, uint64_t sectors, const char *target, const char *params)
-{
-	int r = load_table(DM_DEVICE_RELOAD, name, sectors, target, params);
-
-	if (r == 0)
-		r = simple_task(DM_DEVICE_SUSPEND, name, false);
-	if (r == 0)
-		r = simple_task(DM_DEVICE_RESUME, name, true);
-	return r;
-}
-
 static int dm_resize_thin(struct pool *p, const char *name, uint32_t dev_id, uint64_t new_size)
 {
 	struct dm_info info;
@@ -738,8 +766,8 @@ static int dm_resize_pool(struct pool *p, uint64_t new_size)
 			p->name, new_size, (intmax_t)st.st_size);
 		return -EINVAL;
 	}
-	r = size_file(p->data_path, new_size, "data");
-	if (r == 0)
+	r = size_file(p->data_path, new_size, true, "data");
+	if (r >= 0)
 		r = loop_set_capacity(p->data_loop);
 	if (r == 0)
 		r = dev_sectors(p->data_dev, &sectors);

@@ -88,7 +88,11 @@ static bool is_mounted(const char *path)
 	return found;
 }
 
-static int size_data_file(const char *path, uint64_t want)
+/* Make the store's data file of `want` bytes, or grow an existing one to it
+ * when dm.loopdatasize was given (`asked`): a restart without the option
+ * keeps the store's size rather than growing it to the default. Never
+ * shrinks. 1 when an existing file grew (its XFS must be grown too). */
+static int size_data_file(const char *path, uint64_t want, bool asked)
 {
 	struct stat st;
 	int fd, r = 0;
@@ -101,24 +105,47 @@ static int size_data_file(const char *path, uint64_t want)
 	}
 	if (fstat(fd, &st) < 0) {
 		r = -errno;
+		log_err("reflink pool: stat data file %s: %s", path, strerror(-r));
 		goto out;
 	}
+	if (st.st_size != 0 && !asked)
+		goto out;
 	if ((uint64_t)st.st_size < want) {
 		if (ftruncate(fd, (off_t)want) < 0) {
 			r = -errno;
 			log_err("reflink pool: grow data file %s: %s", path, strerror(-r));
 			goto out;
 		}
-		if (st.st_size)
+		if (st.st_size) {
 			log_info("reflink pool: data file %s grown from %jd to %" PRIu64 " bytes",
 				 path, (intmax_t)st.st_size, want);
+			r = 1;
+		}
 	} else if ((uint64_t)st.st_size > want) {
 		log_warn("reflink pool: data file %s is %jd bytes, more than dm.loopdatasize asks: it is never shrunk",
 			 path, (intmax_t)st.st_size);
 	}
-	fsync(fd);
+	if (fsync(fd) < 0) {
+		r = -errno;
+		log_err("reflink pool: fsync data file %s: %s", path, strerror(-r));
+	}
 out:
 	close(fd);
+	return r;
+}
+
+/* The data file grew at this start: the loop device and the store follow. */
+static int grow_store(struct pool *p)
+{
+	int r = loop_set_capacity(p->data_loop);
+
+	if (r == 0)
+		r = fsutil_grow(p->data_loop, "xfs", p->store);
+	if (r < 0)
+		log_err("reflink pool: grow the image store %s to the data file's new size: %s",
+			p->store, strerror(-r));
+	else
+		log_info("reflink pool: image store %s grown with its data file", p->store);
 	return r;
 }
 
@@ -126,6 +153,7 @@ out:
 static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 {
 	char dir[PATH_MAX], type[32], uuid[64];
+	bool grown;
 	int r;
 
 	snprintf(dir, sizeof(dir), "%s/devicemapper", cfg->state_dir);
@@ -133,9 +161,10 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 	if (r < 0)
 		return r;
 	snprintf(p->data_file, sizeof(p->data_file), "%s/data", dir);
-	r = size_data_file(p->data_file, cfg->opts->loop_data_size);
+	r = size_data_file(p->data_file, cfg->opts->loop_data_size, cfg->opts->loop_data_size_set);
 	if (r < 0)
 		return r;
+	grown = r == 1;
 	r = loop_find(p->data_file, p->data_loop, sizeof(p->data_loop));
 	if (r < 0) {
 		log_err("reflink pool: find loop device of %s: %s", p->data_file, strerror(-r));
@@ -156,7 +185,7 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 	if (is_mounted(p->store)) {
 		log_info("reflink pool: image store already mounted on %s", p->store);
 		p->we_mounted = true;
-		return 0;
+		return grown ? grow_store(p) : 0;
 	}
 	r = fsutil_probe(p->data_loop, type, sizeof(type), uuid, sizeof(uuid));
 	if (r == -ENODATA) {
@@ -183,7 +212,7 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 	if (mount(NULL, p->store, NULL, MS_PRIVATE, NULL) < 0)
 		log_warn("reflink pool: make %s a private mount: %s", p->store, strerror(errno));
 	log_info("reflink pool: image store %s mounted on %s", p->data_loop, p->store);
-	return 0;
+	return grown ? grow_store(p) : 0;
 }
 
 /* Remove clones a crash left half made. */

@@ -32,6 +32,23 @@ wait_exit 60; st=$?
 is "$st" "0" "the daemon exits cleanly"
 grep -q "pool .* closed" "$WORK/log"; ok $? "after closing the pool"
 
+# As /etc/fstab starts it: mount.fuse3 runs `thinfs STATEDIR MOUNTPOINT -o
+# OPTS` with mount(8)'s own options mixed in, and thinfs goes to the
+# background. umount -l (or SIGTERM) ends it in order.
+if command -v mount.fuse3 >/dev/null; then
+	mount.fuse3 "$THINFS#$S" "$M" -o "rw,dev,suid,noauto,_netdev,x-systemd.automount,$BASE_OPTS"
+	ok $? "mount.fuse3 with mount(8)'s options starts it"
+	PID=$(pgrep -f -- "$THINFS $S $M" | head -1)
+	[ -n "$PID" ] && is_mounted && [ -f "$M/a/ctl" ]; ok $? "in the background (pid ${PID:-none}), tree there"
+	ctl a mount; is "$(cat "$M/a/rootfs/file")" "keep" "a device mounts, with its data"
+	umount "$M" 2>/dev/null; ok $((!$?)) "a plain umount is refused while a device is mounted"
+	umount -l "$M"; ok $? "umount -l"
+	timeout 60 tail --pid="$PID" -f /dev/null; ok $? "ends the daemon"
+	PID=
+	! is_mounted && ! grep -q " $M/a/rootfs " /proc/self/mountinfo; ok $? "nothing left mounted"
+	is "$(losetup -a | grep -c "$S/")" "0" "no loop device left on the state directory"
+fi
+
 # An xfs pool: a mounted device grows online (xfs_growfs).
 rm -rf "$S"; mkdir -p "$S"
 BASE_OPTS="backend=$BACKEND,dm.loopdatasize=8G,dm.basesize=512M,dm.fs=xfs"
@@ -55,4 +72,24 @@ ctl big unmount
 stop_daemon
 out=$("$THINFS" -f -o "backend=$BACKEND,dm.basesize=256M" "$S" "$M" 2>&1); st=$?
 [ $st -ne 0 ] && echo "$out" | grep -q "cannot shrink"; ok $? "a smaller dm.basesize is refused"
+
+# The loopback data file keeps its size across restarts unless
+# dm.loopdatasize asks for more (not grown to the 100G default).
+GiB=$((1024 * 1024 * 1024))
+is "$(stat -c %s "$S/devicemapper/data")" $((8 * GiB)) "the refused start left the data file at 8G"
+BASE_OPTS="backend=$BACKEND,dm.basesize=1G,dm.fs=xfs"
+start_daemon; ok $? "restart without dm.loopdatasize"
+is "$(stat -c %s "$S/devicemapper/data")" $((8 * GiB)) "the data file keeps its 8G"
+total0=$(jq .data.total "$M/info")
+stop_daemon
+start_daemon dm.loopdatasize=12G; ok $? "restart with dm.loopdatasize=12G"
+is "$(stat -c %s "$S/devicemapper/data")" $((12 * GiB)) "the data file grew to 12G"
+total1=$(jq .data.total "$M/info")
+[ "$total1" -gt $((total0 + 3 * GiB)) ]; ok $? "and the pool's data space with it ($total0 -> $total1)"
+is "$(cat "$M/big/ctl" 2>/dev/null)" "unmounted" "devices are still there"
+stop_daemon
+start_daemon dm.loopdatasize=10G; ok $? "restart with a smaller dm.loopdatasize"
+is "$(stat -c %s "$S/devicemapper/data")" $((12 * GiB)) "the data file is never shrunk"
+grep -q "never shrunk" "$WORK/log"; ok $? "and the log says so"
+stop_daemon
 done_testing
