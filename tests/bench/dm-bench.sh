@@ -10,7 +10,8 @@
 #   lvcreate -s / lvremove of a thin LV         (BENCH_LVM_N, default 100)
 #   `echo mount > ctl` against dmsetup create + mount by hand (BENCH_MOUNT_N, 20)
 # All devices are 1G, all pools 64K blocks on loop files in the guest's RAM.
-# Prints a table and one JSON line. Not a test: it asserts nothing.
+# Prints a table and one JSON line. Not a test: it asserts nothing, but
+# exits 1 when a part could not run (its rows are null) or a command failed.
 set -u
 : "${top_builddir:?top_builddir must name the build dir}"
 THINFS=${THINFS:-$top_builddir/thinfs}
@@ -81,7 +82,7 @@ PY
 # ---- thinfs ----
 sd=$w/s m=$w/m
 mkdir -p "$sd" "$m"
-"$THINFS" -f -o backend=dm,dm.basesize=1G,dm.loopdatasize=2G,dm.loopmetadatasize=200M,dm.min_free_space=0 \
+"$THINFS" -f -o backend=dm,dm.basesize=1G,dm.loopdatasize=2G,dm.loopmetadatasize=200M,dm.min_free_space=0% \
 	"$sd" "$m" >"$w/thinfs.log" 2>&1 &
 daemon=$!
 for ((i = 0; i < 600; i++)); do
@@ -89,6 +90,7 @@ for ((i = 0; i < 600; i++)); do
 	kill -0 "$daemon" 2>/dev/null || break
 	sleep 0.1
 done
+status=0
 if [ -r "$m/info" ]; then
 	fs=$(jq -r .base_device_fs "$m/info")
 	read -r mk_med mk_p95 mk_n < <(time_fs_ops mkdir "$m" "$N" | stats)
@@ -99,6 +101,7 @@ if [ -r "$m/info" ]; then
 	wait "$daemon"
 else
 	echo "dm-bench: thinfs did not start; its rows are null. Log:" >&2
+	status=1
 	tail -n 20 "$w/thinfs.log" >&2
 	fs=xfs
 	read -r mk_med mk_p95 mk_n < <(stats </dev/null)
@@ -157,6 +160,7 @@ losetup -d "$ld"
 if [ -s "$w/errors" ]; then
 	echo "dm-bench: errors:" >&2
 	sort "$w/errors" | uniq -c | head -n 20 >&2
+	status=1
 fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "null") printf "%.2f", a / b; else print "null" }'; }
@@ -184,3 +188,4 @@ jq -cn --arg fs "$fs" \
 	  ratio: {mkdir_floor: r($mk; $fsn), mkdir_lvcreate: r($mk; $lc),
 	          rmdir_floor: r($rm; $fdl), rmdir_lvremove: r($rm; $lr),
 	          mount_hand: r($tm; $hm)}}'
+exit $status

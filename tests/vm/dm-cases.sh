@@ -92,6 +92,17 @@ is "$(stat -c %s "$S1/devicemapper/data")" $((4 * GiB)) "data file grown to 4G"
 is "$(jq -r .data.total "$M1/info")" $((4 * GiB)) "info data.total is 4G"
 if echo "resize-pool 2G" >"$M1/ctl" 2>/dev/null; then ok 1 "shrinking the pool is refused"; else ok 0 "shrinking the pool is refused"; fi
 is "$(dmsetup status "$pool" | awk '{split($6, a, "/"); print a[2]}')" "$total1" "a refused shrink changes nothing"
+kill_daemon "$M1"
+if start_daemon "$S1" "$M1" "dm.basesize=1G,dm.loopdatasize=5G,dm.loopmetadatasize=100M"; then
+	ok 0 "restart on the active pool with dm.loopdatasize=5G"
+else
+	ok 1 "restart on the active pool with dm.loopdatasize=5G"
+	sed 's/^/#   /' "$S1.log" | tail -n 30
+fi
+is "$(stat -c %s "$S1/devicemapper/data")" $((5 * GiB)) "data file grown to 5G"
+is "$(dmsetup status "$pool" | awk '{split($6, a, "/"); print a[2]}')" $((5 * GiB / 65536)) \
+	"the active pool was reloaded with the grown file"
+is "$(jq -r .data.total "$M1/info")" $((5 * GiB)) "info data.total is 5G"
 check "stop the daemon" stop_daemon "$M1"
 full_oracle "$S1" "loopback pool"
 detach_loops "$S1/devicemapper/data" "$S1/devicemapper/metadata"
