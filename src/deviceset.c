@@ -701,7 +701,7 @@ int ds_delete_device(struct deviceset *s, const char *name)
 		r = fail(s, d, -ENOTEMPTY, "rmdir '%s': the device has %d snapshot(s); delete them first",
 			 name, d->n_children);
 	} else {
-		if (s->opts->blk_discard && strcmp(s->ops->name, "dm") == 0 && activate(s, d) == 0) {
+		if (options_blk_discard(s->opts) && strcmp(s->ops->name, "dm") == 0 && activate(s, d) == 0) {
 			/* Give the blocks back to the pool, as the original did. */
 			fsutil_discard(d->dev_path);
 		}

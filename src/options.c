@@ -242,6 +242,7 @@ int options_set(struct ds_options *o, const char *key, const char *value,
 		char *err, size_t errlen)
 {
 	uint64_t v;
+	int r;
 
 	if (err && errlen)
 		err[0] = '\0';
@@ -290,8 +291,12 @@ int options_set(struct ds_options *o, const char *key, const char *value,
 			return refuse(err, errlen, "dm.thinpooldev: invalid pool name '%s' (a device-mapper name, optionally under /dev/mapper/)", value);
 		return set_string(key, name, &o->thinpool_dev, false, err, errlen);
 	}
-	if (strcmp(key, "dm.blkdiscard") == 0)
-		return set_bool(key, value, &o->blk_discard, err, errlen);
+	if (strcmp(key, "dm.blkdiscard") == 0) {
+		r = set_bool(key, value, &o->blk_discard, err, errlen);
+		if (r == 0)
+			o->blk_discard_set = true;
+		return r;
+	}
 	if (strcmp(key, "dm.override_udev_sync_check") == 0)
 		return set_bool(key, value, &o->override_udev_sync_check, err, errlen);
 	if (strcmp(key, "dm.use_deferred_removal") == 0)
@@ -373,6 +378,13 @@ int options_validate(const struct ds_options *o, char *err, size_t errlen)
 	return 0;
 }
 
+bool options_blk_discard(const struct ds_options *o)
+{
+	if (o->blk_discard_set)
+		return o->blk_discard;
+	return !o->data_dev && !o->thinpool_dev;
+}
+
 void options_print_help(void)
 {
 	static const char *const lines[][2] = {
@@ -386,7 +398,7 @@ void options_print_help(void)
 		{ "dm.datadev=PATH", "block device for the pool's data (default none: loopback)" },
 		{ "dm.metadatadev=PATH", "block device for the pool's metadata (default none: loopback)" },
 		{ "dm.thinpooldev=NAME", "take over an existing, empty thin pool (default none)" },
-		{ "dm.blkdiscard=BOOL", "discard a device's blocks before deleting it (default true)" },
+		{ "dm.blkdiscard=BOOL", "discard a device's blocks before deleting it (default true on loopback files, false on dm.datadev or dm.thinpooldev)" },
 		{ "dm.blocksize=SIZE", "pool block size, 64K..1G in 64K steps (default 64K)" },
 		{ "dm.override_udev_sync_check=BOOL", "start without udev sync (default false)" },
 		{ "dm.use_deferred_removal=BOOL", "let the kernel remove busy devices at last close (default false)" },

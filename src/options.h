@@ -28,7 +28,8 @@ struct ds_options {
 	char *data_dev;                /* dm.datadev */
 	char *metadata_dev;            /* dm.metadatadev */
 	char *thinpool_dev;            /* dm.thinpooldev, without "/dev/mapper/" */
-	bool blk_discard;              /* dm.blkdiscard, default true */
+	bool blk_discard;              /* dm.blkdiscard: see options_blk_discard() */
+	bool blk_discard_set;
 	uint32_t block_size;           /* dm.blocksize, bytes, default 64K */
 	bool override_udev_sync_check; /* dm.override_udev_sync_check, default false */
 	bool deferred_removal;         /* dm.use_deferred_removal, default false */
@@ -55,6 +56,12 @@ int options_parse_list(struct ds_options *o, const char *list,
 /* Checks that need several keys together (e.g. dm.datadev without
  * dm.metadatadev). 0 or -EINVAL with err. */
 int options_validate(const struct ds_options *o, char *err, size_t errlen);
+
+/* Whether a device's blocks are discarded before it is deleted: as asked
+ * by dm.blkdiscard, else on for loopback pools (it gives the space back to
+ * the sparse data file) and off on block devices and a taken-over pool,
+ * where it is slow and rarely useful -- the original engine's defaults. */
+bool options_blk_discard(const struct ds_options *o);
 
 /* The original engine's units.RAMInBytes: "10G", "10g", "10GB", "10GiB",
  * "1.5G", "512" (bytes), binary multiples k m g t p. 0 or -EINVAL. */

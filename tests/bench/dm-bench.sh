@@ -4,7 +4,8 @@
 #   tests/vm/run-in-vm.sh -m 3072 -t 1800 -e THINFS -e top_builddir -e BENCH_N \
 #       /work/vmres -- bash tests/bench/dm-bench.sh
 # Measures (median and p95, milliseconds):
-#   mkdir / rmdir on the FUSE mount            (BENCH_N, default 200)
+#   mkdir / rmdir on the FUSE mount            (BENCH_N, default 200),
+#   rmdir again with dm.blkdiscard=false
 #   floor: create_snap+set_transaction_id, delete+set_transaction_id
 #          through libdevmapper in-process      (tests/bench/dm-floor)
 #   lvcreate -s / lvremove of a thin LV         (BENCH_LVM_N, default 100)
@@ -82,23 +83,39 @@ PY
 # ---- thinfs ----
 sd=$w/s m=$w/m
 mkdir -p "$sd" "$m"
-"$THINFS" -f -o backend=dm,dm.basesize=1G,dm.loopdatasize=2G,dm.loopmetadatasize=200M,dm.min_free_space=0% \
-	"$sd" "$m" >"$w/thinfs.log" 2>&1 &
-daemon=$!
-for ((i = 0; i < 600; i++)); do
-	[ -r "$m/info" ] && break
-	kill -0 "$daemon" 2>/dev/null || break
-	sleep 0.1
-done
+# start_thinfs [EXTRA_OPTS]: the daemon on $sd/$m; 0 once its info answers.
+start_thinfs() {
+	local i
+	"$THINFS" -f -o "backend=dm,dm.basesize=1G,dm.loopdatasize=2G,dm.loopmetadatasize=200M,dm.min_free_space=0%${1:+,$1}" \
+		"$sd" "$m" >>"$w/thinfs.log" 2>&1 &
+	daemon=$!
+	for ((i = 0; i < 600; i++)); do
+		[ -r "$m/info" ] && return 0
+		kill -0 "$daemon" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+stop_thinfs() { kill -TERM "$daemon"; wait "$daemon"; daemon=; }
 status=0
-if [ -r "$m/info" ]; then
+rn_med=null rn_p95=null rn_n=0
+if start_thinfs; then
 	fs=$(jq -r .base_device_fs "$m/info")
 	read -r mk_med mk_p95 mk_n < <(time_fs_ops mkdir "$m" "$N" | stats)
 	read -r tm_med tm_p95 tm_n < <(time_fs_ops mount "$m" "$MN" | stats)
 	time_fs_ops unmount "$m" "$MN" >/dev/null
 	read -r rm_med rm_p95 rm_n < <(time_fs_ops rmdir "$m" "$N" | stats)
-	kill -TERM "$daemon"
-	wait "$daemon"
+	stop_thinfs
+	# The same without the discard before the delete (dm.blkdiscard=false).
+	if start_thinfs dm.blkdiscard=false; then
+		time_fs_ops mkdir "$m" "$N" >/dev/null
+		read -r rn_med rn_p95 rn_n < <(time_fs_ops rmdir "$m" "$N" | stats)
+		stop_thinfs
+	else
+		echo "dm-bench: thinfs did not start with dm.blkdiscard=false. Log:" >&2
+		tail -n 20 "$w/thinfs.log" >&2
+		status=1
+	fi
 else
 	echo "dm-bench: thinfs did not start; its rows are null. Log:" >&2
 	status=1
@@ -107,7 +124,6 @@ else
 	read -r mk_med mk_p95 mk_n < <(stats </dev/null)
 	tm_med=$mk_med tm_p95=$mk_p95 tm_n=0 rm_med=$mk_med rm_p95=$mk_p95 rm_n=0
 fi
-daemon=
 
 # ---- floor: the same pool messages through libdevmapper, and mount by hand ----
 truncate -s 2G "$w/fdata"
@@ -171,21 +187,23 @@ row "floor create_snap+set_tid" "$fs_med" "$fs_p95" "$fs_n" "$(ratio "$mk_med" "
 row "lvcreate -s (thin)" "$lc_med" "$lc_p95" "$lc_n" "$(ratio "$mk_med" "$lc_med")"
 row "thinfs rmdir (delete)" "$rm_med" "$rm_p95" "$rm_n" 1.00
 row "floor delete+set_tid" "$fd_med" "$fd_p95" "$fd_n" "$(ratio "$rm_med" "$fd_med")"
+row "thinfs rmdir, dm.blkdiscard=false" "$rn_med" "$rn_p95" "$rn_n" "$(ratio "$rm_med" "$rn_med")"
 row "lvremove (thin)" "$lr_med" "$lr_p95" "$lr_n" "$(ratio "$rm_med" "$lr_med")"
 row "thinfs echo mount > ctl ($fs)" "$tm_med" "$tm_p95" "$tm_n" 1.00
 row "dmsetup create + mount by hand" "$hm_med" "$hm_p95" "$hm_n" "$(ratio "$tm_med" "$hm_med")"
 jq -cn --arg fs "$fs" \
 	--argjson mk "[$mk_med,$mk_p95,$mk_n]" --argjson fsn "[$fs_med,$fs_p95,$fs_n]" \
 	--argjson lc "[$lc_med,$lc_p95,$lc_n]" --argjson rm "[$rm_med,$rm_p95,$rm_n]" \
-	--argjson fdl "[$fd_med,$fd_p95,$fd_n]" --argjson lr "[$lr_med,$lr_p95,$lr_n]" \
+	--argjson fdl "[$fd_med,$fd_p95,$fd_n]" --argjson rn "[$rn_med,$rn_p95,$rn_n]" --argjson lr "[$lr_med,$lr_p95,$lr_n]" \
 	--argjson tm "[$tm_med,$tm_p95,$tm_n]" --argjson hm "[$hm_med,$hm_p95,$hm_n]" \
 	'def s(a): {median_ms: a[0], p95_ms: a[1], n: a[2]};
 	 def r(a; b): if (a[0] | type) == "number" and (b[0] | type) == "number" and b[0] > 0
 	              then (a[0] / b[0] * 100 | round) / 100 else null end;
 	 {bench: "dm", fs: $fs, mkdir: s($mk), floor_snap: s($fsn), lvcreate_snap: s($lc),
-	  rmdir: s($rm), floor_delete: s($fdl), lvremove: s($lr),
+	  rmdir: s($rm), floor_delete: s($fdl), rmdir_nodiscard: s($rn), lvremove: s($lr),
 	  ctl_mount: s($tm), hand_mount: s($hm),
 	  ratio: {mkdir_floor: r($mk; $fsn), mkdir_lvcreate: r($mk; $lc),
 	          rmdir_floor: r($rm; $fdl), rmdir_lvremove: r($rm; $lr),
+	          rmdir_nodiscard_floor: r($rn; $fdl), rmdir_nodiscard_lvremove: r($rn; $lr),
 	          mount_hand: r($tm; $hm)}}'
 exit $status

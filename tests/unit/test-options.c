@@ -47,6 +47,7 @@ static int same(const struct ds_options *a, const struct ds_options *b)
 	    a->n_mkfs_args != b->n_mkfs_args || !same_str(a->mount_opt, b->mount_opt) ||
 	    !same_str(a->data_dev, b->data_dev) || !same_str(a->metadata_dev, b->metadata_dev) ||
 	    !same_str(a->thinpool_dev, b->thinpool_dev) || a->blk_discard != b->blk_discard ||
+	    a->blk_discard_set != b->blk_discard_set ||
 	    a->block_size != b->block_size ||
 	    a->override_udev_sync_check != b->override_udev_sync_check ||
 	    a->deferred_removal != b->deferred_removal || a->deferred_deletion != b->deferred_deletion ||
@@ -204,6 +205,16 @@ int main(void)
 	ok(set1(&o, "dm.thinpooldev", "/dev/mapper/vg-pool") == 0 && strcmp(o.thinpool_dev, "vg-pool") == 0,
 	   "dm.thinpooldev strips /dev/mapper/");
 	ok(set1(&o, "dm.blkdiscard", "false") == 0 && !o.blk_discard, "dm.blkdiscard=false");
+	ok(set1(&o, "dm.blkdiscard", "false") == 0 && !options_blk_discard(&o),
+	   "dm.blkdiscard=false: no discard on delete");
+	ok(set1(&o, "dm.loopdatasize", "1G") == 0 && options_blk_discard(&o),
+	   "loopback pool: discard on delete by default");
+	ok(set1(&o, "dm.thinpooldev", "vg-pool") == 0 && !options_blk_discard(&o),
+	   "dm.thinpooldev: no discard by default");
+	ok(set1(&o, "dm.datadev", "/dev/sdb") == 0 && !options_blk_discard(&o),
+	   "dm.datadev: no discard by default");
+	ok(options_set(&o, "dm.blkdiscard", "true", err, sizeof(err)) == 0 && options_blk_discard(&o),
+	   "dm.datadev with dm.blkdiscard=true: discard");
 	ok(set1(&o, "dm.blocksize", "512K") == 0 && o.block_size == 512 * 1024, "dm.blocksize=512K");
 	ok(set1(&o, "dm.override_udev_sync_check", "true") == 0 && o.override_udev_sync_check,
 	   "dm.override_udev_sync_check=true");
