@@ -202,6 +202,15 @@ const char *fsutil_default_fs(void)
 	return in_path("mkfs.xfs") && kernel_has_fs("xfs") ? "xfs" : "ext4";
 }
 
+/* Does dm.mkfsarg already set xfs's sector size ("-s size=N", "-ssize=N")? */
+static bool has_sector_arg(char *const *extra, size_t n_extra)
+{
+	for (size_t i = 0; i < n_extra; i++)
+		if (strncmp(extra[i], "-s", 2) == 0)
+			return true;
+	return false;
+}
+
 int fsutil_mkfs(const char *dev_path, const char *fs, char *const *extra,
 		size_t n_extra)
 {
@@ -224,6 +233,10 @@ int fsutil_mkfs(const char *dev_path, const char *fs, char *const *extra,
 		argv[n++] = "-q";
 		argv[n++] = "-f";
 		argv[n++] = "-K";
+		if (!has_sector_arg(extra, n_extra)) {
+			argv[n++] = "-s";
+			argv[n++] = "size=4096";
+		}
 	} else {
 		log_err("mkfs %s: unsupported filesystem '%s'", dev_path, fs);
 		return -EINVAL;
@@ -245,8 +258,9 @@ int fsutil_mkfs(const char *dev_path, const char *fs, char *const *extra,
 	return r;
 }
 
-int fsutil_probe(const char *dev_path, char *type, size_t type_len,
-		 char *uuid, size_t uuid_len)
+/* Probe path with libblkid; fills what is asked (type, uuid, block_size). */
+static int probe(const char *path, char *type, size_t type_len, char *uuid, size_t uuid_len,
+		 unsigned *block_size)
 {
 	blkid_probe pr;
 	const char *val = NULL;
@@ -256,10 +270,10 @@ int fsutil_probe(const char *dev_path, char *type, size_t type_len,
 		type[0] = '\0';
 	if (uuid_len)
 		uuid[0] = '\0';
-	pr = blkid_new_probe_from_filename(dev_path);
+	pr = blkid_new_probe_from_filename(path);
 	if (!pr) {
 		r = errno ? -errno : -EIO;
-		log_err("probe %s: blkid_new_probe_from_filename: %s", dev_path, strerror(-r));
+		log_err("probe %s: blkid_new_probe_from_filename: %s", path, strerror(-r));
 		return r;
 	}
 	blkid_probe_enable_superblocks(pr, 1);
@@ -272,17 +286,36 @@ int fsutil_probe(const char *dev_path, char *type, size_t type_len,
 	}
 	if (r < 0) {
 		r = -EIO;
-		log_err("probe %s: blkid_do_safeprobe failed", dev_path);
+		log_err("probe %s: blkid_do_safeprobe failed", path);
 		goto out;
 	}
+	r = 0;
 	if (blkid_probe_lookup_value(pr, "TYPE", &val, NULL) == 0 && type_len)
 		snprintf(type, type_len, "%s", val);
 	if (blkid_probe_lookup_value(pr, "UUID", &val, NULL) == 0 && uuid_len)
 		snprintf(uuid, uuid_len, "%s", val);
-	r = type_len && !type[0] ? -ENODATA : 0;
+	if (type_len && !type[0])
+		r = -ENODATA;
+	if (block_size) {
+		if (blkid_probe_lookup_value(pr, "BLOCK_SIZE", &val, NULL) == 0)
+			*block_size = (unsigned)strtoul(val, NULL, 10);
+		else
+			r = -ENODATA;
+	}
 out:
 	blkid_free_probe(pr);
 	return r;
+}
+
+int fsutil_probe(const char *dev_path, char *type, size_t type_len,
+		 char *uuid, size_t uuid_len)
+{
+	return probe(dev_path, type, type_len, uuid, uuid_len, NULL);
+}
+
+int fsutil_min_io_size(const char *path, unsigned *size)
+{
+	return probe(path, NULL, 0, NULL, 0, size);
 }
 
 int fsutil_mount(const char *dev_path, const char *target, const char *fs,

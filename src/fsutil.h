@@ -25,14 +25,21 @@ const char *fsutil_default_fs(void);
 
 /* mkfs of fs ("xfs"|"ext4") on dev_path with the original engine's
  * arguments plus extra (dm.mkfsarg). ext4: -b 4096 -E nodiscard,lazy_itable_init=0,
- * lazy_journal_init=0 then tune2fs -c -1 -i 0. xfs: -f (and -K to skip
- * discard). */
+ * lazy_journal_init=0 then tune2fs -c -1 -i 0. xfs: -f, -K to skip
+ * discard, and 4K sectors unless extra sets them (-s). With 4K as the
+ * smallest I/O of either, a device can be attached with 4K logical sectors,
+ * which direct I/O on a reflinked file needs. */
 int fsutil_mkfs(const char *dev_path, const char *fs, char *const *extra,
 		size_t n_extra);
 
 /* libblkid probe: filesystem type and UUID. -ENODATA if none found. */
 int fsutil_probe(const char *dev_path, char *type, size_t type_len,
 		 char *uuid, size_t uuid_len);
+
+/* The smallest I/O the filesystem on path can be read and written in (its
+ * sector size for xfs, its block size for ext4: libblkid's BLOCK_SIZE).
+ * -ENODATA if there is no filesystem or blkid does not say. */
+int fsutil_min_io_size(const char *path, unsigned *size);
 
 /* mount(2) dev_path on target; options: fs defaults ("nouuid" for xfs),
  * then extra (dm.mountopt, may be NULL). read_only adds MS_RDONLY. */

@@ -39,16 +39,16 @@ static void sleep_ms(long ms)
 }
 
 /* Bind file fd to loop device lfd: LOOP_CONFIGURE, else the two-step way. */
-static int configure(int lfd, int ffd, const char *path, uint32_t flags)
+static int configure(int lfd, int ffd, const char *path, uint32_t flags, unsigned block_size)
 {
 	struct loop_config cfg;
 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.fd = (__u32)ffd;
-	/* Always 512-byte sectors, as a dm thin device has: a filesystem made
-	 * through one attach must mount through the next, and with direct I/O
-	 * the kernel would otherwise take the backing filesystem's block size. */
-	cfg.block_size = 512;
+	/* Always the caller's sector size: a filesystem made through one attach
+	 * must mount through the next, and with direct I/O the kernel would
+	 * otherwise take the backing file's direct-I/O alignment. */
+	cfg.block_size = block_size;
 	cfg.info.lo_flags = flags;
 	snprintf((char *)cfg.info.lo_file_name, sizeof(cfg.info.lo_file_name), "%s", path);
 	if (ioctl(lfd, LOOP_CONFIGURE, &cfg) == 0)
@@ -86,7 +86,7 @@ static bool direct_io_works(const char *path)
 }
 
 int loop_attach(const char *path, bool read_only, bool autoclear,
-		char *dev, size_t len)
+		unsigned block_size, char *dev, size_t len)
 {
 	uint32_t flags = (read_only ? LO_FLAGS_READ_ONLY : 0) |
 			 (autoclear ? LO_FLAGS_AUTOCLEAR : 0);
@@ -124,11 +124,11 @@ int loop_attach(const char *path, bool read_only, bool autoclear,
 			log_err("loop attach %s: open %s: %s", path, dev, strerror(-r));
 			goto out;
 		}
-		r = direct_io_works(path) ? configure(lfd, ffd, path, flags | LO_FLAGS_DIRECT_IO) : -EINVAL;
+		r = direct_io_works(path) ? configure(lfd, ffd, path, flags | LO_FLAGS_DIRECT_IO, block_size) : -EINVAL;
 		if (r == -EINVAL) {
 			/* Direct I/O refused (alignment, filesystem): buffered. */
 			log_debug("loop attach %s: %s: direct I/O refused, using buffered I/O", path, dev);
-			r = configure(lfd, ffd, path, flags);
+			r = configure(lfd, ffd, path, flags, block_size);
 		}
 		if (r != -EBUSY)
 			break;

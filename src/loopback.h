@@ -12,10 +12,10 @@
 /* Attach path to a free loop device through /dev/loop-control
  * (LOOP_CONFIGURE where available, else LOOP_SET_FD + LOOP_SET_STATUS64),
  * O_RDWR unless read_only; autoclear if asked (the kernel detaches it at
- * last close). dev (e.g. "/dev/loop3") filled. Tries direct I/O and keeps
+ * last close); logical sectors of block_size bytes (512 or 4096). dev (e.g. "/dev/loop3") filled. Tries direct I/O and keeps
  * buffered I/O where refused. */
 int loop_attach(const char *path, bool read_only, bool autoclear,
-		char *dev, size_t len);
+		unsigned block_size, char *dev, size_t len);
 /* The loop device whose backing file is path (same st_dev and st_ino),
  * via /sys/block/loopN/loop/backing_file or LOOP_GET_STATUS64. 1 found,
  * 0 none, -errno. */

@@ -259,7 +259,7 @@ static int attach_file(const char *path, char *loop, size_t len)
 	}
 	if (r < 0)
 		return r;
-	r = loop_attach(path, false, false, loop, len);
+	r = loop_attach(path, false, false, 512, loop, len);
 	if (r == 0)
 		log_info("dm pool: attached %s to %s", path, loop);
 	return r;

@@ -177,7 +177,7 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 		log_info("reflink pool: reusing %s for %s", p->data_loop, p->data_file);
 		loop_set_capacity(p->data_loop);
 	} else {
-		r = loop_attach(p->data_file, false, false, p->data_loop, sizeof(p->data_loop));
+		r = loop_attach(p->data_file, false, false, 512, p->data_loop, sizeof(p->data_loop));
 		if (r < 0)
 			return r;
 		log_info("reflink pool: attached %s to %s", p->data_file, p->data_loop);
@@ -488,6 +488,7 @@ static int reflink_activate(struct pool *p, const char *name, uint32_t dev_id,
 			    uint64_t size, char *dev_path, size_t len)
 {
 	char path[PATH_MAX + 16];
+	unsigned min_io = 0, block_size = 4096;
 	int r;
 
 	(void)size;
@@ -501,9 +502,16 @@ static int reflink_activate(struct pool *p, const char *name, uint32_t dev_id,
 		log_debug("reflink pool: %s (%" PRIu32 ") already active on %s", name, dev_id, dev_path);
 		return loop_cancel_autoclear(dev_path);
 	}
+	/* 4K sectors where the filesystem allows them: direct I/O on a
+	 * reflinked file must be 4K aligned on XFS (statx DIOALIGN), so with
+	 * 512-byte sectors the kernel quietly falls back to buffered I/O and
+	 * every page is cached twice. A filesystem that does smaller I/O
+	 * (made by an older thinfs, or dm.mkfsarg) keeps 512. */
+	if (fsutil_min_io_size(path, &min_io) < 0 || min_io < 4096)
+		block_size = 512;
 	/* Not autoclear: that would detach it at our own close. Deactivation's
 	 * LOOP_CLR_FD turns into autoclear when the device is still open. */
-	return loop_attach(path, false, false, dev_path, len);
+	return loop_attach(path, false, false, block_size, dev_path, len);
 }
 
 static int reflink_deactivate(struct pool *p, const char *name, uint32_t dev_id, bool deferred)

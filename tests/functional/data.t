@@ -19,6 +19,13 @@ S1=$M/origin/snap1/rootfs
 is "$(cat "$S1/before.txt")" "before" "the snapshot holds the data from before it"
 [ ! -e "$S1/after.txt" ]; ok $? "and not what was written after"
 is "$(sha256sum < "$S1/blob")" "$sum" "an 8 MiB file is identical in the snapshot"
+if [ "$BACKEND" = reflink ]; then
+	# A reflinked image takes direct I/O only in 4K units (XFS): the loop
+	# device has 4K sectors and no second page cache.
+	loop=$(jq -r .dev_path "$M/origin/snap1/info")
+	dio=$(cat "/sys/block/${loop#/dev/}/loop/dio" 2>/dev/null)
+	is "$dio $(blockdev --getss "$loop")" "1 4096" "the snapshot's loop device ($loop) does direct I/O with 4K sectors"
+fi
 echo mine > "$S1/snap-only.txt"
 rm "$S1/blob"
 [ ! -e "$R/snap-only.txt" ] && [ -e "$R/blob" ]; ok $? "writes and deletes in the snapshot do not reach the origin"

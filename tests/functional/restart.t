@@ -92,4 +92,16 @@ start_daemon dm.loopdatasize=10G; ok $? "restart with a smaller dm.loopdatasize"
 is "$(stat -c %s "$S/devicemapper/data")" $((12 * GiB)) "the data file is never shrunk"
 grep -q "never shrunk" "$WORK/log"; ok $? "and the log says so"
 stop_daemon
+
+# A filesystem with 512-byte sectors (as an older thinfs made them, or
+# dm.mkfsarg asks) still mounts: its loop device keeps 512-byte sectors.
+rm -rf "$S"; mkdir -p "$S"
+BASE_OPTS="backend=$BACKEND,dm.loopdatasize=8G,dm.basesize=512M,dm.fs=xfs,dm.mkfsarg=-ssize=512"
+start_daemon; ok $? "start an xfs pool with 512-byte sectors"
+mkdir "$M/old" && ctl old mount && echo data > "$M/old/rootfs/f"; ok $? "a device of it mounts and takes writes"
+if [ "$BACKEND" = reflink ]; then
+	is "$(blockdev --getss "$(jq -r .dev_path "$M/old/info")")" 512 "on a loop device with 512-byte sectors"
+fi
+ctl old unmount
+stop_daemon
 done_testing
