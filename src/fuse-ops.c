@@ -399,7 +399,7 @@ static void log_refusal(fuse_req_t req, const char *op, const char *name, int er
 		 (unsigned)fuse_req_ctx(req)->uid, strerror(err), why);
 }
 
-/* The parent directory of a change by the namespace (rmdir, unlink,
+/* The parent directory of a change by the namespace (mkdir, rmdir, unlink,
  * rename): nothing changes inside an unmounted rootfs (EROFS), nor for a
  * caller who is not root (EPERM). */
 static int may_change(fuse_req_t req, const char *op, fuse_ino_t parent, const char *name,
@@ -428,19 +428,9 @@ static void tf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	int r;
 
 	(void)mode;
-	r = get_node(ds, parent, &p);
+	r = may_change(req, "mkdir", parent, name, &p);
 	if (r < 0)
 		goto err;
-	if (p.kind == N_ROOTFS) {
-		log_refusal(req, "mkdir", name, EROFS, "an unmounted rootfs is read-only");
-		r = -EROFS;
-		goto err;
-	}
-	if (!caller_is_root(req)) {
-		log_refusal(req, "mkdir", name, EPERM, "only root changes the pool");
-		r = -EPERM;
-		goto err;
-	}
 	if (!is_dir_kind(p.kind)) {
 		r = -ENOTDIR;
 		goto err;
