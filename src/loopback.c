@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <linux/loop.h>
 #include <limits.h>
 #include <stdint.h>
@@ -36,6 +37,48 @@ static void sleep_ms(long ms)
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 
 	nanosleep(&ts, NULL);
+}
+
+int loop_file_size(const char *path, uint64_t size, bool grow, const char *what)
+{
+	struct stat st;
+	int fd, r = 0;
+
+	fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		log_err("%s %s: open: %s", what, path, strerror(-r));
+		return r;
+	}
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		log_err("%s %s: stat: %s", what, path, strerror(-r));
+		goto out;
+	}
+	if (st.st_size != 0 && !grow)
+		goto out;
+	if ((uint64_t)st.st_size < size) {
+		if (ftruncate(fd, (off_t)size) < 0) {
+			r = -errno;
+			log_err("%s %s: grow to %" PRIu64 " bytes: %s", what, path, size, strerror(-r));
+			goto out;
+		}
+		if (st.st_size) {
+			log_info("%s %s grown from %jd to %" PRIu64 " bytes", what, path,
+				 (intmax_t)st.st_size, size);
+			r = 1;
+		}
+	} else if ((uint64_t)st.st_size > size) {
+		log_warn("%s %s is %jd bytes, more than the %" PRIu64 " asked: it is never shrunk",
+			 what, path, (intmax_t)st.st_size, size);
+	}
+	if (fsync(fd) < 0) {
+		r = -errno;
+		log_err("%s %s: fsync: %s", what, path, strerror(-r));
+	}
+out:
+	close(fd);
+	return r;
 }
 
 /* Bind file fd to loop device lfd: LOOP_CONFIGURE, else the two-step way. */

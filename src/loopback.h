@@ -1,5 +1,5 @@
 /*
- * loopback.h - loop devices: attach a file (direct I/O where the backing
+ * loopback.h - loop devices and their backing files: size a file, attach a file (direct I/O where the backing
  * filesystem allows it), find the loop device already attached to a file,
  * set capacity after the file grew, detach.
  */
@@ -8,7 +8,15 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+/* Make the backing file path (named `what` in the log, e.g. "dm pool data
+ * file") of `size` bytes, sparse. An existing file is grown to `size` only
+ * when `grow` (the size was asked for: a restart without the option keeps
+ * the file as it is rather than growing it to the default), and never
+ * shrunk (a warning). 1 when an existing file grew, so that its user takes
+ * the new size; 0; -errno. */
+int loop_file_size(const char *path, uint64_t size, bool grow, const char *what);
 /* Attach path to a free loop device through /dev/loop-control
  * (LOOP_CONFIGURE where available, else LOOP_SET_FD + LOOP_SET_STATUS64),
  * O_RDWR unless read_only; autoclear if asked (the kernel detaches it at

@@ -211,43 +211,6 @@ static int load_table(int type, const char *name, uint64_t sectors, const char *
 
 /* ------------------------------------------------------------------ */
 
-/* Make a loopback file of `want` bytes, or grow an existing one to it when
- * the size was asked for (`asked`): a restart without dm.loop*size keeps
- * the file as it is rather than growing it to the default. Never shrinks.
- * 1 when an existing file grew (the pool must take the new size). */
-static int size_file(const char *path, uint64_t want, bool asked, const char *what)
-{
-	struct stat st;
-	int fd, r = 0;
-
-	fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		r = -errno;
-		log_err("dm pool: open %s file %s: %s", what, path, strerror(-r));
-		return r;
-	}
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		log_err("dm pool: stat %s file %s: %s", what, path, strerror(-r));
-	} else if (st.st_size != 0 && !asked) {
-		/* An existing pool keeps its size. */
-	} else if ((uint64_t)st.st_size < want) {
-		if (ftruncate(fd, (off_t)want) < 0) {
-			r = -errno;
-			log_err("dm pool: grow %s file %s: %s", what, path, strerror(-r));
-		} else if (st.st_size) {
-			log_info("dm pool: %s file %s grown from %jd to %" PRIu64 " bytes", what,
-				 path, (intmax_t)st.st_size, want);
-			r = 1;
-		}
-	} else if ((uint64_t)st.st_size > want) {
-		log_warn("dm pool: %s file %s is larger than asked (%jd bytes): it is never shrunk",
-			 what, path, (intmax_t)st.st_size);
-	}
-	close(fd);
-	return r;
-}
-
 static int attach_file(const char *path, char *loop, size_t len)
 {
 	int r = loop_find(path, loop, len);
@@ -343,6 +306,26 @@ static int reload(const char *name, uint64_t sectors, const char *target, const 
 	return r;
 }
 
+/* The pool's table again over its data device's current size: after the
+ * loopback data file grew (resize-pool, or a larger dm.loopdatasize at a
+ * start that found the pool active). */
+static int reload_pool(struct pool *p)
+{
+	char params[1024];
+	uint64_t sectors;
+	int r = dev_sectors(p->data_dev, &sectors);
+
+	if (r < 0)
+		return r;
+	pool_table_params(p, params, sizeof(params));
+	pthread_mutex_lock(&p->lock);
+	r = reload(p->name, sectors, "thin-pool", params);
+	pthread_mutex_unlock(&p->lock);
+	if (r < 0)
+		log_err("dm pool %s: reload with %" PRIu64 " sectors: %s", p->name, sectors, strerror(-r));
+	return r;
+}
+
 static int dm_open(const struct pool_config *cfg, struct pool **out)
 {
 	const struct ds_options *o = cfg->opts;
@@ -413,11 +396,12 @@ static int dm_open(const struct pool_config *cfg, struct pool **out)
 			goto fail;
 		snprintf(p->data_path, sizeof(p->data_path), "%s/data", dir);
 		snprintf(p->meta_path, sizeof(p->meta_path), "%s/metadata", dir);
-		r = size_file(p->data_path, o->loop_data_size, o->loop_data_size_set, "data");
+		r = loop_file_size(p->data_path, o->loop_data_size, o->loop_data_size_set,
+				   "dm pool: data file");
 		if (r >= 0) {
 			grown = r == 1;
-			r = size_file(p->meta_path, o->loop_metadata_size, o->loop_metadata_size_set,
-				      "metadata");
+			r = loop_file_size(p->meta_path, o->loop_metadata_size,
+					   o->loop_metadata_size_set, "dm pool: metadata file");
 			grown = grown || r == 1;
 		}
 		if (r >= 0)
@@ -434,20 +418,11 @@ static int dm_open(const struct pool_config *cfg, struct pool **out)
 		goto fail;
 	if (r == 1) {
 		log_info("dm pool: %s is already active (a previous run): reusing it", p->name);
-		if (grown) {
-			/* The loop devices already have the new capacity
-			 * (attach_file); the pool takes it at a reload. */
-			r = dev_sectors(p->data_dev, &sectors);
-			if (r < 0)
-				goto fail;
-			pool_table_params(p, params, sizeof(params));
-			r = reload(p->name, sectors, "thin-pool", params);
-			if (r < 0) {
-				log_err("dm pool %s: reload with the grown loopback files: %s", p->name,
-					strerror(-r));
-				goto fail;
-			}
-		}
+		/* The loop devices already have the new capacity
+		 * (attach_file); the pool takes it at a reload. */
+		r = grown ? reload_pool(p) : 0;
+		if (r < 0)
+			goto fail;
 	} else {
 		r = dev_sectors(p->data_dev, &sectors);
 		if (r < 0)
@@ -749,8 +724,6 @@ static int dm_status(struct pool *p, struct pool_status *st)
 
 static int dm_resize_pool(struct pool *p, uint64_t new_size)
 {
-	char params[1024];
-	uint64_t sectors = 0;
 	struct stat st;
 	int r;
 
@@ -766,20 +739,10 @@ static int dm_resize_pool(struct pool *p, uint64_t new_size)
 			p->name, new_size, (intmax_t)st.st_size);
 		return -EINVAL;
 	}
-	r = size_file(p->data_path, new_size, true, "data");
+	r = loop_file_size(p->data_path, new_size, true, "dm pool: data file");
 	if (r >= 0)
 		r = loop_set_capacity(p->data_loop);
-	if (r == 0)
-		r = dev_sectors(p->data_dev, &sectors);
-	if (r < 0)
-		return r;
-	pool_table_params(p, params, sizeof(params));
-	pthread_mutex_lock(&p->lock);
-	r = reload(p->name, sectors, "thin-pool", params);
-	pthread_mutex_unlock(&p->lock);
-	if (r < 0)
-		log_err("dm pool %s: reload with %" PRIu64 " sectors: %s", p->name, sectors, strerror(-r));
-	return r;
+	return r < 0 ? r : reload_pool(p);
 }
 
 int pool_dm_available(void)

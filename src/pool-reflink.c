@@ -88,53 +88,7 @@ static bool is_mounted(const char *path)
 	return found;
 }
 
-/* Make the store's data file of `want` bytes, or grow an existing one to it
- * when dm.loopdatasize was given (`asked`): a restart without the option
- * keeps the store's size rather than growing it to the default. Never
- * shrinks. 1 when an existing file grew (its XFS must be grown too). */
-static int size_data_file(const char *path, uint64_t want, bool asked)
-{
-	struct stat st;
-	int fd, r = 0;
-
-	fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		r = -errno;
-		log_err("reflink pool: open data file %s: %s", path, strerror(-r));
-		return r;
-	}
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		log_err("reflink pool: stat data file %s: %s", path, strerror(-r));
-		goto out;
-	}
-	if (st.st_size != 0 && !asked)
-		goto out;
-	if ((uint64_t)st.st_size < want) {
-		if (ftruncate(fd, (off_t)want) < 0) {
-			r = -errno;
-			log_err("reflink pool: grow data file %s: %s", path, strerror(-r));
-			goto out;
-		}
-		if (st.st_size) {
-			log_info("reflink pool: data file %s grown from %jd to %" PRIu64 " bytes",
-				 path, (intmax_t)st.st_size, want);
-			r = 1;
-		}
-	} else if ((uint64_t)st.st_size > want) {
-		log_warn("reflink pool: data file %s is %jd bytes, more than dm.loopdatasize asks: it is never shrunk",
-			 path, (intmax_t)st.st_size);
-	}
-	if (fsync(fd) < 0) {
-		r = -errno;
-		log_err("reflink pool: fsync data file %s: %s", path, strerror(-r));
-	}
-out:
-	close(fd);
-	return r;
-}
-
-/* The data file grew at this start: the loop device and the store follow. */
+/* The data file grew: the loop device and the store follow. */
 static int grow_store(struct pool *p)
 {
 	int r = loop_set_capacity(p->data_loop);
@@ -161,7 +115,8 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 	if (r < 0)
 		return r;
 	snprintf(p->data_file, sizeof(p->data_file), "%s/data", dir);
-	r = size_data_file(p->data_file, cfg->opts->loop_data_size, cfg->opts->loop_data_size_set);
+	r = loop_file_size(p->data_file, cfg->opts->loop_data_size, cfg->opts->loop_data_size_set,
+			   "reflink pool: data file");
 	if (r < 0)
 		return r;
 	grown = r == 1;
@@ -659,15 +614,9 @@ static int reflink_resize_pool(struct pool *p, uint64_t new_size)
 			new_size, (intmax_t)st.st_size);
 		return -EINVAL;
 	}
-	if (truncate(p->data_file, (off_t)new_size) < 0) {
-		r = -errno;
-		log_err("reflink pool: resize-pool: truncate %s: %s", p->data_file, strerror(-r));
-		return r;
-	}
-	r = loop_set_capacity(p->data_loop);
-	if (r < 0)
-		return r;
-	r = fsutil_grow(p->data_loop, "xfs", p->store);
+	r = loop_file_size(p->data_file, new_size, true, "reflink pool: data file");
+	if (r >= 0)
+		r = grow_store(p);
 	if (r == 0)
 		log_info("reflink pool: data space grown to %" PRIu64 " bytes", new_size);
 	return r;
