@@ -229,17 +229,25 @@ int loop_find(const char *path, char *dev, size_t len)
 	return r;
 }
 
+/* An fd on loop device dev for its ioctls; -errno (logged). */
+static int open_loop(const char *dev)
+{
+	int fd = open(dev, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		fd = -errno;
+		log_err("loop %s: open: %s", dev, strerror(-fd));
+	}
+	return fd;
+}
+
 int loop_cancel_autoclear(const char *dev)
 {
 	struct loop_info64 info;
-	int fd, r = 0;
+	int fd = open_loop(dev), r = 0;
 
-	fd = open(dev, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		r = -errno;
-		log_err("loop %s: open: %s", dev, strerror(-r));
-		return r;
-	}
+	if (fd < 0)
+		return fd;
 	if (ioctl(fd, LOOP_GET_STATUS64, &info) < 0) {
 		r = -errno;
 		log_err("loop %s: LOOP_GET_STATUS64: %s", dev, strerror(-r));
@@ -258,13 +266,10 @@ int loop_cancel_autoclear(const char *dev)
 
 int loop_set_capacity(const char *dev)
 {
-	int fd = open(dev, O_RDONLY | O_CLOEXEC), r = 0;
+	int fd = open_loop(dev), r = 0;
 
-	if (fd < 0) {
-		r = -errno;
-		log_err("loop %s: open: %s", dev, strerror(-r));
-		return r;
-	}
+	if (fd < 0)
+		return fd;
 	if (ioctl(fd, LOOP_SET_CAPACITY, 0) < 0) {
 		r = -errno;
 		log_err("loop %s: LOOP_SET_CAPACITY: %s", dev, strerror(-r));
@@ -275,14 +280,10 @@ int loop_set_capacity(const char *dev)
 
 int loop_detach(const char *dev)
 {
-	int fd, r = 0;
+	int fd = open_loop(dev), r = 0;
 
-	fd = open(dev, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		r = -errno;
-		log_err("loop %s: open: %s", dev, strerror(-r));
-		return r;
-	}
+	if (fd < 0)
+		return fd;
 	/* The kernel turns a detach of a device still open into autoclear;
 	 * EBUSY only comes from a short race with an opener (udev). */
 	for (int attempt = 0; attempt < 20; attempt++) {
