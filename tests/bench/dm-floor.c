@@ -18,13 +18,7 @@
 
 #include <libdevmapper.h>
 
-static double now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
+#include "bench.h"
 
 /* Send one message to the pool; 0 or -EIO (logged with the message). */
 static int pool_message(const char *pool, const char *msg)
@@ -86,14 +80,6 @@ static int bump_tid(const char *pool, uint64_t *tid)
 		return -EIO;
 	(*tid)++;
 	return 0;
-}
-
-static void print_list(const char *key, const double *v, int n)
-{
-	printf("\"%s\":[", key);
-	for (int i = 0; i < n; i++)
-		printf("%s%.1f", i ? "," : "", v[i]);
-	printf("]");
 }
 
 int main(int argc, char **argv)

@@ -13,25 +13,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
 #include "log.h"
 #include "options.h"
 #include "pool.h"
-
-static double now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static void print_list(const char *key, const double *v, int n)
-{
-	printf("\"%s\":[", key);
-	for (int i = 0; i < n; i++)
-		printf("%s%.1f", i ? "," : "", v[i]);
-	printf("]");
-}
 
 int main(int argc, char **argv)
 {

@@ -10,11 +10,7 @@ set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/dm-lib.sh"
 
-if [ ! -e /dev/mapper/control ] || ! dmsetup targets 2>/dev/null | grep -q '^thin-pool'; then
-	echo "1..0 # SKIP no device-mapper thin-pool here (run through tests/vm/dm.t)"
-	exit 0
-fi
-[ -x "$THINFS" ] || { echo "Bail out! $THINFS is not built"; exit 1; }
+require_thin_pool
 
 work=$(mktemp -d /var/tmp/dm-cases.XXXXXX)
 pids_to_kill=()
