@@ -1,9 +1,15 @@
 /*
- * test-engine.c - the engine over the reflink backend, as the FUSE layer
- * uses it (root: loop devices and mounts): first start makes the base;
- * 200 snapshots, some nested; a snapshot of a mounted device holds its
- * unsynced file; counted mounts; every refusal; rename; delete; restart
- * finds everything; resize; the free-space floor; deferred deletion.
+ * test-engine.c - the engine over one pool backend, as the FUSE layer uses
+ * it (root: loop devices and mounts): first start makes the base; 200
+ * snapshots, a quarter of them nested in chains down to depth 5; a
+ * snapshot of a mounted device holds its unsynced file; counted mounts;
+ * every refusal; rename; delete; restart finds everything; resize; the
+ * free-space floor; deferred deletion.
+ *
+ * Built as tests/engine/test-engine with the reflink backend, and as
+ * tests/engine/test-pool-dm (test-pool-dm.c defines TEST_BACKEND "dm" and
+ * includes this file), which skips where the kernel has no dm thin-pool
+ * and runs in the QEMU guest of tests/vm/dm.t.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -21,7 +27,12 @@
 #include "deviceset.h"
 #include "log.h"
 #include "options.h"
+#include "pool.h"
 #include "../unit/tap.h"
+
+#ifndef TEST_BACKEND
+#define TEST_BACKEND "reflink"
+#endif
 
 static char work[] = "/var/tmp/thinfs-engine-XXXXXX";
 static char state[600], mnt1[600], mnt2[600];
@@ -67,13 +78,15 @@ static int read_text(const char *dir, const char *name, char *buf, size_t len)
 	return 0;
 }
 
+/* Open the set with "backend=TEST_BACKEND," and the options in list. */
 static int open_set(struct ds_options *o, const char *list, struct deviceset **ds)
 {
-	char err[256];
+	char err[256], all[512];
 
+	snprintf(all, sizeof(all), "backend=%s,%s", TEST_BACKEND, list);
 	options_free(o);
 	options_init(o);
-	if (options_parse_list(o, list, err, sizeof(err)) < 0) {
+	if (options_parse_list(o, all, err, sizeof(err)) < 0) {
 		tap_diag("%s", err);
 		return -EINVAL;
 	}
@@ -104,7 +117,7 @@ static double now(void)
 
 int main(void)
 {
-	const char *base_opts = "backend=reflink,dm.loopdatasize=8G,dm.basesize=256M,dm.fs=ext4";
+	const char *base_opts = "dm.loopdatasize=8G,dm.basesize=256M,dm.fs=ext4";
 	struct ds_options o;
 	struct deviceset *ds = NULL;
 	struct ds_device_info info;
@@ -112,22 +125,32 @@ int main(void)
 	struct ds_entry *e;
 	size_t n;
 	char buf[256], report[512], name[64], parent[64];
-	int r, ok_all, total;
+	int r, ok_all, total, depth_ok, max_depth;
 	double t0;
 
 	if (getuid() != 0)
 		tap_skip_all("needs root (loop devices, mounts)");
 	if (access("/dev/loop-control", F_OK) < 0)
 		tap_skip_all("no loop devices");
-	if (!mkdtemp(work))
-		tap_skip_all("mkdtemp failed");
+	tf_log_init(true, getenv("TEST_DEBUG") ? LOG_DEBUG : LOG_ERR);
+	if (strcmp(TEST_BACKEND, "dm") == 0) {
+		if (access("/dev/mapper/control", F_OK) < 0)
+			tap_skip_all("no /dev/mapper/control: this kernel has no device-mapper "
+				     "(tests/vm/dm.t runs this test in a QEMU guest)");
+		if (pool_dm_available() != 1)
+			tap_skip_all("device-mapper here has no thin-pool target");
+	}
+	if (!mkdtemp(work)) {
+		printf("Bail out! mkdtemp %s: %s\n", work, strerror(errno));
+		return 1;
+	}
+	tap_diag("backend %s, work directory %s", TEST_BACKEND, work);
 	snprintf(state, sizeof(state), "%s/state", work);
 	snprintf(mnt1, sizeof(mnt1), "%s/m1", work);
 	snprintf(mnt2, sizeof(mnt2), "%s/m2", work);
 	mkdir(state, 0700);
 	mkdir(mnt1, 0700);
 	mkdir(mnt2, 0700);
-	tf_log_init(true, getenv("TEST_DEBUG") ? LOG_DEBUG : LOG_ERR);
 	options_init(&o);
 
 	/* First start makes the base device. */
@@ -138,16 +161,22 @@ int main(void)
 	   info.size == 256ULL << 20, "the base device exists, initialized, ext4, 256M");
 	ok(sh("jq -e '.base_device_uuid | length > 30' %s/metadata/deviceset-metadata >/dev/null", state) == 0,
 	   "the base UUID is saved");
-	ok(ds_pool_info(ds, &pi) == 0 && strcmp(pi.backend, "reflink") == 0 && pi.device_count == 0 &&
-	   pi.data_total > 0 && pi.data_used <= pi.data_total, "pool info: reflink, no devices, sane figures");
+	ok(ds_pool_info(ds, &pi) == 0 && strcmp(pi.backend, TEST_BACKEND) == 0 && pi.device_count == 0 &&
+	   pi.data_total > 0 && pi.data_used <= pi.data_total, "pool info: %s, no devices, sane figures",
+	   TEST_BACKEND);
 
-	/* 200 snapshots, a quarter nested up to depth 5. */
+	/*
+	 * 200 snapshots. d(4q), d(4q+1), d(4q+2) are snapshots of the base
+	 * (depth 1). d(4q+3) is nested: in chains of four, the first (q % 4
+	 * == 0) a snapshot of d(4q+2) (depth 2), each next one a snapshot of
+	 * the one before, d(4q-1), down to depth 5.
+	 */
 	t0 = now();
 	ok_all = 1;
 	for (int i = 0; i < 200; i++) {
 		snprintf(name, sizeof(name), "d%03d", i);
 		if (i % 4 == 3)
-			snprintf(parent, sizeof(parent), "d%03d", i - 1 - (i / 4) % 3 * 0);
+			snprintf(parent, sizeof(parent), "d%03d", i / 4 % 4 == 0 ? i - 1 : i - 4);
 		else
 			snprintf(parent, sizeof(parent), DS_BASE_NAME);
 		if (ds_add_device(ds, name, parent) < 0)
@@ -155,6 +184,34 @@ int main(void)
 	}
 	ok(ok_all, "200 snapshots made");
 	tap_diag("200 snapshots: %.1f ms each", (now() - t0) * 1000 / 200);
+	/* Walk each device's parents up to the base: its depth as planned. */
+	depth_ok = 1;
+	max_depth = 0;
+	for (int i = 0; i < 200; i++) {
+		int want = i % 4 == 3 ? 2 + i / 4 % 4 : 1, depth = 0;
+
+		snprintf(name, sizeof(name), "d%03d", i);
+		while (strcmp(name, DS_BASE_NAME) != 0 && depth <= 10) {
+			if (ds_device_info(ds, name, &info) < 0)
+				break;
+			snprintf(name, sizeof(name), "%s", info.parent);
+			depth++;
+		}
+		if (strcmp(name, DS_BASE_NAME) != 0 || depth != want) {
+			if (depth_ok)
+				tap_diag("d%03d: depth %d under %s, want %d under the base", i, depth, name, want);
+			depth_ok = 0;
+		}
+		if (depth > max_depth)
+			max_depth = depth;
+	}
+	ok(depth_ok && max_depth == 5, "every device sits at its planned depth, the deepest at 5 (%d)", max_depth);
+	e = NULL;
+	n = 0;
+	ok(ds_device_info(ds, "d015", &info) == 0 && strcmp(info.parent, "d011") == 0 &&
+	   ds_list(ds, "d011", &e, &n) == 0 && n == 1 && strcmp(e[0].name, "d015") == 0,
+	   "d015's parent is d011, and d011 lists it as its one child");
+	free(e);
 	ok(ds_add_device(ds, "n1", "d003") == 0 && ds_add_device(ds, "n2", "n1") == 0 &&
 	   ds_add_device(ds, "n3", "n2") == 0 && ds_add_device(ds, "n4", "n3") == 0 &&
 	   ds_add_device(ds, "n5", "n4") == 0, "a chain 5 deep");
@@ -237,14 +294,19 @@ int main(void)
 		(void)a;
 	}
 
-	/* Delete 50 leaves. */
+	/* Delete 50 leaves: d(4q) and d(4q+3) of d100..d199, from the end,
+	 * so that each nested one's child in its chain is gone first. */
 	ok_all = 1;
-	for (int i = 100; i < 200; i += 2) {
+	for (int i = 198; i >= 100; i -= 2) {
 		snprintf(name, sizeof(name), "d%03d", i);
-		if (i % 4 == 2) /* d%4==2 has a child d%4==3 */
+		if (i % 4 == 2) /* d(4q+2) may have a child; d(4q+3) is the leaf */
 			snprintf(name, sizeof(name), "d%03d", i + 1);
-		if (ds_delete_device(ds, name) < 0)
+		r = ds_delete_device(ds, name);
+		if (r < 0) {
+			if (ok_all)
+				tap_diag("delete %s: %s", name, strerror(-r));
 			ok_all = 0;
+		}
 	}
 	ok(ok_all, "50 devices deleted");
 	ok(ds_check_consistency(ds, report, sizeof(report)) == 0, "consistent (%s)", report);
@@ -275,17 +337,17 @@ int main(void)
 	/* A larger dm.basesize grows the base at the next start; smaller is refused. */
 	ds_close(ds);
 	ds = NULL;
-	r = open_set(&o, "backend=reflink,dm.basesize=384M", &ds);
+	r = open_set(&o, "dm.basesize=384M", &ds);
 	ok(r == 0 && ds_device_info(ds, DS_BASE_NAME, &info) == 0 && info.size == 384ULL << 20,
 	   "dm.basesize=384M grows the base");
 	ds_close(ds);
 	ds = NULL;
-	r = open_set(&o, "backend=reflink,dm.basesize=128M", &ds);
+	r = open_set(&o, "dm.basesize=128M", &ds);
 	ok(r < 0, "dm.basesize=128M (smaller) refuses to start");
 	ds = NULL;
 
 	/* Free-space floor. */
-	r = open_set(&o, "backend=reflink,dm.min_free_space=99%", &ds);
+	r = open_set(&o, "dm.min_free_space=99%", &ds);
 	if (ok(r == 0, "start with dm.min_free_space=99%%")) {
 		is_int(ds_add_device(ds, "full", DS_BASE_NAME), -ENOSPC, "ENOSPC below the floor");
 		ok(ds_pool_info(ds, &pi) == 0 && strstr(pi.last_error, "free data space"), "the reason is in last_error");
@@ -295,7 +357,7 @@ int main(void)
 	}
 
 	/* Deferred deletion: a device the pool holds busy. */
-	r = open_set(&o, "backend=reflink,dm.use_deferred_deletion=true", &ds);
+	r = open_set(&o, "dm.use_deferred_deletion=true", &ds);
 	if (ok(r == 0, "start with deferred deletion")) {
 		char dev[64];
 		int fd;
