@@ -63,11 +63,17 @@ static inline int tap_done(void)
 	return tap_failed ? 1 : 0;
 }
 
-/* Exit 77 with the reason: automake counts it as SKIP. */
+/*
+ * The whole program cannot run here: a "1..0 # SKIP why" plan, then exit
+ * 77, automake's SKIP code. tap-driver.sh counts the plan as SKIP but any
+ * non-zero exit as ERROR, so `make check` runs these programs through
+ * tests/engine/tap-skip.sh, which passes 77 on as 0 only after such a plan.
+ */
 static inline void tap_skip_all(const char *why)
 {
 	printf("1..0 # SKIP %s\n", why);
-	exit(0);
+	fflush(stdout);
+	exit(77);
 }
 
 #endif
