@@ -346,9 +346,12 @@ int main(void)
 	options_free(&o);
 	ok(o.mount_opt == NULL && o.n_mkfs_args == 0, "options_free twice is safe");
 
-	/* Help lists every key. */
+	/* Help lists every key. Its text is captured through a temporary
+	 * file; without one every check below fails on an empty text. */
+	help[0] = '\0';
+	n = 0;
 	f = tmpfile();
-	if (f) {
+	if (ok(f != NULL, "a temporary file to capture --help (%s)", f ? "made" : strerror(errno))) {
 		int saved = dup(1);
 
 		fflush(stdout);
@@ -361,16 +364,17 @@ int main(void)
 		n = fread(help, 1, sizeof(help) - 1, f);
 		help[n] = '\0';
 		fclose(f);
-		for (int i = 0; keys[i]; i++) {
-			char want[64], *line;
-
-			snprintf(want, sizeof(want), "    -o %s=", keys[i]);
-			line = strstr(help, want);
-			ok(line && strstr(line, "(default") && strstr(line, "(default") < strchr(line, '\n'),
-			   "--help has a line for %s with its default", keys[i]);
-		}
-		ok(strstr(help, "(default 10G)") && strstr(help, "(default 100G)") && strstr(help, "(default 2G)") &&
-		   strstr(help, "(default 64K)") && strstr(help, "(default 10%)"), "--help shows the default sizes");
 	}
+	ok(n > 0 && n < sizeof(help) - 1, "--help printed its text, all of it captured (%zu bytes)", n);
+	for (int i = 0; keys[i]; i++) {
+		char want[64], *line;
+
+		snprintf(want, sizeof(want), "    -o %s=", keys[i]);
+		line = strstr(help, want);
+		ok(line && strstr(line, "(default") && strstr(line, "(default") < strchr(line, '\n'),
+		   "--help has a line for %s with its default", keys[i]);
+	}
+	ok(strstr(help, "(default 10G)") && strstr(help, "(default 100G)") && strstr(help, "(default 2G)") &&
+	   strstr(help, "(default 64K)") && strstr(help, "(default 10%)"), "--help shows the default sizes");
 	return tap_done();
 }
