@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +42,130 @@ static void log_lines(int prio, const char *prog, char *buf)
 		tf_log(prio, "%s: %s", prog, line);
 }
 
+/* Output kept from one program: the log of a runaway program, or a
+ * thin_dump of a huge pool, must not take the daemon's memory. */
+#define RUN_OUTPUT_MAX ((size_t)64 * 1024 * 1024)
+/* What is still read from the pipe after the program exited while a
+ * descendant holds it open: at most what a pipe can hold. */
+#define RUN_DRAIN_AFTER_EXIT ((size_t)1024 * 1024)
+
+/* The output of a program as it is read: kept up to RUN_OUTPUT_MAX (or
+ * until memory runs out), counted beyond. */
+struct capture {
+	char *buf;      /* NUL-terminated once anything is kept */
+	size_t len, cap;
+	size_t dropped; /* bytes read and discarded */
+	bool nomem;     /* dropped because realloc failed, not the limit */
+};
+
+static void capture_add(struct capture *c, const char *data, size_t n)
+{
+	if (c->dropped == 0 && c->cap - c->len < n + 1 && c->len + n < RUN_OUTPUT_MAX) {
+		size_t ncap = c->cap ? c->cap : 65536;
+		char *nb;
+
+		while (ncap - c->len < n + 1)
+			ncap *= 2;
+		if (ncap > RUN_OUTPUT_MAX)
+			ncap = RUN_OUTPUT_MAX;
+		nb = realloc(c->buf, ncap);
+		if (nb) {
+			c->buf = nb;
+			c->cap = ncap;
+		} else {
+			c->nomem = true;
+		}
+	}
+	/* Once something was dropped nothing more is kept, so what is kept
+	 * is always the head of the output, in one piece. */
+	if (c->dropped == 0 && c->cap - c->len >= n + 1) {
+		memcpy(c->buf + c->len, data, n);
+		c->len += n;
+		c->buf[c->len] = '\0';
+	} else {
+		c->dropped += n;
+	}
+}
+
+/* Read the output of child pid from fd until EOF, keeping what c can hold
+ * and discarding the rest: a child blocked on a full pipe never exits, so
+ * whatever happens here the pipe is read to its end. Also stops when the
+ * child has exited and its pipe is drained but a descendant it left behind
+ * still holds the pipe open (EOF would never come). *reaped tells whether
+ * *status was collected here. 0 or -errno (logged). */
+static int drain_child(const char *prog, pid_t pid, int fd, struct capture *c,
+		       int *status, bool *reaped)
+{
+	char chunk[16384];
+	size_t after_exit = 0;
+
+	*reaped = false;
+	if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
+		int r = -errno;
+
+		log_err("run %s: make its output pipe non-blocking: %s", prog, strerror(-r));
+		return r;
+	}
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+		int pr;
+
+		/* The timeout only matters when the pipe outlives the child. */
+		pr = poll(&pfd, 1, *reaped ? 0 : 250);
+		if (pr < 0) {
+			int r = -errno;
+
+			if (r == -EINTR)
+				continue;
+			log_err("run %s: poll its output: %s", prog, strerror(-r));
+			return r;
+		}
+		if (pr == 0) {
+			pid_t w;
+
+			if (*reaped)
+				break;
+			w = waitpid(pid, status, WNOHANG);
+			if (w < 0) {
+				int r = -errno;
+
+				if (r == -EINTR)
+					continue;
+				log_err("run %s: waitpid: %s", prog, strerror(-r));
+				return r;
+			}
+			*reaped = w == pid;
+			continue;
+		}
+		n = read(fd, chunk, sizeof(chunk));
+		if (n < 0) {
+			int r = -errno;
+
+			if (r == -EINTR || r == -EAGAIN)
+				continue;
+			log_err("run %s: read its output: %s", prog, strerror(-r));
+			return r;
+		}
+		if (n == 0)
+			break;
+		capture_add(c, chunk, (size_t)n);
+		if (*reaped) {
+			after_exit += (size_t)n;
+			if (after_exit >= RUN_DRAIN_AFTER_EXIT)
+				break;
+		}
+	}
+	if (*reaped)
+		log_debug("run %s: exited with its output still open (a process it left behind?)", prog);
+	return 0;
+}
+
 /* Run argv; *exit_status gets its exit status (-1 if killed). Lines go to
- * the log at debug when the status is accepted (<= ok_max), else error. */
+ * the log at debug when the status is accepted (<= ok_max), else error.
+ * With output, a successful run's output goes there instead of the log;
+ * output that had to be cut short fails the run (-EFBIG past
+ * RUN_OUTPUT_MAX, -ENOMEM), as a caller would otherwise parse half of it. */
 static int run_status(char *const argv[], int ok_max, int *exit_status, char **output);
 
 int fsutil_run(char *const argv[])
@@ -59,14 +183,43 @@ int fsutil_run_output(char *const argv[], char **output)
 	return run_status(argv, 0, &st, output);
 }
 
+/* In the child between fork and exec: only async-signal-safe calls. */
+static void __attribute__((noreturn)) exec_child(char *const argv[], int out_fd, int err_fd)
+{
+	sigset_t none;
+	int nul, e;
+
+	/* The daemon's blocked signals and ignored SIGPIPE would survive exec:
+	 * the program gets the defaults it expects. */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	if (dup2(out_fd, STDOUT_FILENO) < 0 || dup2(out_fd, STDERR_FILENO) < 0)
+		goto fail;
+	/* stdin is /dev/null, or closed: a program that asks a question must
+	 * read EOF, never wait on the daemon's terminal. */
+	nul = open("/dev/null", O_RDONLY);
+	if (nul < 0 || dup2(nul, STDIN_FILENO) < 0)
+		close(STDIN_FILENO);
+	if (nul > STDIN_FILENO)
+		close(nul);
+	execvp(argv[0], argv);
+fail:
+	e = errno;
+	if (write(err_fd, &e, sizeof(e)) < 0)
+		_exit(127);
+	_exit(127);
+}
+
 static int run_status(char *const argv[], int ok_max, int *exit_status, char **output)
 {
-	char *out = NULL;
-	size_t len = 0, cap = 0;
+	struct capture c = { 0 };
 	int pipefd[2] = { -1, -1 }, status = 0, r = 0;
 	int errpipe[2] = { -1, -1 };
 	int child_errno = 0;
-	pid_t pid;
+	bool reaped = false;
+	pid_t pid = -1;
+	ssize_t n;
 
 	*exit_status = -1;
 	if (pipe2(pipefd, O_CLOEXEC) < 0 || pipe2(errpipe, O_CLOEXEC) < 0) {
@@ -80,49 +233,38 @@ static int run_status(char *const argv[], int ok_max, int *exit_status, char **o
 		log_err("run %s: fork: %s", argv[0], strerror(-r));
 		goto out;
 	}
-	if (pid == 0) {
-		int e;
-
-		dup2(pipefd[1], STDOUT_FILENO);
-		dup2(pipefd[1], STDERR_FILENO);
-		int nul = open("/dev/null", O_RDONLY);
-		if (nul >= 0)
-			dup2(nul, STDIN_FILENO);
-		execvp(argv[0], argv);
-		e = errno;
-		if (write(errpipe[1], &e, sizeof(e)) < 0)
-			_exit(127);
-		_exit(127);
-	}
+	if (pid == 0)
+		exec_child(argv, pipefd[1], errpipe[1]);
 	close(pipefd[1]);
 	close(errpipe[1]);
 	pipefd[1] = errpipe[1] = -1;
-	for (;;) {
-		ssize_t n;
-
-		if (cap - len < 4096) {
-			char *nb = realloc(out, cap + 65536);
-
-			if (!nb)
-				break;
-			out = nb;
-			cap += 65536;
-		}
-		n = read(pipefd[0], out + len, cap - len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-		if (len > 64 * 1024 * 1024)
-			len = 0; /* keep the tail of a runaway program only */
+	r = drain_child(argv[0], pid, pipefd[0], &c, &status, &reaped);
+	if (r < 0) {
+		/* The output can no longer be read: a child left writing into
+		 * the pipe would block forever, and waitpid with it. */
+		if (!reaped)
+			kill(pid, SIGKILL);
+	} else {
+		/* EOF came (or the child is gone): it has exec'd or exited, and
+		 * either closed its end of errpipe. */
+		while ((n = read(errpipe[0], &child_errno, sizeof(child_errno))) < 0 && errno == EINTR)
+			;
+		if (n != sizeof(child_errno))
+			child_errno = 0;
 	}
-	if (out)
-		out[len] = '\0';
-	if (read(errpipe[0], &child_errno, sizeof(child_errno)) != sizeof(child_errno))
-		child_errno = 0;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	while (!reaped && waitpid(pid, &status, 0) < 0) {
+		if (errno == EINTR)
+			continue;
+		/* No status (e.g. SIGCHLD ignored and the child reaped by the
+		 * kernel): success cannot be told from failure. */
+		if (r == 0) {
+			r = -errno;
+			log_err("run %s: waitpid: %s", argv[0], strerror(-r));
+		}
+		break;
+	}
+	if (r < 0)
+		goto out;
 	if (child_errno) {
 		const char *pkg = package_of(argv[0]);
 
@@ -134,20 +276,34 @@ static int run_status(char *const argv[], int ok_max, int *exit_status, char **o
 	*exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 	if (WIFEXITED(status) && WEXITSTATUS(status) <= ok_max) {
 		if (output) {
-			*output = out ? out : strdup("");
-			out = NULL;
-		} else if (out) {
-			log_lines(LOG_DEBUG, argv[0], out);
+			if (c.dropped) {
+				r = c.nomem ? -ENOMEM : -EFBIG;
+				log_err("run %s: output cut short after %zu bytes (%zu more %s): not used",
+					argv[0], c.len, c.dropped,
+					c.nomem ? "did not fit in memory" : "past the limit");
+				goto out;
+			}
+			*output = c.buf ? c.buf : strdup("");
+			if (!*output)
+				r = -ENOMEM;
+			else if (*output == c.buf)
+				c.buf = NULL;
+			goto out;
 		}
-		goto out;
+		if (c.buf)
+			log_lines(LOG_DEBUG, argv[0], c.buf);
+	} else {
+		if (c.buf)
+			log_lines(LOG_ERR, argv[0], c.buf);
+		if (WIFEXITED(status))
+			log_err("%s: exited with status %d", argv[0], WEXITSTATUS(status));
+		else
+			log_err("%s: killed by signal %d", argv[0], WTERMSIG(status));
+		r = -EIO;
 	}
-	if (out)
-		log_lines(LOG_ERR, argv[0], out);
-	if (WIFEXITED(status))
-		log_err("%s: exited with status %d", argv[0], WEXITSTATUS(status));
-	else
-		log_err("%s: killed by signal %d", argv[0], WTERMSIG(status));
-	r = -EIO;
+	if (c.dropped)
+		log_warn("run %s: the last %zu bytes of its output are not in the log (%s)",
+			 argv[0], c.dropped, c.nomem ? "out of memory" : "past the limit");
 out:
 	for (int i = 0; i < 2; i++) {
 		if (pipefd[i] >= 0)
@@ -155,7 +311,7 @@ out:
 		if (errpipe[i] >= 0)
 			close(errpipe[i]);
 	}
-	free(out);
+	free(c.buf);
 	return r;
 }
 
@@ -270,6 +426,7 @@ static int probe(const char *path, char *type, size_t type_len, char *uuid, size
 		type[0] = '\0';
 	if (uuid_len)
 		uuid[0] = '\0';
+	errno = 0; /* libblkid does not always set it */
 	pr = blkid_new_probe_from_filename(path);
 	if (!pr) {
 		r = errno ? -errno : -EIO;
@@ -405,8 +562,8 @@ int fsutil_grow(const char *dev_path, const char *fs, const char *mount_path)
 out:
 	if (mounted_here && umount2(tmpdir, 0) < 0)
 		log_warn("grow %s: umount %s: %s", dev_path, tmpdir, strerror(errno));
-	if (made_dir)
-		rmdir(tmpdir);
+	if (made_dir && rmdir(tmpdir) < 0)
+		log_warn("grow %s: remove %s: %s", dev_path, tmpdir, strerror(errno));
 	return r;
 }
 
