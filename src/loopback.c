@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metadata.h"
 
 #ifndef LOOP_CONFIGURE
 #define LOOP_CONFIGURE 0x4C0A
@@ -42,9 +43,16 @@ static void sleep_ms(long ms)
 int loop_file_size(const char *path, uint64_t size, bool grow, const char *what)
 {
 	struct stat st;
+	bool created = false;
 	int fd, r = 0;
 
-	fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+	/* Tell a file made here from one found, as only a new one needs its
+	 * directory fsynced. */
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+		created = fd >= 0;
+	}
 	if (fd < 0) {
 		r = -errno;
 		log_err("%s %s: open: %s", what, path, strerror(-r));
@@ -75,7 +83,11 @@ int loop_file_size(const char *path, uint64_t size, bool grow, const char *what)
 	if (fsync(fd) < 0) {
 		r = -errno;
 		log_err("%s %s: fsync: %s", what, path, strerror(-r));
+		goto out;
 	}
+	/* The file's size is on disk; its name must be too. */
+	if (created)
+		r = meta_fsync_parent(path);
 out:
 	close(fd);
 	return r;

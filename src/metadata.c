@@ -117,8 +117,8 @@ int meta_write_atomic(const char *dir, const char *name, const char *data,
 out:
 	if (fd >= 0)
 		close(fd);
-	if (made)
-		unlinkat(dfd, tmp, 0);
+	if (made && unlinkat(dfd, tmp, 0) < 0)
+		log_warn("metadata %s/%s: remove the temp file: %s", dir, tmp, strerror(errno));
 	close(dfd);
 	return r;
 }
@@ -140,6 +140,24 @@ int meta_fsync_path(const char *path)
 	return r;
 }
 
+int meta_fsync_parent(const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+
+	if (!slash)
+		return meta_fsync_path(".");
+	if (slash == path)
+		return meta_fsync_path("/");
+	if ((size_t)(slash - path) >= sizeof(dir)) {
+		log_err("fsync the directory of %s: path too long", path);
+		return -ENAMETOOLONG;
+	}
+	memcpy(dir, path, (size_t)(slash - path));
+	dir[slash - path] = '\0';
+	return meta_fsync_path(dir);
+}
+
 int meta_mkdir_p(const char *path, int mode)
 {
 	char buf[PATH_MAX];
@@ -159,18 +177,8 @@ int meta_mkdir_p(const char *path, int mode)
 
 		*p = '\0';
 		if (mkdir(buf, (mode_t)mode) == 0) {
-			char *slash = strrchr(buf, '/');
-
 			/* Make the new entry durable in its parent. */
-			if (!slash) {
-				r = meta_fsync_path(".");
-			} else if (slash == buf) {
-				r = meta_fsync_path("/");
-			} else {
-				*slash = '\0';
-				r = meta_fsync_path(buf);
-				*slash = '/';
-			}
+			r = meta_fsync_parent(buf);
 			if (r < 0)
 				return r;
 		} else if (errno != EEXIST) {

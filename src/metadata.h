@@ -54,6 +54,9 @@ int meta_write_atomic(const char *dir, const char *name, const char *data,
 /* fsync a directory (or file) by path: makes a rename or unlink in it
  * durable. */
 int meta_fsync_path(const char *path);
+/* fsync the directory holding path ("." for a bare name): makes a new
+ * entry path durable. */
+int meta_fsync_parent(const char *path);
 /* mkdir -p with fsync of each new directory's parent. */
 int meta_mkdir_p(const char *path, int mode);
 
