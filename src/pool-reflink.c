@@ -68,8 +68,11 @@ static bool can_reflink(const char *dir)
 		close(fa);
 	if (fb >= 0)
 		close(fb);
-	unlink(a);
-	unlink(b);
+	/* Left behind, they only cost a name; say so all the same. */
+	if (fa >= 0 && unlink(a) < 0)
+		log_warn("reflink pool: remove the test file %s: %s", a, strerror(errno));
+	if (fb >= 0 && unlink(b) < 0)
+		log_warn("reflink pool: remove the test file %s: %s", b, strerror(errno));
 	return ok;
 }
 
@@ -80,8 +83,10 @@ static bool is_mounted(const char *path)
 	char line[4096], mnt[PATH_MAX];
 	bool found = false;
 
-	if (!f)
+	if (!f) {
+		log_warn("reflink pool: open /proc/self/mountinfo: %s", strerror(errno));
 		return false;
+	}
 	while (!found && fgets(line, sizeof(line), f))
 		found = sscanf(line, "%*s %*s %*s %*s %4095s", mnt) == 1 && strcmp(mnt, path) == 0;
 	fclose(f);
@@ -130,7 +135,10 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 	p->we_attached = true;
 	if (r == 1) {
 		log_info("reflink pool: reusing %s for %s", p->data_loop, p->data_file);
-		loop_set_capacity(p->data_loop);
+		/* It may predate a growth of the file by a killed run. */
+		r = loop_set_capacity(p->data_loop);
+		if (r < 0)
+			return r;
 	} else {
 		r = loop_attach(p->data_file, false, false, 512, p->data_loop, sizeof(p->data_loop));
 		if (r < 0)
@@ -170,20 +178,28 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 	return grown ? grow_store(p) : 0;
 }
 
-/* Remove clones a crash left half made. */
-static void remove_stale_clones(struct pool *p)
+/* Remove the temp files a crash left in dir: entries starting with
+ * prefix (half-made images, or meta_write_atomic's temp files of the
+ * transaction ID). Their removal need not be durable: a later start
+ * removes them again. */
+static void remove_stale(const char *dir, const char *prefix)
 {
-	DIR *d = opendir(p->images);
+	DIR *d = opendir(dir);
 	struct dirent *e;
 
-	if (!d)
+	if (!d) {
+		log_warn("reflink pool: look for stale temp files in %s: opendir: %s", dir, strerror(errno));
 		return;
+	}
 	while ((e = readdir(d))) {
-		if (strncmp(e->d_name, ".new-", 5) != 0)
+		if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
 			continue;
 		if (unlinkat(dirfd(d), e->d_name, 0) == 0)
-			log_info("reflink pool: removed %s/%s left by an interrupted snapshot",
-				 p->images, e->d_name);
+			log_info("reflink pool: removed %s/%s left by an interrupted write",
+				 dir, e->d_name);
+		else
+			log_warn("reflink pool: remove %s/%s left by an interrupted write: %s",
+				 dir, e->d_name, strerror(errno));
 	}
 	closedir(d);
 }
@@ -230,7 +246,8 @@ static int reflink_open(const struct pool_config *cfg, struct pool **out)
 	r = meta_mkdir_p(p->images, 0700);
 	if (r < 0)
 		goto out;
-	remove_stale_clones(p);
+	remove_stale(p->images, ".new-");
+	remove_stale(p->store, ".transaction_id.tmp-");
 	*out = p;
 	p = NULL;
 out:
@@ -248,17 +265,26 @@ static int reflink_get_tid(struct pool *p, uint64_t *tid)
 	snprintf(path, sizeof(path), "%s/transaction_id", p->store);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		if (errno == ENOENT) {
+		int r = -errno; /* before the log call, which may change errno */
+
+		if (r == -ENOENT) {
 			*tid = 0;
 			return 0;
 		}
-		log_err("reflink pool: open %s: %s", path, strerror(errno));
-		return -errno;
+		log_err("reflink pool: open %s: %s", path, strerror(-r));
+		return r;
 	}
 	n = read(fd, buf, sizeof(buf) - 1);
+	if (n < 0) {
+		int r = -errno;
+
+		close(fd);
+		log_err("reflink pool: read %s: %s", path, strerror(-r));
+		return r;
+	}
 	close(fd);
-	if (n <= 0) {
-		log_err("reflink pool: %s is empty or unreadable", path);
+	if (n == 0) {
+		log_err("reflink pool: %s is empty", path);
 		return -EUCLEAN;
 	}
 	buf[n] = '\0';
@@ -292,28 +318,73 @@ out:
 	return r;
 }
 
-static int reflink_create_thin(struct pool *p, uint32_t dev_id, uint64_t size)
+/* Make the image dev_id from tmp, a new file in images/ open as fd: fsync
+ * it, rename it into place (never over an existing image: -EEXIST, not
+ * logged, the engine retries with another ID) and fsync the directory, so
+ * that an image exists under its name only whole and durable. A crash
+ * before the rename leaves only tmp, which the next open removes. */
+static int publish_image(struct pool *p, uint32_t dev_id, int fd, const char *tmp,
+			 const char *dst, bool *renamed)
 {
-	char path[PATH_MAX + 16];
-	int fd, r = 0;
+	int r;
 
-	image_path(p, dev_id, path, sizeof(path));
-	fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
-	if (fd < 0) {
+	if (fsync(fd) < 0) {
+		r = -errno;
+		log_err("reflink pool: image %" PRIu32 ": fsync %s: %s", dev_id, tmp, strerror(-r));
+		return r;
+	}
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE) < 0) {
 		r = -errno;
 		if (r != -EEXIST)
-			log_err("reflink pool: create image %s: %s", path, strerror(-r));
+			log_err("reflink pool: image %" PRIu32 ": rename %s to %s: %s", dev_id, tmp, dst,
+				strerror(-r));
 		return r;
 	}
-	if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0) {
-		r = -errno;
-		log_err("reflink pool: size image %s: %s", path, strerror(-r));
-		close(fd);
-		unlink(path);
-		return r;
-	}
-	close(fd);
+	*renamed = true;
 	return meta_fsync_path(p->images);
+}
+
+/* Close fd on the temp image tmp and remove tmp unless it became the image. */
+static void drop_temp_image(int fd, const char *tmp, bool renamed)
+{
+	if (fd < 0)
+		return;
+	close(fd);
+	if (!renamed && unlink(tmp) < 0)
+		log_warn("reflink pool: remove the unfinished image %s: %s", tmp, strerror(errno));
+}
+
+static void temp_image_path(const struct pool *p, uint32_t id, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/.new-%" PRIu32, p->images, id);
+}
+
+static int reflink_create_thin(struct pool *p, uint32_t dev_id, uint64_t size)
+{
+	char tmp[PATH_MAX + 32], dst[PATH_MAX + 16];
+	bool renamed = false;
+	int fd = -1, r;
+
+	image_path(p, dev_id, dst, sizeof(dst));
+	temp_image_path(p, dev_id, tmp, sizeof(tmp));
+	if (access(dst, F_OK) == 0)
+		return -EEXIST;
+	fd = open(tmp, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		log_err("reflink pool: create image %" PRIu32 ": %s: %s", dev_id, tmp, strerror(-r));
+		return r;
+	}
+	if (ftruncate(fd, (off_t)size) < 0) {
+		r = -errno;
+		log_err("reflink pool: create image %" PRIu32 ": size %s to %" PRIu64 " bytes: %s",
+			dev_id, tmp, size, strerror(-r));
+		goto out;
+	}
+	r = publish_image(p, dev_id, fd, tmp, dst, &renamed);
+out:
+	drop_temp_image(fd, tmp, renamed);
+	return r;
 }
 
 static int reflink_create_snap(struct pool *p, uint32_t dev_id, uint32_t origin_id,
@@ -321,11 +392,13 @@ static int reflink_create_snap(struct pool *p, uint32_t dev_id, uint32_t origin_
 {
 	char src[PATH_MAX + 16], tmp[PATH_MAX + 32], dst[PATH_MAX + 16];
 	struct stat st;
+	bool renamed = false;
 	int sfd = -1, dfd = -1, r = 0;
 
+	(void)origin_active_name; /* the engine freezes the origin itself */
 	image_path(p, origin_id, src, sizeof(src));
 	image_path(p, dev_id, dst, sizeof(dst));
-	snprintf(tmp, sizeof(tmp), "%s/.new-%" PRIu32, p->images, dev_id);
+	temp_image_path(p, dev_id, tmp, sizeof(tmp));
 	if (access(dst, F_OK) == 0)
 		return -EEXIST;
 	sfd = open(src, O_RDONLY | O_CLOEXEC);
@@ -347,31 +420,21 @@ static int reflink_create_snap(struct pool *p, uint32_t dev_id, uint32_t origin_
 			dev_id, origin_id, strerror(-r));
 		goto out;
 	}
-	if (fstat(dfd, &st) == 0 && (uint64_t)st.st_size < size && ftruncate(dfd, (off_t)size) < 0) {
+	if (fstat(dfd, &st) < 0) {
+		r = -errno;
+		log_err("reflink pool: snapshot %" PRIu32 ": stat %s: %s", dev_id, tmp, strerror(-r));
+		goto out;
+	}
+	if ((uint64_t)st.st_size < size && ftruncate(dfd, (off_t)size) < 0) {
 		r = -errno;
 		log_err("reflink pool: snapshot %" PRIu32 ": size %s: %s", dev_id, tmp, strerror(-r));
 		goto out;
 	}
-	if (fsync(dfd) < 0) {
-		r = -errno;
-		log_err("reflink pool: snapshot %" PRIu32 ": fsync %s: %s", dev_id, tmp, strerror(-r));
-		goto out;
-	}
-	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE) < 0) {
-		r = -errno;
-		if (r != -EEXIST)
-			log_err("reflink pool: snapshot %" PRIu32 ": rename to %s: %s", dev_id, dst, strerror(-r));
-		goto out;
-	}
-	r = meta_fsync_path(p->images);
-	(void)origin_active_name;
+	r = publish_image(p, dev_id, dfd, tmp, dst, &renamed);
 out:
 	if (sfd >= 0)
 		close(sfd);
-	if (dfd >= 0) {
-		close(dfd);
-		unlink(tmp); /* fails harmlessly once renamed */
-	}
+	drop_temp_image(dfd, tmp, renamed);
 	return r;
 }
 
@@ -515,10 +578,16 @@ static int reflink_dev_status(struct pool *p, const char *name, uint32_t dev_id,
 	(void)name;
 	image_path(p, dev_id, path, sizeof(path));
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		r = -errno;
+		/* ENOENT: deleted while its info was being read. */
+		tf_log(r == -ENOENT ? LOG_DEBUG : LOG_ERR, "reflink pool: status of %" PRIu32 ": open %s: %s",
+		       dev_id, path, strerror(-r));
+		return r;
+	}
 	if (fstat(fd, &sb) < 0) {
 		r = -errno;
+		log_err("reflink pool: status of %" PRIu32 ": stat %s: %s", dev_id, path, strerror(-r));
 		goto out;
 	}
 	st->mapped_bytes = (uint64_t)sb.st_blocks * 512;
@@ -545,7 +614,7 @@ static int reflink_resize_thin(struct pool *p, const char *name, uint32_t dev_id
 {
 	char path[PATH_MAX + 16], dev[64];
 	struct stat st;
-	int r;
+	int fd, r;
 
 	image_path(p, dev_id, path, sizeof(path));
 	if (stat(path, &st) < 0) {
@@ -558,14 +627,33 @@ static int reflink_resize_thin(struct pool *p, const char *name, uint32_t dev_id
 			name, new_size, (intmax_t)st.st_size);
 		return -EINVAL;
 	}
-	if (truncate(path, (off_t)new_size) < 0) {
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
 		r = -errno;
-		log_err("reflink pool: resize %s: truncate %s: %s", name, path, strerror(-r));
+		log_err("reflink pool: resize %s: open %s: %s", name, path, strerror(-r));
 		return r;
 	}
-	if (loop_find(path, dev, sizeof(dev)) == 1)
-		return loop_set_capacity(dev);
-	return 0;
+	/* The engine records the new size next: the image's must be durable
+	 * first. */
+	if (ftruncate(fd, (off_t)new_size) < 0) {
+		r = -errno;
+		log_err("reflink pool: resize %s: truncate %s: %s", name, path, strerror(-r));
+		goto out;
+	}
+	if (fsync(fd) < 0) {
+		r = -errno;
+		log_err("reflink pool: resize %s: fsync %s: %s", name, path, strerror(-r));
+		goto out;
+	}
+	r = loop_find(path, dev, sizeof(dev));
+	if (r < 0) {
+		log_err("reflink pool: resize %s: find the loop device of %s: %s", name, path, strerror(-r));
+		goto out;
+	}
+	r = r == 1 ? loop_set_capacity(dev) : 0;
+out:
+	close(fd);
+	return r;
 }
 
 static int reflink_status(struct pool *p, struct pool_status *st)
@@ -607,8 +695,11 @@ static int reflink_resize_pool(struct pool *p, uint64_t new_size)
 			p->store);
 		return -EOPNOTSUPP;
 	}
-	if (stat(p->data_file, &st) < 0)
-		return -errno;
+	if (stat(p->data_file, &st) < 0) {
+		r = -errno;
+		log_err("reflink pool: resize-pool: stat %s: %s", p->data_file, strerror(-r));
+		return r;
+	}
 	if ((uint64_t)st.st_size > new_size) {
 		log_err("reflink pool: resize-pool: %" PRIu64 " bytes is smaller than the data file's %jd: the pool only grows",
 			new_size, (intmax_t)st.st_size);
