@@ -91,8 +91,23 @@ for p in $points; do
 		exec 7<&-
 		sleep 0.2
 		cli deferred; ok $? "$p: the deferred deletion runs once the device is released"
-		[ ! -e "$work/s/metadata/c" ] && ! grep -qs . /dev/null; ok $? "$p: the metadata file is gone"
+		[ ! -e "$work/s/metadata/c" ]; ok $? "$p: the metadata file is gone"
+		img=$work/s/reflink/images/$id
+		# (Once the store is unmounted lazily, the loop's backing_file
+		# may read as a path under its old mount or "/images/ID".)
+		bf=$(cat "/sys/block/${busy#/dev/}/loop/backing_file" 2>/dev/null)
+		case $bf in */images/"$id" | */images/"$id"\ \(deleted\)) false ;; esac
+		ok $? "$p: the loop device we held on its image ($busy) was detached${bf:+ (still on $bf)}"
+		# The engine unmounts the image store at close: look into it
+		# read-only. c's image must be gone, its ID free.
+		look=
+		if ! grep -q " $work/s/reflink " /proc/self/mountinfo; then
+			look=$(losetup -f --show -r "$work/s/devicemapper/data") && mount -o ro "$look" "$work/s/reflink"
+		fi
+		[ -n "$id" ] && [ -d "$work/s/reflink/images" ] && [ ! -e "$img" ]
+		ok $? "$p: its image (ID $id) is gone from the store"
 		grep -q " $work/s/reflink " /proc/self/mountinfo && umount -l "$work/s/reflink"
+		[ -z "$look" ] || losetup -d "$look" 2>/dev/null
 		losetup -d "$store" 2>/dev/null ;;
 	esac
 	ok $([ "$st" -eq 137 ]; echo $?) "$p: killed at the point (status $st)"
