@@ -107,6 +107,54 @@ static bool has_cap_sys_resource(void)
 	return caps & (1ULL << 24);
 }
 
+/*
+ * Write into d001 until the pool has at least pct % of its data space
+ * used, so that a floor of (100 - pct) % or more refuses new devices. The
+ * reflink store's own XFS already uses that much of 8G; a dm pool of 8G
+ * holding only these small filesystems has more than 99% free.
+ */
+static int fill_pool_to(struct deviceset *ds, unsigned pct)
+{
+	struct ds_pool_info pi;
+	char path[700], chunk[1 << 16];
+	uint64_t want, left;
+	int fd, r = 0;
+
+	if (ds_pool_info(ds, &pi) < 0)
+		return -EIO;
+	want = pi.data_total / 100 * pct + (16ULL << 20); /* margin: fs overhead, block rounding */
+	tap_diag("pool data: %" PRIu64 " of %" PRIu64 " MiB used", pi.data_used >> 20, pi.data_total >> 20);
+	if (pi.data_used >= want)
+		return 0;
+	left = want - pi.data_used;
+	if (left > (160ULL << 20)) {
+		tap_diag("would need %" PRIu64 " MiB more in one device", left >> 20);
+		return -EFBIG;
+	}
+	r = ds_mount(ds, "d001", mnt1, false);
+	if (r < 0)
+		return r;
+	snprintf(path, sizeof(path), "%s/fill", mnt1);
+	memset(chunk, 0xa5, sizeof(chunk));
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		r = -errno;
+	for (; fd >= 0 && left > 0 && r == 0; left -= left < sizeof(chunk) ? left : sizeof(chunk))
+		if (write(fd, chunk, sizeof(chunk)) != (ssize_t)sizeof(chunk))
+			r = -EIO;
+	if (fd >= 0 && (fsync(fd) < 0 || close(fd) < 0) && r == 0)
+		r = -errno;
+	if (ds_unmount(ds, "d001") < 0 && r == 0)
+		r = -EIO;
+	if (r == 0 && ds_pool_info(ds, &pi) == 0) {
+		tap_diag("after writing to d001: %" PRIu64 " of %" PRIu64 " MiB used", pi.data_used >> 20,
+			 pi.data_total >> 20);
+		if (pi.data_used < pi.data_total / 100 * pct)
+			r = -ENOSPC;
+	}
+	return r;
+}
+
 static double now(void)
 {
 	struct timespec ts;
@@ -349,6 +397,7 @@ int main(void)
 	/* Free-space floor. */
 	r = open_set(&o, "dm.min_free_space=99%", &ds);
 	if (ok(r == 0, "start with dm.min_free_space=99%%")) {
+		ok(fill_pool_to(ds, 1) == 0, "more than 1%% of the pool's data space is used (less than 99%% free)");
 		is_int(ds_add_device(ds, "full", DS_BASE_NAME), -ENOSPC, "ENOSPC below the floor");
 		ok(ds_pool_info(ds, &pi) == 0 && strstr(pi.last_error, "free data space"), "the reason is in last_error");
 		ok(ds_check_consistency(ds, report, sizeof(report)) == 0, "nothing leaked (%s)", report);
