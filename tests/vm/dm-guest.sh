@@ -28,10 +28,9 @@ run_part() { # run_part NAME COMMAND...
 	echo "dm-guest: $name exit $rc in $(cat "$f.time") s"
 }
 
-tpd=$top_builddir/tests/engine/test-pool-dm
-if [ -x "$tpd" ]; then
-	run_part engine-test-pool-dm "$tpd"
-fi
+# The engine test over dm (tests/engine/test-pool-dm.c), always: missing,
+# it fails (no plan, exit 126/127); skipping here (77), dm.t fails it.
+run_part engine-test-pool-dm "$top_builddir/tests/engine/test-pool-dm"
 for t in namespace errors data restart stress; do
 	run_part "functional-$t" bash "$top_srcdir/tests/functional/$t.t"
 done
