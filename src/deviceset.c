@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,34 +42,39 @@ struct device {
 	int refs;                 /* set lock; freed at 0 once removed */
 	bool removed;             /* no longer in the tables; set lock */
 	int n_children;           /* visible children; set lock */
-	/* A long operation (mount, unmount, resize, delete, rename, a
-	 * snapshot of it) is under way: set lock. It stands in for a device
-	 * lock, which could not be held across mount(2): the kernel resolves
-	 * the mount path under our own mount while holding directory locks,
-	 * and a mkdir/rmdir/rename handler waiting for such a lock would wait
-	 * forever (see claim()). */
-	bool busy;
-	/* Mount state: changed only by the claimant, under the set lock. */
+	/* Serialises the long operations on this device (mount, unmount,
+	 * resize, delete, rename, a snapshot of it), which do I/O; readers of
+	 * the namespace never take it. Taken before the set lock, and never
+	 * two of them at once. Device filesystems are mounted outside the FUSE
+	 * tree (doc/design.md §3), so nothing done under it waits for a FUSE
+	 * request. */
+	pthread_mutex_t op_lock;
+	/* Mount state: written under op_lock and the set lock, so either
+	 * one is enough to read it. */
 	int mount_count;
 	bool read_only;
-	char *mount_path;
-	int root_fd;              /* fd on the mounted fs's root, or -1 */
 	/* Activation as this engine did it; set lock. */
 	bool active;
-	char dev_path[64];
+	char dev_path[PATH_MAX];
 	char last_error[DS_ERROR_MAX]; /* err_lock */
 };
 
+/* In STATEDIR while the base device's filesystem has yet to grow to its
+ * recorded size (see grow_base). */
+#define BASE_GROW_MARKER "base-grow-pending"
+
 struct deviceset {
 	char *state_dir;
+	int state_fd;             /* STATEDIR, O_DIRECTORY */
 	char *meta_dir;
+	char *mnt_dir;            /* STATEDIR/mnt: device filesystems, by ID */
 	char prefix[64];
 	const struct ds_options *opts;
 	const struct pool_ops *ops;
 	struct pool *pool;
-	/* The set lock: the tables, the ID bitmap, the transaction ID and every
-	 * backend call except those of the mount path. Never held across a
-	 * syscall that resolves a path under the FUSE mount. */
+	/* The set lock: the tables, the ID bitmap, the transaction ID and
+	 * every backend call. Lock order: a device's op_lock, then this, then
+	 * err_lock. */
 	pthread_mutex_t lock;
 	struct device **by_name, **by_id;
 	size_t n_buckets, n_devices;
@@ -76,10 +82,11 @@ struct deviceset {
 	uint64_t tid;
 	struct meta_deviceset dsm;
 	unsigned deferred_count;
+	/* Why changes are refused until a restart ("" normally); set lock. */
+	char recovery_reason[DS_ERROR_MAX / 2];
 	/* A leaf lock for the last_error strings; nothing is taken under it. */
 	pthread_mutex_t err_lock;
 	char last_error[DS_ERROR_MAX];
-	pthread_cond_t busy_cond; /* a device's busy flag cleared; set lock */
 	/* The deferred-deletion worker; set lock for stop, cond with it. */
 	pthread_t worker;
 	bool worker_running, worker_stop;
@@ -119,7 +126,7 @@ enum ds_txn_action ds_txn_decide(uint64_t pool_tid, uint64_t open_tid)
 {
 	if (open_tid == pool_tid)
 		return DS_TXN_CLEAN;
-	return open_tid > pool_tid ? DS_TXN_ROLLBACK : DS_TXN_MISMATCH;
+	return pool_tid != UINT64_MAX && open_tid == pool_tid + 1 ? DS_TXN_ROLLBACK : DS_TXN_MISMATCH;
 }
 
 static void store_error(struct deviceset *s, struct device *d, const char *fmt, va_list ap)
@@ -254,15 +261,13 @@ static struct device *device_new(const struct meta_device *m)
 	if (!d)
 		return NULL;
 	d->m = *m;
-	d->root_fd = -1;
+	pthread_mutex_init(&d->op_lock, NULL);
 	return d;
 }
 
 static void device_free(struct device *d)
 {
-	if (d->root_fd >= 0)
-		close(d->root_fd);
-	free(d->mount_path);
+	pthread_mutex_destroy(&d->op_lock);
 	free(d);
 }
 
@@ -318,37 +323,39 @@ static void for_each_device(struct deviceset *s, void (*fn)(struct deviceset *, 
 		}
 }
 
-/* Claim d for a long operation; release() gives it back. The ctl
- * commands (mount, unmount, resize) wait for their turn. The namespace
- * handlers (mkdir, rmdir, rename) must not wait: the kernel calls them
- * holding a directory's lock, which a mount in progress may need for its
- * path lookup; they get -EBUSY instead. */
-static int claim(struct deviceset *s, struct device *d, bool wait)
+/* Take d's op_lock for a long operation. false if d was deleted while
+ * the caller waited for it (the caller then answers -ENOENT). */
+static bool lock_op(struct deviceset *s, struct device *d)
 {
-	int r = 0;
+	bool alive;
 
+	pthread_mutex_lock(&d->op_lock);
 	pthread_mutex_lock(&s->lock);
-	while (d->busy && wait)
-		pthread_cond_wait(&s->busy_cond, &s->lock);
-	if (d->busy)
-		r = -EBUSY;
-	else
-		d->busy = true;
+	alive = !d->removed && !d->m.deleted;
 	pthread_mutex_unlock(&s->lock);
-	return r;
+	if (!alive)
+		pthread_mutex_unlock(&d->op_lock);
+	return alive;
 }
 
-static void release(struct deviceset *s, struct device *d)
+static void unlock_op(struct device *d)
 {
-	pthread_mutex_lock(&s->lock);
-	d->busy = false;
-	pthread_cond_broadcast(&s->busy_cond);
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&d->op_lock);
 }
 
-static void dm_name_of(struct deviceset *s, const char *name, char *buf, size_t len)
+/* The active device's name: PREFIX-ID. By ID, so no device name can equal
+ * the pool's own dm name (PREFIX-pool) or outgrow DM_NAME_LEN, and a
+ * rename touches only the metadata (doc/design.md §5). */
+static void dm_name_of(struct deviceset *s, uint32_t id, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s-%s", s->prefix, name);
+	snprintf(buf, len, "%s-%" PRIu32, s->prefix, id);
+}
+
+/* Where a device's filesystem is mounted: STATEDIR/mnt/ID, outside the
+ * FUSE tree, named by ID so a rename does not move it. */
+static void mount_dir_of(struct deviceset *s, uint32_t id, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%" PRIu32, s->mnt_dir, id);
 }
 
 static bool is_base(const struct device *d)
@@ -376,15 +383,50 @@ static int close_transaction(struct deviceset *s)
 	return r;
 }
 
+/* Stop taking changes: an undo could not complete, and what is on disk
+ * (an open transaction, a roll-forward record) is only safe if the next
+ * start is the next thing to touch it. Set lock held. */
+static void need_recovery(struct deviceset *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void need_recovery(struct deviceset *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s->recovery_reason, sizeof(s->recovery_reason), fmt, ap);
+	va_end(ap);
+	log_err("pool %s: %s; no more changes are taken until thinfs is restarted, which repairs it",
+		s->prefix, s->recovery_reason);
+}
+
+/* -EIO (with the reason) once need_recovery() was called. Set lock held. */
+static int refuse_if_needs_recovery(struct deviceset *s, struct device *d, const char *op)
+{
+	if (!s->recovery_reason[0])
+		return 0;
+	return fail(s, d, -EIO, "%s '%s': refused until thinfs is restarted: %s", op, d->m.name,
+		    s->recovery_reason);
+}
+
 /* Give up an open transaction whose pool change did not happen (or was
  * undone), so a restart does not roll back a device it should keep. */
-static void abandon_transaction(struct deviceset *s)
+static int abandon_transaction(struct deviceset *s)
 {
 	struct meta_transaction t = { .open_transaction_id = s->tid };
+	int r = meta_transaction_save(s->meta_dir, &t);
 
-	if (meta_transaction_save(s->meta_dir, &t) < 0)
-		log_err("pool %s: could not reset the open transaction; the next start will roll it back",
-			s->prefix);
+	if (r < 0)
+		log_err("pool %s: could not reset the open transaction: %s", s->prefix, strerror(-r));
+	return r;
+}
+
+/* Abandon after a pool change that did not happen; if even that fails,
+ * the next start must decide (set lock held). */
+static void abandon_or_stop(struct deviceset *s, const char *name)
+{
+	if (abandon_transaction(s) < 0)
+		need_recovery(s, "the open transaction for '%s' could not be reset", name);
 }
 
 static int save_deviceset(struct deviceset *s)
@@ -398,12 +440,12 @@ static int save_deviceset(struct deviceset *s)
 
 static int activate(struct deviceset *s, struct device *d)
 {
-	char name[256];
+	char name[POOL_DEV_NAME_MAX];
 	int r;
 
 	if (d->active)
 		return 0;
-	dm_name_of(s, d->m.name, name, sizeof(name));
+	dm_name_of(s, d->m.device_id, name, sizeof(name));
 	r = s->ops->activate(s->pool, name, d->m.device_id, d->m.size, d->dev_path, sizeof(d->dev_path));
 	if (r == 0)
 		d->active = true;
@@ -412,10 +454,10 @@ static int activate(struct deviceset *s, struct device *d)
 
 static int deactivate(struct deviceset *s, struct device *d, bool deferred)
 {
-	char name[256];
+	char name[POOL_DEV_NAME_MAX];
 	int r;
 
-	dm_name_of(s, d->m.name, name, sizeof(name));
+	dm_name_of(s, d->m.device_id, name, sizeof(name));
 	r = s->ops->deactivate(s->pool, name, d->m.device_id, deferred);
 	if (r == 0 || deferred) {
 		d->active = false;
@@ -459,21 +501,30 @@ static int check_free_space(struct deviceset *s, struct device *d)
 /* Add                                                                */
 
 /* Create name as a snapshot of parent in the pool and the metadata; set
- * lock held. On failure nothing is left behind. */
+ * lock held. On failure nothing is left behind: either the undo completes
+ * or the transaction stays open for the next start to roll back, and the
+ * set stops taking changes until then (needs_recovery). */
 static int create_device(struct deviceset *s, const char *name, struct device *parent,
 			 struct device *scratch)
 {
-	char origin_name[256];
+	char origin_name[POOL_DEV_NAME_MAX], origin_path[PATH_MAX];
 	const char *origin_active = NULL;
 	struct meta_device m = { 0 };
 	struct device *d;
 	uint32_t id = 0;
-	int r;
+	int r, u;
 
-	if (parent->active) {
-		dm_name_of(s, parent->m.name, origin_name, sizeof(origin_name));
+	/* Ask the pool whether the origin is live, not our own flag: a device
+	 * left active by a killed daemon, or waiting for a deferred removal,
+	 * may be written to, and a snapshot of a live thin device must be
+	 * taken suspended (the kernel's thin-provisioning documentation). */
+	dm_name_of(s, parent->m.device_id, origin_name, sizeof(origin_name));
+	r = s->ops->is_active(s->pool, origin_name, parent->m.device_id, origin_path, sizeof(origin_path));
+	if (r < 0)
+		return fail(s, scratch, r, "device '%s': cannot tell whether '%s' is active: %s", name,
+			    parent->m.name, strerror(-r));
+	if (r == 1)
 		origin_active = origin_name;
-	}
 	for (;;) {
 		r = idmap_alloc(&s->ids, &id);
 		if (r < 0)
@@ -493,7 +544,7 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 	}
 	if (r < 0) {
 		idmap_mark_free(&s->ids, id);
-		abandon_transaction(s);
+		abandon_or_stop(s, name);
 		return fail(s, scratch, r, "device '%s': snapshot of '%s' failed in the pool: %s", name,
 			    parent->m.name, strerror(-r));
 	}
@@ -526,13 +577,20 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 	return 0;
 
 undo_file:
-	meta_device_remove(s->meta_dir, name);
+	u = meta_device_remove(s->meta_dir, name);
+	if (u < 0 && u != -ENOENT) {
+		/* Deleting the pool device now would leave its file behind. */
+		need_recovery(s, "device '%s' could not be undone (its file stays: %s)", name, strerror(-u));
+		return fail(s, scratch, r, "device '%s': could not record the new device: %s", name, strerror(-r));
+	}
 undo:
-	/* If the pool device cannot go now, the transaction stays open and
-	 * the next start rolls it back, so nothing leaks either way. */
-	if (s->ops->delete_thin(s->pool, id) == 0) {
+	u = s->ops->delete_thin(s->pool, id);
+	if (u == 0 || u == -ENOENT) {
 		idmap_mark_free(&s->ids, id);
-		abandon_transaction(s);
+		abandon_or_stop(s, name);
+	} else {
+		need_recovery(s, "device '%s' (id %" PRIu32 ") could not be deleted from the pool after a failed add",
+			      name, id);
 	}
 	return fail(s, scratch, r, "device '%s': could not record the new device: %s", name, strerror(-r));
 }
@@ -540,8 +598,8 @@ undo:
 int ds_add_device(struct deviceset *s, const char *name, const char *parent_name)
 {
 	struct device *parent, scratch;
-	bool frozen = false, claimed;
-	int r;
+	char dir[PATH_MAX];
+	int r, fd = -1;
 
 	memset(&scratch, 0, sizeof(scratch));
 	r = ds_check_name(name);
@@ -553,22 +611,26 @@ int ds_add_device(struct deviceset *s, const char *name, const char *parent_name
 	if (!parent)
 		return fail(s, NULL, -ENOENT, "mkdir '%s': no device '%s' to snapshot", name, parent_name);
 	snprintf(scratch.m.name, sizeof(scratch.m.name), "%s", name);
-	/* A parent being mounted or unmounted right now is not waited for (see
-	 * claim()): its snapshot is then taken unfrozen, crash-consistent. */
-	claimed = claim(s, parent, false) == 0;
-	if (!claimed)
-		log_info("mkdir '%s': '%s' is being mounted or unmounted: taking a crash-consistent snapshot",
-			 name, parent->m.name);
+	/* The parent's op_lock keeps its mount state still while its
+	 * filesystem is frozen and the snapshot taken. */
+	if (!lock_op(s, parent)) {
+		put_device(s, parent);
+		return fail(s, NULL, -ENOENT, "mkdir '%s': '%s' was deleted meanwhile", name, parent_name);
+	}
 	/* Freeze a mounted origin before taking the set lock: FIFREEZE syncs
 	 * the filesystem, which may take a while. */
-	if (claimed && parent->mount_count > 0 && s->ops->engine_freezes_origin) {
-		r = fsutil_freeze(parent->root_fd);
+	if (parent->mount_count > 0 && s->ops->engine_freezes_origin) {
+		mount_dir_of(s, parent->m.device_id, dir, sizeof(dir));
+		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		r = fd < 0 ? -errno : fsutil_freeze(fd);
 		if (r < 0) {
-			r = fail(s, parent, r, "snapshot of '%s': cannot freeze its filesystem: %s",
-				 parent->m.name, strerror(-r));
+			r = fail(s, parent, r, "snapshot of '%s': cannot freeze its filesystem at %s: %s",
+				 parent->m.name, dir, strerror(-r));
+			if (fd >= 0)
+				close(fd);
+			fd = -1;
 			goto out_unlock;
 		}
-		frozen = true;
 	}
 	pthread_mutex_lock(&s->lock);
 	if (find_name(s, name)) {
@@ -579,9 +641,7 @@ int ds_add_device(struct deviceset *s, const char *name, const char *parent_name
 			log_info("mkdir '%s': the name is held by a device pending deferred deletion", name);
 		else
 			log_info("mkdir '%s': a device of that name exists (parent '%s')", name, other->m.parent);
-	} else if (parent->removed || parent->m.deleted) {
-		r = -ENOENT;
-	} else {
+	} else if ((r = refuse_if_needs_recovery(s, &scratch, "mkdir")) == 0) {
 		r = check_free_space(s, &scratch);
 		if (r == 0)
 			r = create_device(s, name, parent, &scratch);
@@ -592,14 +652,14 @@ int ds_add_device(struct deviceset *s, const char *name, const char *parent_name
 	else if (scratch.last_error[0])
 		ds_set_pool_error(s, "%s", scratch.last_error);
 out_unlock:
-	if (frozen) {
-		int t = fsutil_thaw(parent->root_fd);
+	if (fd >= 0) {
+		int t = fsutil_thaw(fd);
 
 		if (t < 0)
 			log_err("snapshot of '%s': cannot thaw its filesystem: %s", parent->m.name, strerror(-t));
+		close(fd);
 	}
-	if (claimed)
-		release(s, parent);
+	unlock_op(parent);
 	put_device(s, parent);
 	return r;
 }
@@ -608,36 +668,58 @@ out_unlock:
 /* Delete                                                             */
 
 /* Delete d from the pool and the metadata (set lock held). -EBUSY if the
- * pool holds it busy; nothing changed then. */
+ * device is in use (open, mounted elsewhere); nothing changed then. */
 static int delete_from_pool(struct deviceset *s, struct device *d)
 {
+	char name[POOL_DEV_NAME_MAX];
 	struct device *parent;
 	int r;
 
-	if (d->active || d->mount_count == 0) {
-		r = deactivate(s, d, false);
-		if (r == -EBUSY)
-			return r;
-	}
+	/* Deactivate first: a device someone still has open fails here
+	 * with -EBUSY, before anything is discarded or deleted. */
+	r = deactivate(s, d, false);
+	if (r == -EBUSY)
+		return r;
 	r = open_transaction(s, d->m.name, d->m.device_id);
 	if (r < 0)
 		return r;
 	fault_point("delete-after-open-txn");
+	if (options_blk_discard(s->opts) && s->ops->discard) {
+		/* Only now that the delete is recorded and will complete (at
+		 * the next start if need be): the backend discards only a
+		 * device nobody has open, as the original engine skipped the
+		 * discard while OpenCount != 0. */
+		dm_name_of(s, d->m.device_id, name, sizeof(name));
+		r = s->ops->discard(s->pool, name, d->m.device_id, d->m.size);
+		if (r == -EBUSY) {
+			abandon_or_stop(s, d->m.name);
+			return r;
+		}
+		if (r < 0 && r != -EOPNOTSUPP)
+			log_warn("device '%s': discard failed (%s); deleting it anyway, the pool keeps its blocks' space in the data file",
+				 d->m.name, strerror(-r));
+	}
 	r = s->ops->delete_thin(s->pool, d->m.device_id);
 	if (r < 0 && r != -ENOENT) {
-		abandon_transaction(s);
+		if (abandon_transaction(s) < 0)
+			need_recovery(s, "delete of '%s' failed and its open transaction could not be reset: "
+				      "the next start completes the delete", d->m.name);
 		return r;
 	}
 	fault_point("delete-after-pool-delete");
 	r = meta_device_remove(s->meta_dir, d->m.name);
-	if (r < 0 && r != -ENOENT)
-		log_err("device '%s': deleted from the pool but its metadata file stays: %s",
-			d->m.name, strerror(-r));
+	if (r < 0 && r != -ENOENT) {
+		/* Closing the transaction now would leave a file without a pool
+		 * device; left open, the next start completes the delete. */
+		need_recovery(s, "device '%s' was deleted from the pool but its metadata file stays: %s",
+			      d->m.name, strerror(-r));
+		return r;
+	}
 	fault_point("delete-after-unregister");
 	r = close_transaction(s);
 	if (r < 0)
-		log_err("device '%s': deleted, but the pool's transaction ID could not be set: %s",
-			d->m.name, strerror(-r));
+		need_recovery(s, "device '%s' was deleted, but the pool's transaction ID could not be set: %s",
+			      d->m.name, strerror(-r));
 	fault_point("delete-after-close-txn");
 	idmap_mark_free(&s->ids, d->m.device_id);
 	if (!d->m.deleted) {
@@ -683,11 +765,9 @@ int ds_delete_device(struct deviceset *s, const char *name)
 		put_device(s, d);
 		return fail(s, NULL, -EPERM, "rmdir '%s': the base device cannot be deleted", name);
 	}
-	r = claim(s, d, false);
-	if (r < 0) {
-		r = fail(s, d, r, "rmdir '%s': the device is being mounted, unmounted or resized; try again", name);
+	if (!lock_op(s, d)) {
 		put_device(s, d);
-		return r;
+		return fail(s, NULL, -ENOENT, "rmdir '%s': no such device", name);
 	}
 	if (d->mount_count > 0) {
 		r = fail(s, d, -EBUSY, "rmdir '%s': the device is mounted (%d); unmount it first",
@@ -695,16 +775,12 @@ int ds_delete_device(struct deviceset *s, const char *name)
 		goto out;
 	}
 	pthread_mutex_lock(&s->lock);
-	if (d->removed || d->m.deleted) {
-		r = -ENOENT;
-	} else if (d->n_children > 0) {
+	if (d->n_children > 0) {
 		r = fail(s, d, -ENOTEMPTY, "rmdir '%s': the device has %d snapshot(s); delete them first",
 			 name, d->n_children);
+	} else if ((r = refuse_if_needs_recovery(s, d, "rmdir")) < 0) {
+		;
 	} else {
-		if (options_blk_discard(s->opts) && strcmp(s->ops->name, "dm") == 0 && activate(s, d) == 0) {
-			/* Give the blocks back to the pool, as the original did. */
-			fsutil_discard(d->dev_path);
-		}
 		r = delete_from_pool(s, d);
 		if (r == -EBUSY && s->opts->deferred_deletion) {
 			r = mark_deleted(s, d);
@@ -716,13 +792,13 @@ int ds_delete_device(struct deviceset *s, const char *name)
 			log_info("deleted device '%s'", name);
 		} else {
 			r = fail(s, d, r, "rmdir '%s': %s", name,
-				 r == -EBUSY ? "the device is busy in the pool (turn on dm.use_deferred_deletion to delete it later)"
+				 r == -EBUSY ? "the device is open or mounted outside thinfs (turn on dm.use_deferred_deletion to delete it when released)"
 					     : strerror(-r));
 		}
 	}
 	pthread_mutex_unlock(&s->lock);
 out:
-	release(s, d);
+	unlock_op(d);
 	put_device(s, d);
 	return r;
 }
@@ -740,12 +816,12 @@ static bool subtree_mounted(struct deviceset *s, struct device *d)
 	for (size_t i = 0; i < s->n_buckets; i++)
 		for (x = s->by_name[i]; x; x = next) {
 			struct device *up = x;
-			int depth = 0;
+			size_t depth = 0;
 
 			next = x->next_name;
-			if ((x->mount_count == 0 && !x->busy) || x->m.deleted)
+			if (x->mount_count == 0 || x->m.deleted)
 				continue;
-			while (up && up->m.parent[0] && depth++ < 4096) {
+			while (up && up->m.parent[0] && depth++ <= s->n_devices) {
 				if (strcmp(up->m.parent, d->m.name) == 0)
 					return true;
 				up = find_name(s, up->m.parent);
@@ -777,8 +853,7 @@ int ds_rename_device(struct deviceset *s, const char *old_name, const char *new_
 	struct reparent_arg ra = { old_name, new_name, 0 };
 	struct meta_device m;
 	struct device *d;
-	char old_dm[256], new_dm[256];
-	int r;
+	int r, u;
 
 	r = ds_check_name(new_name);
 	if (r < 0)
@@ -790,11 +865,9 @@ int ds_rename_device(struct deviceset *s, const char *old_name, const char *new_
 		put_device(s, d);
 		return fail(s, NULL, -EPERM, "rename '%s': the base device cannot be renamed", old_name);
 	}
-	r = claim(s, d, false);
-	if (r < 0) {
-		r = fail(s, d, r, "rename '%s': the device is being mounted, unmounted or resized; try again", old_name);
+	if (!lock_op(s, d)) {
 		put_device(s, d);
-		return r;
+		return fail(s, NULL, -ENOENT, "rename '%s': no such device", old_name);
 	}
 	pthread_mutex_lock(&s->lock);
 	if (strcmp(old_name, new_name) == 0) {
@@ -809,8 +882,12 @@ int ds_rename_device(struct deviceset *s, const char *old_name, const char *new_
 		r = fail(s, d, -EBUSY, "rename '%s': it or one of its snapshots is mounted", old_name);
 		goto out;
 	}
+	r = refuse_if_needs_recovery(s, d, "rename");
+	if (r < 0)
+		goto out;
 	/* The new file names the old one until the move is complete, so a
-	 * crash anywhere here is rolled forward at the next start. */
+	 * crash anywhere here is rolled forward at the next start. The
+	 * active device's name is its ID, so nothing changes in the pool. */
 	m = d->m;
 	snprintf(m.name, sizeof(m.name), "%s", new_name);
 	snprintf(m.renamed_from, sizeof(m.renamed_from), "%s", old_name);
@@ -822,18 +899,17 @@ int ds_rename_device(struct deviceset *s, const char *old_name, const char *new_
 	fault_point("rename-after-new-file");
 	for_each_device(s, reparent_one, &ra);
 	fault_point("rename-after-children");
-	r = meta_device_remove(s->meta_dir, old_name);
+	u = meta_device_remove(s->meta_dir, old_name);
 	fault_point("rename-after-old-removed");
-	m.renamed_from[0] = '\0';
-	r = meta_device_save(s->meta_dir, &m);
-	if (ra.r < 0 || r < 0)
-		log_err("rename '%s' to '%s': metadata not fully written; the next start completes it",
-			old_name, new_name);
-	if (d->active) {
-		dm_name_of(s, old_name, old_dm, sizeof(old_dm));
-		dm_name_of(s, new_name, new_dm, sizeof(new_dm));
-		if (s->ops->rename(s->pool, old_dm, new_dm, d->m.device_id) < 0)
-			log_warn("rename '%s': the active device keeps its old name until deactivated", old_name);
+	if (ra.r == 0 && (u == 0 || u == -ENOENT)) {
+		m.renamed_from[0] = '\0';
+		u = meta_device_save(s->meta_dir, &m);
+	}
+	if (ra.r < 0 || u < 0) {
+		/* The roll-forward record (renamed_from) stays, in the file and
+		 * in memory so later saves keep it: the next start finishes. */
+		need_recovery(s, "rename '%s' to '%s': metadata not fully written (%s); the next start completes it",
+			      old_name, new_name, strerror(ra.r < 0 ? -ra.r : -u));
 	}
 	unlink_device(s, d);
 	d->m = m;
@@ -842,7 +918,7 @@ int ds_rename_device(struct deviceset *s, const char *old_name, const char *new_
 	log_info("renamed device '%s' to '%s'", old_name, new_name);
 out:
 	pthread_mutex_unlock(&s->lock);
-	release(s, d);
+	unlock_op(d);
 	put_device(s, d);
 	return r;
 }
@@ -872,16 +948,47 @@ static void set_xfs_retries(struct deviceset *s, struct device *d, const char *d
 		close(fd);
 }
 
-int ds_mount(struct deviceset *s, const char *name, const char *mount_path, bool ro)
+/* Make the mount directory STATEDIR/mnt/ID (0755: as open as the
+ * filesystem's own root, STATEDIR/mnt decides who gets that far). */
+static int make_mount_dir(struct deviceset *s, const char *dir)
+{
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	return meta_fsync_path(s->mnt_dir);
+}
+
+/* Remove an empty mount directory; a failure only leaves it behind. */
+static void remove_mount_dir(struct device *d, const char *dir)
+{
+	if (rmdir(dir) < 0 && errno != ENOENT)
+		log_warn("device '%s': cannot remove its mount directory %s: %s", d->m.name, dir,
+			 strerror(errno));
+}
+
+int ds_mount_dir(struct deviceset *s, const char *name, char *buf, size_t len)
+{
+	struct device *d = get_device(s, name, false);
+
+	if (!d)
+		return -ENOENT;
+	mount_dir_of(s, d->m.device_id, buf, len);
+	put_device(s, d);
+	return 0;
+}
+
+int ds_mount(struct deviceset *s, const char *name, bool ro)
 {
 	struct device *d;
-	char dev_path[64], *path_copy = NULL;
-	int r, fd = -1;
+	char dev_path[PATH_MAX], dir[PATH_MAX];
+	int r;
 
 	d = get_device(s, name, false);
 	if (!d)
 		return fail(s, NULL, -ENOENT, "mount '%s': no such device", name);
-	claim(s, d, true);
+	if (!lock_op(s, d)) {
+		put_device(s, d);
+		return fail(s, NULL, -ENOENT, "mount '%s': the device was deleted meanwhile", name);
+	}
 	if (d->mount_count > 0) {
 		if (d->read_only != ro) {
 			r = fail(s, d, -EBUSY, "mount '%s': already mounted %s", name,
@@ -895,11 +1002,7 @@ int ds_mount(struct deviceset *s, const char *name, const char *mount_path, bool
 		}
 		goto out;
 	}
-	path_copy = strdup(mount_path);
-	if (!path_copy) {
-		r = -ENOMEM;
-		goto out;
-	}
+	mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
 	pthread_mutex_lock(&s->lock);
 	r = activate(s, d);
 	snprintf(dev_path, sizeof(dev_path), "%s", d->dev_path);
@@ -908,55 +1011,46 @@ int ds_mount(struct deviceset *s, const char *name, const char *mount_path, bool
 		r = fail(s, d, r, "mount '%s': cannot activate the device: %s", name, strerror(-r));
 		goto out;
 	}
-	/* No set lock from here: mount(2) and open() resolve paths under our
-	 * own FUSE mount, whose lookups take the set lock. */
-	r = fsutil_mount(dev_path, mount_path, s->dsm.base_device_fs, ro, s->opts->mount_opt);
-	if (r == 0) {
-		fd = open(mount_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0) {
-			r = -errno;
-			fsutil_unmount(mount_path);
-		}
-	}
+	r = make_mount_dir(s, dir);
+	if (r == 0)
+		r = fsutil_mount(dev_path, dir, s->dsm.base_device_fs, ro, s->opts->mount_opt);
 	if (r < 0) {
+		remove_mount_dir(d, dir);
 		pthread_mutex_lock(&s->lock);
 		deactivate(s, d, false);
 		pthread_mutex_unlock(&s->lock);
-		r = fail(s, d, r, "mount '%s' on %s: %s", name, mount_path, strerror(-r));
+		r = fail(s, d, r, "mount '%s' on %s: %s", name, dir, strerror(-r));
 		goto out;
 	}
 	set_xfs_retries(s, d, dev_path);
 	pthread_mutex_lock(&s->lock);
 	d->mount_count = 1;
 	d->read_only = ro;
-	free(d->mount_path);
-	d->mount_path = path_copy;
-	path_copy = NULL;
-	d->root_fd = fd;
 	pthread_mutex_unlock(&s->lock);
-	log_info("mounted device '%s' (%s) on %s%s", name, dev_path, mount_path, ro ? " read-only" : "");
+	log_info("mounted device '%s' (%s) on %s%s", name, dev_path, dir, ro ? " read-only" : "");
 out:
-	free(path_copy);
-	release(s, d);
+	unlock_op(d);
 	put_device(s, d);
 	return r;
 }
 
-/* Unmount d's filesystem through the fd on its root, which needs no path
- * under the FUSE mount; the mount path is the fallback. Device lock held. */
-static void unmount_fs(struct device *d)
+/* Unmount d's filesystem. lazy: detach it even while in use (the last
+ * counted unmount, as the original engine did); otherwise only when
+ * nothing uses it (-EBUSY). op_lock held. */
+static int unmount_fs(struct deviceset *s, struct device *d, bool lazy)
 {
-	char proc[64];
+	char dir[PATH_MAX];
 
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", d->root_fd);
-	if (umount2(proc, MNT_DETACH) < 0) {
+	mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
+	if (umount2(dir, lazy ? MNT_DETACH : 0) < 0 && errno != EINVAL && errno != ENOENT) {
 		int e = errno;
 
-		if (!d->mount_path || fsutil_unmount(d->mount_path) < 0)
-			log_warn("device '%s': unmount via %s: %s", d->m.name, proc, strerror(e));
+		if (e != EBUSY || lazy)
+			log_warn("device '%s': unmount %s: %s", d->m.name, dir, strerror(e));
+		return -e;
 	}
-	close(d->root_fd);
-	d->root_fd = -1;
+	remove_mount_dir(d, dir);
+	return 0;
 }
 
 int ds_unmount(struct deviceset *s, const char *name)
@@ -967,7 +1061,10 @@ int ds_unmount(struct deviceset *s, const char *name)
 	d = get_device(s, name, false);
 	if (!d)
 		return fail(s, NULL, -ENOENT, "unmount '%s': no such device", name);
-	claim(s, d, true);
+	if (!lock_op(s, d)) {
+		put_device(s, d);
+		return fail(s, NULL, -ENOENT, "unmount '%s': the device was deleted meanwhile", name);
+	}
 	if (d->mount_count == 0) {
 		r = fail(s, d, -EINVAL, "unmount '%s': the device is not mounted", name);
 		goto out;
@@ -979,12 +1076,14 @@ int ds_unmount(struct deviceset *s, const char *name)
 		log_info("unmounted device '%s' once (count %d)", name, d->mount_count);
 		goto out;
 	}
-	unmount_fs(d);
+	r = unmount_fs(s, d, true);
+	if (r < 0) {
+		r = fail(s, d, r, "unmount '%s': %s", name, strerror(-r));
+		goto out;
+	}
 	pthread_mutex_lock(&s->lock);
 	d->mount_count = 0;
 	d->read_only = false;
-	free(d->mount_path);
-	d->mount_path = NULL;
 	r = deactivate(s, d, s->opts->deferred_removal);
 	pthread_mutex_unlock(&s->lock);
 	if (r < 0)
@@ -992,7 +1091,7 @@ int ds_unmount(struct deviceset *s, const char *name)
 	r = 0;
 	log_info("unmounted device '%s'", name);
 out:
-	release(s, d);
+	unlock_op(d);
 	put_device(s, d);
 	return r;
 }
@@ -1003,7 +1102,7 @@ out:
 int ds_resize_device(struct deviceset *s, const char *name, uint64_t size)
 {
 	struct device *d;
-	char dm[256], dev_path[64];
+	char dm[POOL_DEV_NAME_MAX], dev_path[PATH_MAX], dir[PATH_MAX];
 	uint64_t old;
 	bool mounted;
 	int r;
@@ -1011,7 +1110,10 @@ int ds_resize_device(struct deviceset *s, const char *name, uint64_t size)
 	d = get_device(s, name, false);
 	if (!d)
 		return fail(s, NULL, -ENOENT, "resize '%s': no such device", name);
-	claim(s, d, true);
+	if (!lock_op(s, d)) {
+		put_device(s, d);
+		return fail(s, NULL, -ENOENT, "resize '%s': the device was deleted meanwhile", name);
+	}
 	pthread_mutex_lock(&s->lock);
 	old = d->m.size;
 	if (size <= old) {
@@ -1020,11 +1122,18 @@ int ds_resize_device(struct deviceset *s, const char *name, uint64_t size)
 			 " (devices only grow)", name, size, old);
 		goto out;
 	}
-	dm_name_of(s, name, dm, sizeof(dm));
+	r = refuse_if_needs_recovery(s, d, "resize");
+	if (r < 0) {
+		pthread_mutex_unlock(&s->lock);
+		goto out;
+	}
+	dm_name_of(s, d->m.device_id, dm, sizeof(dm));
 	r = s->ops->resize_thin(s->pool, dm, d->m.device_id, size);
 	if (r == 0) {
 		d->m.size = size;
 		r = meta_device_save(s->meta_dir, &d->m);
+		if (r < 0)
+			d->m.size = old;
 	}
 	mounted = d->mount_count > 0;
 	if (r == 0 && !mounted)
@@ -1035,7 +1144,8 @@ int ds_resize_device(struct deviceset *s, const char *name, uint64_t size)
 		r = fail(s, d, r, "resize '%s': %s", name, strerror(-r));
 		goto out;
 	}
-	r = fsutil_grow(dev_path, s->dsm.base_device_fs, mounted ? d->mount_path : NULL);
+	mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
+	r = fsutil_grow(dev_path, s->dsm.base_device_fs, mounted ? dir : NULL);
 	if (!mounted) {
 		pthread_mutex_lock(&s->lock);
 		deactivate(s, d, false);
@@ -1046,18 +1156,26 @@ int ds_resize_device(struct deviceset *s, const char *name, uint64_t size)
 	else
 		log_info("resized device '%s' from %" PRIu64 " to %" PRIu64 " bytes", name, old, size);
 out:
-	release(s, d);
+	unlock_op(d);
 	put_device(s, d);
 	return r;
 }
 
 int ds_resize_pool(struct deviceset *s, uint64_t data_size)
 {
-	int r;
+	uint64_t max;
+	bool too_big;
+	int r = 0;
 
 	pthread_mutex_lock(&s->lock);
-	r = s->ops->resize_pool(s->pool, data_size);
+	max = s->ops->max_data_size ? s->ops->max_data_size(s->pool) : UINT64_MAX;
+	too_big = data_size > max;
+	if (!too_big)
+		r = s->ops->resize_pool(s->pool, data_size);
 	pthread_mutex_unlock(&s->lock);
+	if (too_big)
+		return fail(s, NULL, -EINVAL, "resize-pool %" PRIu64 ": more than the %" PRIu64
+			    " bytes the pool's metadata space can map (a typo?); nothing changed", data_size, max);
 	if (r < 0)
 		return fail(s, NULL, r, "resize-pool %" PRIu64 ": %s", data_size, strerror(-r));
 	log_info("pool data space resized to %" PRIu64 " bytes", data_size);
@@ -1070,7 +1188,6 @@ int ds_resize_pool(struct deviceset *s, uint64_t data_size)
 static void fill_info(struct deviceset *s, struct device *d, struct ds_device_info *out)
 {
 	struct pool_dev_status st;
-	char name[256];
 
 	memset(out, 0, sizeof(*out));
 	snprintf(out->name, sizeof(out->name), "%s", d->m.name);
@@ -1084,12 +1201,11 @@ static void fill_info(struct deviceset *s, struct device *d, struct ds_device_in
 	out->mount_count = d->mount_count;
 	out->read_only = d->read_only;
 	out->active = d->active;
-	dm_name_of(s, d->m.name, out->dm_name, sizeof(out->dm_name));
+	dm_name_of(s, d->m.device_id, out->dm_name, sizeof(out->dm_name));
 	snprintf(out->dev_path, sizeof(out->dev_path), "%s", d->active ? d->dev_path : "");
 	snprintf(out->filesystem, sizeof(out->filesystem), "%s", s->dsm.base_device_fs);
 	out->created = d->m.created;
-	dm_name_of(s, d->m.name, name, sizeof(name));
-	if (s->ops->dev_status(s->pool, name, d->m.device_id, &st) == 0) {
+	if (s->ops->dev_status(s->pool, out->dm_name, d->m.device_id, &st) == 0) {
 		out->mapped_known = true;
 		out->mapped_bytes = st.mapped_bytes;
 	}
@@ -1097,6 +1213,7 @@ static void fill_info(struct deviceset *s, struct device *d, struct ds_device_in
 	snprintf(out->last_error, sizeof(out->last_error), "%s", d->last_error);
 	pthread_mutex_unlock(&s->err_lock);
 	out->n_children = d->n_children;
+	mount_dir_of(s, d->m.device_id, out->mount_dir, sizeof(out->mount_dir));
 }
 
 int ds_device_info(struct deviceset *s, const char *name, struct ds_device_info *out)
@@ -1139,6 +1256,18 @@ void ds_set_device_error(struct deviceset *s, const char *name, const char *fmt,
 	va_end(ap);
 	if (d)
 		put_device(s, d);
+}
+
+void ds_clear_device_error(struct deviceset *s, const char *name)
+{
+	struct device *d = get_device(s, name, false);
+
+	if (!d)
+		return;
+	pthread_mutex_lock(&s->err_lock);
+	d->last_error[0] = '\0';
+	pthread_mutex_unlock(&s->err_lock);
+	put_device(s, d);
 }
 
 int ds_pool_info(struct deviceset *s, struct ds_pool_info *out)
@@ -1429,32 +1558,46 @@ static int finish_renames(struct deviceset *s)
 	return 0;
 }
 
+/* Roll back the open transaction (ds_txn_decide said so: open = pool + 1).
+ * Only a record this engine's protocol leaves is acted on: the device it
+ * names, if it has a file, has the record's ID, and no other device holds
+ * that ID. Anything else stops the start, naming what does not match. */
 static int rollback(struct deviceset *s, const struct meta_transaction *t, uint64_t pool_tid)
 {
-	struct device *d = find_name(s, t->device_hash);
-	char name[256];
+	struct device *d = find_name(s, t->device_hash), *holder = find_id(s, t->device_id);
+	char name[POOL_DEV_NAME_MAX];
 	int r;
 
+	if (d && d->m.device_id != t->device_id) {
+		log_err("cannot start: the open transaction %" PRIu64 " in %s/transaction-metadata names device '%s' "
+			"with ID %" PRIu32 ", but %s/%s has ID %" PRIu32 ": not rolling back", t->open_transaction_id,
+			s->meta_dir, t->device_hash, t->device_id, s->meta_dir, d->m.name, d->m.device_id);
+		return -EUCLEAN;
+	}
+	if (holder && holder != d) {
+		log_err("cannot start: the open transaction %" PRIu64 " in %s/transaction-metadata names device '%s' "
+			"with ID %" PRIu32 ", which %s/%s holds: not rolling back", t->open_transaction_id,
+			s->meta_dir, t->device_hash, t->device_id, s->meta_dir, holder->m.name);
+		return -EUCLEAN;
+	}
 	log_info("rolling back transaction %" PRIu64 " (device '%s', id %" PRIu32 "): the pool is at %" PRIu64,
 		 t->open_transaction_id, t->device_hash, t->device_id, pool_tid);
-	dm_name_of(s, t->device_hash, name, sizeof(name));
+	dm_name_of(s, t->device_id, name, sizeof(name));
 	s->ops->deactivate(s->pool, name, t->device_id, false);
 	r = s->ops->delete_thin(s->pool, t->device_id);
 	if (r < 0 && r != -ENOENT) {
 		log_err("rollback: cannot delete pool device %" PRIu32 ": %s", t->device_id, strerror(-r));
 		return r;
 	}
-	if (d && d->m.device_id == t->device_id) {
+	if (d) {
 		r = meta_device_remove(s->meta_dir, d->m.name);
 		if (r < 0 && r != -ENOENT)
 			return r;
 		remove_device(s, d);
 	}
-	if (!find_id(s, t->device_id))
-		idmap_mark_free(&s->ids, t->device_id);
+	idmap_mark_free(&s->ids, t->device_id);
 	s->tid = pool_tid;
-	abandon_transaction(s);
-	return 0;
+	return abandon_transaction(s);
 }
 
 static int recover_transaction(struct deviceset *s)
@@ -1468,10 +1611,8 @@ static int recover_transaction(struct deviceset *s)
 		return r;
 	s->tid = pool_tid;
 	r = meta_transaction_load(s->meta_dir, &t);
-	if (r == -ENOENT) {
-		abandon_transaction(s);
-		return 0;
-	}
+	if (r == -ENOENT)
+		return abandon_transaction(s);
 	if (r < 0)
 		return r;
 	switch (ds_txn_decide(pool_tid, t.open_transaction_id)) {
@@ -1481,37 +1622,128 @@ static int recover_transaction(struct deviceset *s)
 		return rollback(s, &t, pool_tid);
 	case DS_TXN_MISMATCH:
 	default:
-		log_err("cannot start: the pool's transaction ID %" PRIu64 " is ahead of the metadata in %s (%" PRIu64
-			"): this metadata does not belong to this pool", pool_tid, s->state_dir,
-			t.open_transaction_id);
+		log_err("cannot start: the pool's transaction ID is %" PRIu64 " but %s/transaction-metadata records "
+			"%" PRIu64 " (device '%s'); an interrupted change leaves exactly one more than the pool: "
+			"this metadata does not belong to this pool, or the pool was reset or restored. "
+			"Nothing was changed", pool_tid, s->meta_dir, t.open_transaction_id, t.device_hash);
 		return -EUCLEAN;
 	}
 }
 
-static void count_one(struct deviceset *s, struct device *d, void *arg)
+/* Is this the pool the metadata was written for? The base device must be
+ * in it and hold the filesystem whose UUID deviceset-metadata recorded.
+ * Checked before anything is rolled back: a swapped or reset pool (a
+ * dm.datadev naming another disk, a restored store) must not lose
+ * devices to a rollback meant for another pool. */
+static int verify_pool_identity(struct deviceset *s)
+{
+	struct device *d = find_name(s, DS_BASE_NAME);
+	char type[sizeof(s->dsm.base_device_fs)], uuid[sizeof(s->dsm.base_device_uuid)];
+	int r;
+
+	if (!d || !d->m.initialized || !s->dsm.base_device_uuid[0])
+		return 0; /* first start, or older metadata: nothing recorded yet */
+	r = activate(s, d);
+	if (r < 0) {
+		log_err("cannot start: the base device (ID %" PRIu32 ") of %s cannot be activated in pool %s: %s. "
+			"Is this the pool the metadata belongs to?", d->m.device_id, s->meta_dir, s->prefix,
+			strerror(-r));
+		return -EUCLEAN;
+	}
+	r = fsutil_probe(d->dev_path, type, sizeof(type), uuid, sizeof(uuid));
+	if (r < 0) {
+		log_err("cannot start: the base device (ID %" PRIu32 ") of pool %s holds no filesystem; %s says %s %s",
+			d->m.device_id, s->prefix, s->meta_dir, s->dsm.base_device_fs, s->dsm.base_device_uuid);
+		r = -EUCLEAN;
+	} else if (strcmp(uuid, s->dsm.base_device_uuid) != 0) {
+		log_err("cannot start: the base device of pool %s has UUID %s, %s/deviceset-metadata says %s: "
+			"the metadata belongs to another pool", s->prefix, uuid, s->meta_dir, s->dsm.base_device_uuid);
+		r = -EUCLEAN;
+	} else if (s->dsm.base_device_fs[0] && strcmp(type, s->dsm.base_device_fs) != 0) {
+		log_err("cannot start: the base device of pool %s holds %s, %s/deviceset-metadata says %s",
+			s->prefix, type, s->meta_dir, s->dsm.base_device_fs);
+		r = -EUCLEAN;
+	}
+	deactivate(s, d, false);
+	return r;
+}
+
+static void mark_id(struct deviceset *s, struct device *d, void *arg)
+{
+	(void)arg;
+	if (!idmap_is_used(&s->ids, d->m.device_id))
+		idmap_mark_used(&s->ids, d->m.device_id);
+}
+
+/* Does d's parent chain reach the base device? Set lock held. */
+static bool reaches_base(struct deviceset *s, struct device *d)
+{
+	size_t depth = 0;
+
+	while (d && !is_base(d)) {
+		if (depth++ > s->n_devices || !d->m.parent[0])
+			return false;
+		d = find_name(s, d->m.parent);
+	}
+	return d != NULL;
+}
+
+/* Count children, after recovery has settled the table. A device whose
+ * parent chain does not reach the base (its parent's file is gone, a
+ * loop, another program's state without parents) is reported and shown
+ * at the top, never hidden. */
+static void count_children(struct deviceset *s, struct device *d, void *arg)
 {
 	struct device *parent;
 
 	(void)arg;
-	if (!idmap_is_used(&s->ids, d->m.device_id))
-		idmap_mark_used(&s->ids, d->m.device_id);
 	if (d->m.deleted) {
 		s->deferred_count++;
 		return;
 	}
-	parent = d->m.parent[0] ? find_name(s, d->m.parent) : NULL;
+	if (is_base(d))
+		return;
+	if (!reaches_base(s, d)) {
+		if (d->m.parent[0])
+			log_warn("device '%s': its parent '%s' does not lead to the base device (%s/%s): shown at the top",
+				 d->m.name, d->m.parent, s->meta_dir, d->m.name);
+		else
+			log_info("device '%s' has no recorded parent: shown at the top", d->m.name);
+		snprintf(d->m.parent, sizeof(d->m.parent), "%s", DS_BASE_NAME);
+	}
+	parent = find_name(s, d->m.parent);
 	if (parent)
 		parent->n_children++;
 }
 
-static void deactivate_leftover(struct deviceset *s, struct device *d, void *arg)
+/* A device found active from an earlier run: if its filesystem is
+ * mounted where this engine mounts it, adopt the mount (mounts outlive
+ * the daemon, doc/design.md §1); otherwise deactivate it. */
+static void adopt_or_deactivate(struct deviceset *s, struct device *d, void *arg)
 {
-	char name[256], path[64];
+	char name[POOL_DEV_NAME_MAX], path[PATH_MAX], dir[PATH_MAX];
+	struct stat dev_st, dir_st, top_st;
+	struct statvfs vfs;
 
 	(void)arg;
-	dm_name_of(s, d->m.name, name, sizeof(name));
+	dm_name_of(s, d->m.device_id, name, sizeof(name));
 	if (s->ops->is_active(s->pool, name, d->m.device_id, path, sizeof(path)) != 1)
 		return;
+	mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
+	if (stat(path, &dev_st) == 0 && stat(dir, &dir_st) == 0 && stat(s->mnt_dir, &top_st) == 0 &&
+	    dir_st.st_dev != top_st.st_dev) {
+		if (dir_st.st_dev != dev_st.st_rdev) {
+			log_err("device '%s': %s is a mount of something else; leaving it and the device alone",
+				d->m.name, dir);
+			return;
+		}
+		d->active = true;
+		snprintf(d->dev_path, sizeof(d->dev_path), "%s", path);
+		d->mount_count = 1;
+		d->read_only = statvfs(dir, &vfs) == 0 && (vfs.f_flag & ST_RDONLY);
+		log_info("device '%s': adopted its mount on %s (%s) from an earlier run", d->m.name, dir, path);
+		return;
+	}
 	if (s->ops->deactivate(s->pool, name, d->m.device_id, true) < 0)
 		log_warn("device '%s' was left active on %s by an earlier run and could not be deactivated",
 			 d->m.name, path);
@@ -1524,29 +1756,37 @@ static int create_base(struct deviceset *s)
 	struct meta_device m = { 0 };
 	struct device *d;
 	const char *fs = s->opts->fs[0] ? s->opts->fs : fsutil_default_fs();
-	char type[32], uuid[64];
+	char type[sizeof(s->dsm.base_device_fs)], uuid[sizeof(s->dsm.base_device_uuid)];
 	uint32_t id;
 	int r;
 
 	log_info("creating the base device (%" PRIu64 " bytes, %s)", s->opts->base_size, fs);
-	r = idmap_alloc(&s->ids, &id);
-	if (r < 0)
+	for (;;) {
+		r = idmap_alloc(&s->ids, &id);
+		if (r < 0)
+			return r;
+		r = open_transaction(s, DS_BASE_NAME, id);
+		if (r < 0)
+			return r;
+		fault_point("base-after-open-txn");
+		r = s->ops->create_thin(s->pool, id, s->opts->base_size);
+		if (r != -EEXIST)
+			break;
+		/* Not ours to roll back: keep the ID marked used, try the next. */
+		log_warn("base device: the pool already has device ID %" PRIu32 ", trying another", id);
+	}
+	if (r < 0) {
+		log_err("base device: create_thin %" PRIu32 ": %s", id, strerror(-r));
+		idmap_mark_free(&s->ids, id);
+		abandon_transaction(s);
 		return r;
+	}
+	fault_point("base-after-pool-create");
 	snprintf(m.name, sizeof(m.name), DS_BASE_NAME);
 	m.device_id = id;
 	m.size = s->opts->base_size;
 	m.transaction_id = s->tid + 1;
 	m.created = (int64_t)time(NULL);
-	r = open_transaction(s, m.name, id);
-	if (r < 0)
-		return r;
-	fault_point("base-after-open-txn");
-	r = s->ops->create_thin(s->pool, id, m.size);
-	if (r < 0) {
-		log_err("base device: create_thin %" PRIu32 ": %s", id, strerror(-r));
-		return r;
-	}
-	fault_point("base-after-pool-create");
 	r = meta_device_save(s->meta_dir, &m);
 	if (r < 0)
 		return r;
@@ -1554,7 +1794,8 @@ static int create_base(struct deviceset *s)
 	r = close_transaction(s);
 	if (r < 0)
 		return r;
-	save_deviceset(s);
+	if (save_deviceset(s) < 0)
+		log_warn("base device: could not save next_device_id; it is recomputed at start");
 	d = device_new(&m);
 	if (!d)
 		return -ENOMEM;
@@ -1585,12 +1826,62 @@ static int create_base(struct deviceset *s)
 	return 0;
 }
 
+/* Grow the base device to dm.basesize. The new size is recorded before
+ * the filesystem grows (a filesystem larger than the recorded size would
+ * make every snapshot unmountable), and a marker file says the
+ * filesystem still has to follow, so a crash in between is finished at
+ * the next start. Base active. */
+static int grow_base(struct deviceset *s, struct device *d, const char *type)
+{
+	char dm[POOL_DEV_NAME_MAX];
+	uint64_t old = d->m.size;
+	bool pending = faccessat(s->state_fd, BASE_GROW_MARKER, F_OK, 0) == 0;
+	int r;
+
+	if (s->opts->base_size_set && s->opts->base_size > d->m.size) {
+		r = meta_write_atomic(s->state_dir, BASE_GROW_MARKER, "", 0);
+		if (r < 0)
+			return r;
+		dm_name_of(s, d->m.device_id, dm, sizeof(dm));
+		r = s->ops->resize_thin(s->pool, dm, d->m.device_id, s->opts->base_size);
+		if (r < 0)
+			return r;
+		d->m.size = s->opts->base_size;
+		r = meta_device_save(s->meta_dir, &d->m);
+		if (r < 0) {
+			d->m.size = old;
+			return r;
+		}
+		fault_point("base-after-grow-size");
+		pending = true;
+	}
+	if (!pending)
+		return 0;
+	r = fsutil_grow(d->dev_path, type, NULL);
+	if (r < 0) {
+		log_err("cannot start: the base device's %s filesystem could not grow to %" PRIu64 " bytes", type,
+			d->m.size);
+		return r;
+	}
+	if (unlinkat(s->state_fd, BASE_GROW_MARKER, 0) < 0 || fsync(s->state_fd) < 0) {
+		r = -errno;
+		log_err("base device: cannot remove %s/%s: %s", s->state_dir, BASE_GROW_MARKER, strerror(-r));
+		return r;
+	}
+	if (old != d->m.size)
+		log_info("base device grown from %" PRIu64 " to %" PRIu64 " bytes", old, d->m.size);
+	else
+		log_info("base device: finished growing its filesystem to %" PRIu64 " bytes", d->m.size);
+	return 0;
+}
+
 /* The base device as the original engine kept it: made once, checked at
- * every start, grown when dm.basesize asks for more. */
+ * every start (verify_pool_identity), grown when dm.basesize asks for
+ * more. */
 static int setup_base(struct deviceset *s)
 {
 	struct device *d = find_name(s, DS_BASE_NAME);
-	char type[32], uuid[64];
+	char type[sizeof(s->dsm.base_device_fs)], uuid[sizeof(s->dsm.base_device_uuid)];
 	int r;
 
 	if (d && !d->m.initialized) {
@@ -1623,24 +1914,13 @@ static int setup_base(struct deviceset *s)
 		log_err("cannot start: the base device of pool %s holds no filesystem", s->prefix);
 		goto out;
 	}
-	if (s->dsm.base_device_uuid[0] && strcmp(uuid, s->dsm.base_device_uuid) != 0) {
-		log_err("cannot start: the base device of pool %s has UUID %s, the metadata in %s says %s: "
-			"the metadata belongs to another pool", s->prefix, uuid, s->state_dir,
-			s->dsm.base_device_uuid);
-		r = -EUCLEAN;
-		goto out;
-	}
-	if (s->dsm.base_device_fs[0] && strcmp(type, s->dsm.base_device_fs) != 0) {
-		log_err("cannot start: the base device of pool %s holds %s, the metadata says %s",
-			s->prefix, type, s->dsm.base_device_fs);
-		r = -EUCLEAN;
-		goto out;
-	}
 	if (!s->dsm.base_device_uuid[0] || !s->dsm.base_device_fs[0]) {
 		/* Metadata of an older engine: record what is there. */
 		snprintf(s->dsm.base_device_uuid, sizeof(s->dsm.base_device_uuid), "%s", uuid);
 		snprintf(s->dsm.base_device_fs, sizeof(s->dsm.base_device_fs), "%s", type);
-		save_deviceset(s);
+		r = save_deviceset(s);
+		if (r < 0)
+			goto out;
 	}
 	if (s->opts->fs[0] && strcmp(s->opts->fs, type) != 0)
 		log_warn("the base device already holds %s; dm.fs=%s is ignored", type, s->opts->fs);
@@ -1650,23 +1930,7 @@ static int setup_base(struct deviceset *s)
 		r = -EINVAL;
 		goto out;
 	}
-	if (s->opts->base_size_set && s->opts->base_size > d->m.size) {
-		char dm[256];
-		uint64_t old = d->m.size;
-
-		dm_name_of(s, d->m.name, dm, sizeof(dm));
-		r = s->ops->resize_thin(s->pool, dm, d->m.device_id, s->opts->base_size);
-		if (r == 0)
-			r = fsutil_grow(d->dev_path, type, NULL);
-		if (r == 0) {
-			d->m.size = s->opts->base_size;
-			r = meta_device_save(s->meta_dir, &d->m);
-		}
-		if (r < 0)
-			goto out;
-		log_info("base device grown from %" PRIu64 " to %" PRIu64 " bytes", old, d->m.size);
-	}
-	r = 0;
+	r = grow_base(s, d, type);
 out:
 	deactivate(s, d, false);
 	return r;
@@ -1702,13 +1966,15 @@ static void destroy(struct deviceset *s)
 		for_each_device(s, free_all, NULL);
 	if (s->pool)
 		s->ops->close(s->pool);
+	if (s->state_fd >= 0)
+		close(s->state_fd);
+	free(s->mnt_dir);
 	free(s->by_name);
 	free(s->by_id);
 	idmap_free(&s->ids);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->err_lock);
 	pthread_cond_destroy(&s->worker_cond);
-	pthread_cond_destroy(&s->busy_cond);
 	free(s->state_dir);
 	free(s->meta_dir);
 	free(s);
@@ -1724,10 +1990,10 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	s->state_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->err_lock, NULL);
 	pthread_cond_init(&s->worker_cond, NULL);
-	pthread_cond_init(&s->busy_cond, NULL);
 	s->opts = opts;
 	s->n_buckets = 1024;
 	s->by_name = calloc(s->n_buckets, sizeof(*s->by_name));
@@ -1738,12 +2004,20 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 		log_err("state directory %s: %s", state_dir, strerror(-r));
 		goto fail;
 	}
-	if (asprintf(&s->meta_dir, "%s/metadata", s->state_dir) < 0) {
-		s->meta_dir = NULL;
+	if (asprintf(&s->meta_dir, "%s/metadata", s->state_dir) < 0 ||
+	    asprintf(&s->mnt_dir, "%s/mnt", s->state_dir) < 0) {
 		r = -ENOMEM;
 		goto fail;
 	}
+	s->state_fd = open(s->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->state_fd < 0) {
+		r = -errno;
+		log_err("state directory %s: %s", s->state_dir, strerror(-r));
+		goto fail;
+	}
 	r = meta_mkdir_p(s->meta_dir, 0700);
+	if (r == 0)
+		r = meta_mkdir_p(s->mnt_dir, 0700);
 	if (r < 0)
 		goto fail;
 	if (stat(s->state_dir, &st) < 0) {
@@ -1773,7 +2047,7 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 					r = -EUCLEAN;
 					goto fail;
 				}
-	for_each_device(s, count_one, NULL);
+	for_each_device(s, mark_id, NULL);
 
 	s->ops = choose_backend(opts);
 	cfg.state_dir = s->state_dir;
@@ -1785,10 +2059,13 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 		log_err("cannot start: the %s pool for %s could not be opened", s->ops->name, s->state_dir);
 		goto fail;
 	}
-	r = recover_transaction(s);
+	r = verify_pool_identity(s);
+	if (r == 0)
+		r = recover_transaction(s);
 	if (r < 0)
 		goto fail;
-	for_each_device(s, deactivate_leftover, NULL);
+	for_each_device(s, count_children, NULL);
+	for_each_device(s, adopt_or_deactivate, NULL);
 	r = setup_base(s);
 	if (r < 0)
 		goto fail;
@@ -1801,25 +2078,23 @@ fail:
 	return r;
 }
 
+/* An orderly stop unmounts and deactivates what nothing uses; a device
+ * still in use (a process's cwd or open files, a container on it) stays
+ * mounted and active, and the next start adopts it (doc/design.md §1). */
 static void shutdown_one(struct deviceset *s, struct device *d, void *arg)
 {
 	(void)arg;
 	if (d->mount_count > 0) {
-		unmount_fs(d);
+		if (unmount_fs(s, d, false) < 0) {
+			log_info("device '%s' is in use: it stays mounted on %s/%" PRIu32 " and is adopted at the next start",
+				 d->m.name, s->mnt_dir, d->m.device_id);
+			return;
+		}
 		d->mount_count = 0;
 		log_info("unmounted device '%s' at shutdown", d->m.name);
 	}
-	if (d->active) {
-		int r = -EBUSY;
-
-		for (int i = 0; i < 5 && r == -EBUSY; i++) {
-			r = deactivate(s, d, false);
-			if (r == -EBUSY)
-				usleep(100 * 1000);
-		}
-		if (r < 0)
-			deactivate(s, d, true);
-	}
+	if (d->active && deactivate(s, d, false) < 0)
+		deactivate(s, d, true);
 }
 
 void ds_close(struct deviceset *s)

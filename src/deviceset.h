@@ -12,10 +12,12 @@
  * the base device (the parent of top-level snapshots). "ctl", "info",
  * "rootfs", "deviceset-metadata", "transaction-metadata" are refused.
  *
- * All calls are thread-safe. Calls that resolve paths (mount, unmount,
- * freeze) hold only the device's own lock, never the set lock, so the FUSE
- * layer may call ds_lookup/ds_list/ds_device_info from other threads while
- * a mount is under way (DESIGN §3 Concurrency).
+ * All calls are thread-safe. The long operations on one device (mount,
+ * unmount, resize, delete, rename, a snapshot of it) are serialised by
+ * that device's op lock and may wait for each other; the lookups
+ * (ds_device_info, ds_list, ds_pool_info) never take an op lock. Device
+ * filesystems are mounted under STATEDIR/mnt, outside the FUSE mount, so
+ * no call resolves a path through the FUSE layer (doc/design.md §3).
  *
  * Every call returns 0 or a negative errno; failures are logged naming the
  * device, and the words go to the device's last_error (or the pool's).
@@ -30,10 +32,12 @@
 #include <time.h>
 
 #include "options.h"
+#include "pool.h"
 
 #define DS_NAME_MAX 128
 #define DS_BASE_NAME "base"
 #define DS_ERROR_MAX 512
+#define DS_DM_NAME_MAX POOL_DEV_NAME_MAX
 
 struct deviceset;
 
@@ -51,8 +55,9 @@ struct ds_device_info {
 	int mount_count;
 	bool read_only;               /* mounted read-only */
 	bool active;                  /* has a block device now */
-	char dm_name[256];            /* active name (prefix-NAME) */
-	char dev_path[64];            /* block device node, "" when inactive */
+	char dm_name[DS_DM_NAME_MAX]; /* active name (PREFIX-ID) */
+	char dev_path[PATH_MAX];      /* block device node, "" when inactive */
+	char mount_dir[PATH_MAX];     /* where it is (or would be) mounted: STATEDIR/mnt/ID */
 	char filesystem[16];          /* "xfs" / "ext4" */
 	int64_t created;              /* unix seconds */
 	bool mapped_known;            /* false: mapped_bytes is null */
@@ -125,10 +130,13 @@ int ds_delete_device(struct deviceset *ds, const char *name);
 int ds_rename_device(struct deviceset *ds, const char *old_name,
 		     const char *new_name);
 /* Counted mount (the engine's Get): the first activates the device and
- * mounts its filesystem on mount_path (no lock of the set held), later
- * ones add one. -EBUSY if mounted with the other read-only-ness. */
-int ds_mount(struct deviceset *ds, const char *name, const char *mount_path,
-	     bool read_only);
+ * mounts its filesystem on its mount directory (ds_mount_dir), later ones
+ * add one. -EBUSY if mounted with the other read-only-ness. */
+int ds_mount(struct deviceset *ds, const char *name, bool read_only);
+/* The directory a device's filesystem is mounted on, STATEDIR/mnt/ID:
+ * named by ID so a rename does not move it. It exists only while mounted.
+ * -ENOENT for an unknown device. */
+int ds_mount_dir(struct deviceset *ds, const char *name, char *buf, size_t len);
 /* Counted unmount (Put): the last one unmounts lazily and deactivates.
  * -EINVAL if not mounted. */
 int ds_unmount(struct deviceset *ds, const char *name);
@@ -154,6 +162,8 @@ void ds_set_pool_error(struct deviceset *ds, const char *fmt, ...)
 /* Record words for a device's last_error. */
 void ds_set_device_error(struct deviceset *ds, const char *name,
 			 const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Forget a device's last_error (a later command succeeded). */
+void ds_clear_device_error(struct deviceset *ds, const char *name);
 
 /* Compare the metadata with the pool: every device file's ID is in the
  * pool and the reverse, no two files share an ID, the ID bitmap matches,
@@ -167,9 +177,10 @@ void ds_kick_deferred(struct deviceset *ds);
 
 /* What a start does with the transaction-metadata it finds, given the
  * pool's transaction ID: nothing (open == pool), roll the open transaction
- * back (open > pool: the pool device it names is deleted, its metadata
- * removed, its ID freed), or refuse to start (pool ahead of the metadata:
- * this metadata does not belong to this pool). */
+ * back (open == pool + 1, the only gap the protocol leaves: the pool
+ * device it names is deleted, its metadata removed, its ID freed), or
+ * refuse to start (any other gap: a reset, restored or swapped pool, or
+ * metadata of another pool). */
 enum ds_txn_action { DS_TXN_CLEAN, DS_TXN_ROLLBACK, DS_TXN_MISMATCH };
 enum ds_txn_action ds_txn_decide(uint64_t pool_tid, uint64_t open_tid);
 

@@ -18,6 +18,7 @@ const char *const fault_points[] = {
 	"base-after-register",
 	"base-after-mkfs",
 	"base-after-initialized",
+	"base-after-grow-size",
 	"add-after-open-txn",
 	"add-after-pool-create",
 	"add-after-register",

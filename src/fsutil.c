@@ -567,17 +567,11 @@ out:
 	return r;
 }
 
-int fsutil_discard(const char *dev_path)
+int fsutil_discard(int fd, const char *dev_path)
 {
 	uint64_t range[2] = { 0, 0 };
-	int fd, r = 0;
+	int r = 0;
 
-	fd = open(dev_path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0) {
-		r = -errno;
-		log_err("discard %s: open: %s", dev_path, strerror(-r));
-		return r;
-	}
 	if (ioctl(fd, BLKGETSIZE64, &range[1]) < 0) {
 		r = -errno;
 		log_err("discard %s: BLKGETSIZE64: %s", dev_path, strerror(-r));
@@ -586,7 +580,6 @@ int fsutil_discard(const char *dev_path)
 		if (r != -EOPNOTSUPP)
 			log_err("discard %s: BLKDISCARD: %s", dev_path, strerror(-r));
 	}
-	close(fd);
 	return r;
 }
 

@@ -57,8 +57,10 @@ int fsutil_thaw(int fd);
  * is mounted on a private temp dir for it. */
 int fsutil_grow(const char *dev_path, const char *fs, const char *mount_path);
 
-/* BLKDISCARD of the whole device; -EOPNOTSUPP is not an error to log. */
-int fsutil_discard(const char *dev_path);
+/* BLKDISCARD of the whole device open on fd (dev_path names it in
+ * messages); -EOPNOTSUPP is not an error to log. The caller decides who
+ * else may have it open (pool-dm.c opens it O_EXCL). */
+int fsutil_discard(int fd, const char *dev_path);
 
 /* Size of a block device in bytes. */
 int fsutil_blockdev_size(const char *dev_path, uint64_t *size);

@@ -8,6 +8,12 @@
  * and info are 2 and 3, and device D has its directory at 16 + 4*D, then
  * its ctl, info and rootfs. Lookups, getattr and readdir only call the
  * engine's lookups, which never wait for a mount in progress.
+ *
+ * rootfs is a symlink to the directory the device's filesystem is mounted
+ * on, STATEDIR/mnt/ID, outside this mount (doc/design.md §1): rm -r, find,
+ * du and cp -a do not follow it, chroot, tar -C and container tools do,
+ * and no handler here ever waits for a mount that resolves a path through
+ * this filesystem.
  */
 #include "fuse-ops.h"
 
@@ -36,10 +42,9 @@ enum node_kind { N_ROOT, N_POOL_CTL, N_POOL_INFO, N_DIR, N_CTL, N_INFO, N_ROOTFS
 #define INO_POOL_INFO 3
 #define INO_DEV_BASE 16
 
-/* Device directories and rootfs keep their entries long: this daemon is
- * the only one changing the tree, the kernel follows our own mkdir, rmdir
- * and rename, and a failed revalidation of a mountpoint would detach the
- * device's mount. */
+/* Device directories keep their entries long: this daemon is the only
+ * one changing the tree, and the kernel follows our own mkdir, rmdir and
+ * rename. */
 #define ENTRY_TIMEOUT 3600.0
 #define DIR_ATTR_TIMEOUT 1.0
 
@@ -89,14 +94,19 @@ static char *render(struct deviceset *ds, const struct node *n)
 	char *text = NULL;
 
 	switch (n->kind) {
-	case N_CTL:
-		if (n->dev.mount_count > 0) {
-			if (asprintf(&text, "mounted %d\n", n->dev.mount_count) < 0)
-				text = NULL;
-		} else {
-			text = strdup("unmounted\n");
-		}
+	case N_CTL: {
+		/* The state, then why the last command failed, if it did. */
+		const char *err = n->dev.last_error;
+		char state[32];
+
+		if (n->dev.mount_count > 0)
+			snprintf(state, sizeof(state), "mounted %d", n->dev.mount_count);
+		else
+			snprintf(state, sizeof(state), "unmounted");
+		if (asprintf(&text, "%s\n%s%s%s", state, err[0] ? "error: " : "", err, err[0] ? "\n" : "") < 0)
+			text = NULL;
 		return text;
+	}
 	case N_INFO:
 		return meta_device_info_json(&n->dev);
 	case N_POOL_CTL:
@@ -113,7 +123,7 @@ static char *render(struct deviceset *ds, const struct node *n)
 	}
 }
 
-static void fill_attr(struct deviceset *ds, fuse_ino_t ino, const struct node *n, struct stat *st)
+static void fill_attr(struct tf_fuse_ctx *c, fuse_ino_t ino, const struct node *n, struct stat *st)
 {
 	char *text;
 
@@ -121,7 +131,8 @@ static void fill_attr(struct deviceset *ds, fuse_ino_t ino, const struct node *n
 	st->st_ino = ino;
 	st->st_uid = 0;
 	st->st_gid = 0;
-	st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec = (time_t)n->dev.created;
+	st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec =
+		n->kind == N_POOL_CTL || n->kind == N_POOL_INFO ? c->started : (time_t)n->dev.created;
 	switch (n->kind) {
 	case N_ROOT:
 		st->st_mode = S_IFDIR | 0755;
@@ -132,8 +143,9 @@ static void fill_attr(struct deviceset *ds, fuse_ino_t ino, const struct node *n
 		st->st_nlink = 3 + (nlink_t)n->dev.n_children;
 		break;
 	case N_ROOTFS:
-		st->st_mode = S_IFDIR | 0555;
-		st->st_nlink = 2;
+		st->st_mode = S_IFLNK | 0777;
+		st->st_nlink = 1;
+		st->st_size = (off_t)strlen(n->dev.mount_dir);
 		break;
 	case N_CTL:
 	case N_POOL_CTL:
@@ -141,7 +153,7 @@ static void fill_attr(struct deviceset *ds, fuse_ino_t ino, const struct node *n
 	case N_POOL_INFO:
 		st->st_mode = S_IFREG | (n->kind == N_CTL || n->kind == N_POOL_CTL ? 0644 : 0444);
 		st->st_nlink = 1;
-		text = render(ds, n);
+		text = render(c->ds, n);
 		st->st_size = text ? (off_t)strlen(text) : 0;
 		free(text);
 		break;
@@ -151,14 +163,14 @@ static void fill_attr(struct deviceset *ds, fuse_ino_t ino, const struct node *n
 
 static bool is_dir_kind(enum node_kind k)
 {
-	return k == N_ROOT || k == N_DIR || k == N_ROOTFS;
+	return k == N_ROOT || k == N_DIR;
 }
 
-static void reply_entry_for(fuse_req_t req, struct deviceset *ds, fuse_ino_t ino)
+static void reply_entry_for(fuse_req_t req, fuse_ino_t ino)
 {
 	struct fuse_entry_param e;
 	struct node n;
-	int r = get_node(ds, ino, &n);
+	int r = get_node(ctx_of(req)->ds, ino, &n);
 
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -167,7 +179,7 @@ static void reply_entry_for(fuse_req_t req, struct deviceset *ds, fuse_ino_t ino
 	memset(&e, 0, sizeof(e));
 	e.ino = ino;
 	e.generation = (uint64_t)n.dev.created;
-	fill_attr(ds, ino, &n, &e.attr);
+	fill_attr(ctx_of(req), ino, &n, &e.attr);
 	e.entry_timeout = ENTRY_TIMEOUT;
 	e.attr_timeout = is_dir_kind(n.kind) ? DIR_ATTR_TIMEOUT : 0;
 	fuse_reply_entry(req, &e);
@@ -194,10 +206,6 @@ static void tf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	r = get_node(ds, parent, &p);
 	if (r < 0)
 		goto err;
-	if (p.kind == N_ROOTFS) {
-		r = -ENOENT;
-		goto err;
-	}
 	if (!is_dir_kind(p.kind)) {
 		r = -ENOTDIR;
 		goto err;
@@ -210,7 +218,7 @@ static void tf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ino = dev_ino(p.dev.device_id, N_ROOTFS);
 	else if ((r = child_ino(ds, &p, name, &ino)) < 0)
 		goto err;
-	reply_entry_for(req, ds, ino);
+	reply_entry_for(req, ino);
 	return;
 err:
 	fuse_reply_err(req, -r);
@@ -229,7 +237,7 @@ static void tf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, -r);
 		return;
 	}
-	fill_attr(ds, ino, &n, &st);
+	fill_attr(ctx_of(req), ino, &n, &st);
 	fuse_reply_attr(req, &st, is_dir_kind(n.kind) ? DIR_ATTR_TIMEOUT : 0);
 }
 
@@ -263,7 +271,22 @@ static void tf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		tf_getattr(req, ino, fi);
 		return;
 	}
-	fuse_reply_err(req, n.kind == N_ROOTFS ? EROFS : EPERM);
+	fuse_reply_err(req, EPERM);
+}
+
+/* rootfs: the device's mount directory. Before an explicit mount it
+ * leads nowhere (ENOENT when followed). */
+static void tf_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct node n;
+	int r = get_node(ctx_of(req)->ds, ino, &n);
+
+	if (r == 0 && n.kind != N_ROOTFS)
+		r = -EINVAL;
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_readlink(req, n.dev.mount_dir);
 }
 
 struct dir_list {
@@ -291,11 +314,9 @@ static void tf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		r = -ENOTDIR;
 		goto err;
 	}
-	if (n.kind != N_ROOTFS) {
-		r = ds_list(ds, dir_device(&n), &children, &nchildren);
-		if (r < 0)
-			goto err;
-	}
+	r = ds_list(ds, dir_device(&n), &children, &nchildren);
+	if (r < 0)
+		goto err;
 	l = calloc(1, sizeof(*l));
 	if (l)
 		l->e = calloc(nchildren + 5, sizeof(*l->e));
@@ -310,14 +331,14 @@ static void tf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		k++; \
 	} while (0)
 	ADD(".", ino, S_IFDIR);
-	ADD("..", n.kind == N_ROOTFS ? dev_ino(n.dev.device_id, N_DIR) : FUSE_ROOT_ID, S_IFDIR);
+	ADD("..", FUSE_ROOT_ID, S_IFDIR);
 	if (n.kind == N_ROOT) {
 		ADD("ctl", INO_POOL_CTL, S_IFREG);
 		ADD("info", INO_POOL_INFO, S_IFREG);
 	} else if (n.kind == N_DIR) {
 		ADD("ctl", dev_ino(n.dev.device_id, N_CTL), S_IFREG);
 		ADD("info", dev_ino(n.dev.device_id, N_INFO), S_IFREG);
-		ADD("rootfs", dev_ino(n.dev.device_id, N_ROOTFS), S_IFDIR);
+		ADD("rootfs", dev_ino(n.dev.device_id, N_ROOTFS), S_IFLNK);
 	}
 	for (size_t i = 0; i < nchildren; i++)
 		ADD(children[i].name, dev_ino(children[i].device_id, N_DIR), S_IFDIR);
@@ -400,8 +421,7 @@ static void log_refusal(fuse_req_t req, const char *op, const char *name, int er
 }
 
 /* The parent directory of a change by the namespace (mkdir, rmdir, unlink,
- * rename): nothing changes inside an unmounted rootfs (EROFS), nor for a
- * caller who is not root (EPERM). */
+ * rename): nothing changes for a caller who is not root (EPERM). */
 static int may_change(fuse_req_t req, const char *op, fuse_ino_t parent, const char *name,
 		      struct node *p)
 {
@@ -409,10 +429,8 @@ static int may_change(fuse_req_t req, const char *op, fuse_ino_t parent, const c
 
 	if (r < 0)
 		return r;
-	if (p->kind == N_ROOTFS) {
-		log_refusal(req, op, name, EROFS, "an unmounted rootfs is read-only");
-		return -EROFS;
-	}
+	if (!is_dir_kind(p->kind))
+		return -ENOTDIR;
 	if (!caller_is_root(req)) {
 		log_refusal(req, op, name, EPERM, "only root changes the pool");
 		return -EPERM;
@@ -431,17 +449,13 @@ static void tf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	r = may_change(req, "mkdir", parent, name, &p);
 	if (r < 0)
 		goto err;
-	if (!is_dir_kind(p.kind)) {
-		r = -ENOTDIR;
-		goto err;
-	}
 	r = ds_add_device(ds, name, dir_device(&p));
 	if (r < 0)
 		goto err;
 	r = ds_device_info(ds, name, &d);
 	if (r < 0)
 		goto err;
-	reply_entry_for(req, ds, dev_ino(d.device_id, N_DIR));
+	reply_entry_for(req, dev_ino(d.device_id, N_DIR));
 	return;
 err:
 	fuse_reply_err(req, -r);
@@ -457,15 +471,8 @@ static void tf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	r = may_change(req, "rmdir", parent, name, &p);
 	if (r < 0)
 		goto out;
-	if (strcmp(name, "ctl") == 0 || strcmp(name, "info") == 0) {
+	if (strcmp(name, "ctl") == 0 || strcmp(name, "info") == 0 || strcmp(name, "rootfs") == 0) {
 		r = -ENOTDIR;
-		goto out;
-	}
-	if (p.kind == N_DIR && strcmp(name, "rootfs") == 0) {
-		/* Part of `rm -r DEV`: accepted, changes nothing. */
-		r = p.dev.mount_count > 0 ? -EBUSY : 0;
-		if (r < 0)
-			log_refusal(req, "rmdir", p.dev.name, EBUSY, "its rootfs is mounted");
 		goto out;
 	}
 	r = child_ino(ds, &p, name, &ino);
@@ -485,13 +492,13 @@ static void tf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	r = may_change(req, "unlink", parent, name, &p);
 	if (r < 0)
 		goto out;
-	if (strcmp(name, "ctl") == 0 || strcmp(name, "info") == 0) {
+	if (strcmp(name, "ctl") == 0 || strcmp(name, "info") == 0 ||
+	    (p.kind == N_DIR && strcmp(name, "rootfs") == 0)) {
 		/* Part of `rm -r DEV`: accepted, changes nothing. */
 		r = 0;
 		goto out;
 	}
-	r = (p.kind == N_DIR && strcmp(name, "rootfs") == 0) || child_ino(ds, &p, name, &ino) == 0 ?
-		-EISDIR : -ENOENT;
+	r = child_ino(ds, &p, name, &ino) == 0 ? -EISDIR : -ENOENT;
 out:
 	fuse_reply_err(req, -r);
 }
@@ -521,10 +528,13 @@ static void tf_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (r < 0)
 		goto out;
 	if (newparent != parent) {
-		/* The tree is the snapshot genealogy: devices do not move. */
-		log_refusal(req, "rename", name, EXDEV,
-			    "a device stays in the directory of the device it was snapshotted from");
-		r = -EXDEV;
+		/* The tree is the snapshot genealogy: devices do not move.
+		 * Not EXDEV, which mv and file managers answer with a copy
+		 * that makes a wrong device. */
+		log_refusal(req, "rename", name, EOPNOTSUPP,
+			    "a device stays in the directory of the device it was snapshotted from "
+			    "(copy it with mkdir inside it)");
+		r = -EOPNOTSUPP;
 		goto out;
 	}
 	r = ds_rename_device(ds, name, newname);
@@ -538,10 +548,8 @@ static void refuse_create(fuse_req_t req, const char *op, fuse_ino_t parent, con
 	int r = get_node(ctx_of(req)->ds, parent, &p);
 
 	if (r == 0) {
-		r = p.kind == N_ROOTFS ? -EROFS : -EPERM;
-		log_refusal(req, op, name, -r, p.kind == N_ROOTFS ?
-			    "an unmounted rootfs is read-only" :
-			    "only devices (mkdir) are made in the pool");
+		r = -EPERM;
+		log_refusal(req, op, name, -r, "only devices (mkdir) are made in the pool");
 	}
 	fuse_reply_err(req, -r);
 }
@@ -660,46 +668,12 @@ static void tf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_err(req, 0);
 }
 
-/* MOUNTPOINT/a/b/NAME/rootfs for device NAME, from the genealogy. */
-static int rootfs_path(struct tf_fuse_ctx *c, const char *name, char *buf, size_t len)
-{
-	char chain[64][DS_NAME_MAX + 1];
-	struct ds_device_info d;
-	size_t depth = 0, used;
-	char cur[DS_NAME_MAX + 1];
-
-	snprintf(cur, sizeof(cur), "%s", name);
-	while (strcmp(cur, DS_BASE_NAME) != 0) {
-		if (depth == 64)
-			return -ENAMETOOLONG;
-		if (ds_device_info(c->ds, cur, &d) < 0)
-			return -ENOENT;
-		snprintf(chain[depth++], sizeof(chain[0]), "%s", cur);
-		snprintf(cur, sizeof(cur), "%s", d.parent);
-	}
-	used = (size_t)snprintf(buf, len, "%s", c->mountpoint);
-	while (depth > 0 && used < len)
-		used += (size_t)snprintf(buf + used, len - used, "/%s", chain[--depth]);
-	if (used < len)
-		used += (size_t)snprintf(buf + used, len - used, "/rootfs");
-	return used < len ? 0 : -ENAMETOOLONG;
-}
-
 static int device_command(struct tf_fuse_ctx *c, const char *name, const char *cmd)
 {
-	char path[PATH_MAX];
 	uint64_t size;
-	int r;
 
-	if (strcmp(cmd, "mount") == 0 || strcmp(cmd, "mount ro") == 0) {
-		r = rootfs_path(c, name, path, sizeof(path));
-		if (r < 0) {
-			ds_set_device_error(c->ds, name, "mount '%s': cannot build its rootfs path: %s",
-					    name, strerror(-r));
-			return r;
-		}
-		return ds_mount(c->ds, name, path, strcmp(cmd, "mount ro") == 0);
-	}
+	if (strcmp(cmd, "mount") == 0 || strcmp(cmd, "mount ro") == 0)
+		return ds_mount(c->ds, name, strcmp(cmd, "mount ro") == 0);
 	if (strcmp(cmd, "unmount") == 0)
 		return ds_unmount(c->ds, name);
 	if (strncmp(cmd, "resize ", 7) == 0) {
@@ -770,6 +744,8 @@ static void tf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	r = n.kind == N_CTL ? device_command(c, n.dev.name, cmd) : pool_command(c, cmd);
 	if (r < 0)
 		goto err;
+	if (n.kind == N_CTL)
+		ds_clear_device_error(c->ds, n.dev.name);
 	fuse_reply_write(req, size);
 	return;
 err:
@@ -787,8 +763,10 @@ static void tf_statfs(fuse_req_t req, fuse_ino_t ino)
 		st.f_bsize = st.f_frsize = 4096;
 		st.f_blocks = pi.data_total / 4096;
 		st.f_bfree = st.f_bavail = pi.data_available / 4096;
-		st.f_files = (fsfilcnt_t)pi.device_count + 1;
-		st.f_ffree = st.f_favail = 0xffffff - pi.device_count;
+		/* Inodes: the pool's device IDs, used by every device (base and
+		 * those waiting for deletion included). */
+		st.f_files = (fsfilcnt_t)POOL_MAX_DEVICE_ID + 1;
+		st.f_ffree = st.f_favail = st.f_files - (pi.device_count + 1 + pi.deferred_deleted_device_count);
 	}
 	st.f_namemax = DS_NAME_MAX;
 	fuse_reply_statfs(req, &st);
@@ -799,9 +777,8 @@ static void tf_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	struct node n;
 	int r = get_node(ctx_of(req)->ds, ino, &n);
 
-	if (r == 0 && (mask & W_OK) && (!caller_is_root(req) || n.kind == N_ROOTFS ||
-					n.kind == N_INFO || n.kind == N_POOL_INFO))
-		r = n.kind == N_ROOTFS ? -EROFS : -EACCES;
+	if (r == 0 && (mask & W_OK) && (!caller_is_root(req) || n.kind == N_INFO || n.kind == N_POOL_INFO))
+		r = -EACCES;
 	fuse_reply_err(req, -r);
 }
 
@@ -816,6 +793,7 @@ const struct fuse_lowlevel_ops tf_fuse_ops = {
 	.init = tf_init,
 	.lookup = tf_lookup,
 	.getattr = tf_getattr,
+	.readlink = tf_readlink,
 	.setattr = tf_setattr,
 	.opendir = tf_opendir,
 	.readdir = tf_readdir,

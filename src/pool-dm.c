@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libdevmapper.h>
+#include <linux/dm-ioctl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -32,6 +33,7 @@
 #include "pool.h"
 
 #define METADATA_BLOCK 4096 /* dm-thin metadata blocks are 4 KiB */
+_Static_assert(POOL_DEV_NAME_MAX == DM_NAME_LEN, "pool.h's name limit is libdevmapper's");
 #define LOW_WATER_BLOCKS 32768
 
 struct pool {
@@ -243,8 +245,11 @@ static int dev_sectors(const char *dev, uint64_t *sectors)
 
 static int pool_table_params(struct pool *p, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s %s %" PRIu32 " %d 1 skip_block_zeroing", p->meta_dev, p->data_dev,
-		 p->block_sectors, LOW_WATER_BLOCKS);
+	if (snprintf(buf, len, "%s %s %" PRIu32 " %d 1 skip_block_zeroing", p->meta_dev, p->data_dev,
+		     p->block_sectors, LOW_WATER_BLOCKS) >= (int)len) {
+		log_err("dm pool %s: table parameters longer than %zu bytes", p->name, len);
+		return -ENAMETOOLONG;
+	}
 	return 0;
 }
 
@@ -394,8 +399,12 @@ static int dm_open(const struct pool_config *cfg, struct pool **out)
 		r = meta_mkdir_p(dir, 0700);
 		if (r < 0)
 			goto fail;
-		snprintf(p->data_path, sizeof(p->data_path), "%s/data", dir);
-		snprintf(p->meta_path, sizeof(p->meta_path), "%s/metadata", dir);
+		if (snprintf(p->data_path, sizeof(p->data_path), "%s/data", dir) >= (int)sizeof(p->data_path) ||
+		    snprintf(p->meta_path, sizeof(p->meta_path), "%s/metadata", dir) >= (int)sizeof(p->meta_path)) {
+			r = -ENAMETOOLONG;
+			log_err("dm pool: %s: path too long", dir);
+			goto fail;
+		}
 		r = loop_file_size(p->data_path, o->loop_data_size, o->loop_data_size_set,
 				   "dm pool: data file");
 		if (r >= 0) {
@@ -525,7 +534,9 @@ static int dm_delete(struct pool *p, uint32_t dev_id)
  * snapshot with thin_dump. Used by the consistency check only. */
 static int dm_list_ids(struct pool *p, uint32_t **ids, size_t *n)
 {
-	const char *argv[] = { "thin_dump", "-m", p->meta_dev, NULL };
+	/* Only the device list is parsed: leave out the block mappings,
+	 * which on a large pool run to hundreds of megabytes. */
+	const char *argv[] = { "thin_dump", "-m", "--skip-mappings", p->meta_dev, NULL };
 	uint32_t *list = NULL;
 	size_t count = 0, cap = 0;
 	char *out = NULL, *s;
@@ -539,9 +550,12 @@ static int dm_list_ids(struct pool *p, uint32_t **ids, size_t *n)
 	if (r < 0)
 		return r;
 	r = fsutil_run_output((char *const *)argv, &out);
-	message_fmt(p, "release_metadata_snap", "release_metadata_snap");
-	if (r < 0)
+	if (message_fmt(p, "release_metadata_snap", "release_metadata_snap") < 0 && r == 0)
+		r = -EIO; /* logged; a held metadata snapshot blocks the next listing */
+	if (r < 0) {
+		free(out);
 		return r;
+	}
 	for (s = strstr(out, "dev_id=\""); s; s = strstr(s + 1, "dev_id=\"")) {
 		if (count == cap) {
 			uint32_t *nl = realloc(list, (cap ? cap * 2 : 256) * sizeof(*nl));
@@ -589,19 +603,26 @@ static int ensure_node(const char *name, const char *path)
 static int dm_activate(struct pool *p, const char *name, uint32_t dev_id, uint64_t size,
 		       char *dev_path, size_t len)
 {
-	char params[128];
+	char params[128], table[256], target[32];
 	int r = dm_is_active(p, name, dev_id, dev_path, len);
 
 	if (r < 0)
 		return r;
+	snprintf(params, sizeof(params), "%u:%u %" PRIu32, p->pool_major, p->pool_minor, dev_id);
 	if (r == 1) {
-		/* Active from before (a crash, or a deferred removal that has
-		 * not happened yet): keep it, and cancel the removal. */
+		/* A device of this name exists: reuse it only if it is this
+		 * thin device of this pool (a crash, or a deferred removal that
+		 * has not happened yet); anything else is not ours to touch. */
+		r = get_params(name, DM_DEVICE_TABLE, table, sizeof(table), target, sizeof(target));
+		if (r < 0 || strcmp(target, "thin") != 0 || strcmp(table, params) != 0) {
+			log_err("dm pool %s: a dm device %s exists with table '%s %s', not 'thin %s': not using it",
+				p->name, name, r < 0 ? "?" : target, r < 0 ? strerror(-r) : table, params);
+			return -EEXIST;
+		}
 		if (p->deferred_remove)
 			send_message(name, "@cancel_deferred_remove");
 		return ensure_node(name, dev_path);
 	}
-	snprintf(params, sizeof(params), "%u:%u %" PRIu32, p->pool_major, p->pool_minor, dev_id);
 	r = load_table(DM_DEVICE_CREATE, name, size / 512, "thin", params);
 	if (r < 0) {
 		log_err("dm pool %s: activate %s (thin %s): %s", p->name, name, params, strerror(-r));
@@ -646,22 +667,53 @@ static int dm_deactivate(struct pool *p, const char *name, uint32_t dev_id, bool
 	return r == -ENXIO ? 0 : r;
 }
 
-static int dm_rename(struct pool *p, const char *old_name, const char *new_name, uint32_t dev_id)
+/* Discard every block of an inactive or idle thin device: activate it
+ * if need be, open it O_EXCL (fails while mounted or claimed) and check
+ * the kernel's open count is ours alone, so no user's data is zeroed. */
+static int dm_discard(struct pool *p, const char *name, uint32_t dev_id, uint64_t size)
 {
-	struct dm_task *dmt = dm_task_create(DM_DEVICE_RENAME);
-	int r;
+	char dev_path[PATH_MAX];
+	struct dm_info info;
+	int r, fd = -1, was_active = dm_is_active(p, name, dev_id, NULL, 0);
 
-	(void)dev_id;
-	if (!dmt)
-		return -ENOMEM;
-	if (!dm_task_set_name(dmt, old_name) || !dm_task_set_newname(dmt, new_name))
-		r = -EINVAL;
-	else
-		r = run_task(dmt, true);
-	dm_task_destroy(dmt);
+	if (was_active < 0)
+		return was_active;
+	r = dm_activate(p, name, dev_id, size, dev_path, sizeof(dev_path));
 	if (r < 0)
-		log_err("dm pool %s: rename %s to %s: %s", p->name, old_name, new_name, strerror(-r));
+		return r;
+	fd = open(dev_path, O_WRONLY | O_EXCL | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		log_info("dm pool %s: not discarding %s: open: %s", p->name, name, strerror(-r));
+		goto out;
+	}
+	r = device_info(name, &info);
+	if (r == 1 && info.open_count > 1) {
+		log_info("dm pool %s: not discarding %s: %d other opener(s)", p->name, name, info.open_count - 1);
+		r = -EBUSY;
+	} else if (r == 1) {
+		r = fsutil_discard(fd, dev_path);
+	} else {
+		r = r < 0 ? r : -ENXIO;
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	if (!was_active && dm_deactivate(p, name, dev_id, false) < 0 && r == 0)
+		r = -EBUSY;
 	return r;
+}
+
+/* What the metadata device can map: lvm2 reckons 64 bytes of metadata
+ * per data block (mapping btrees and space maps included); a pool grown
+ * past it runs out of metadata space and turns read-only. */
+static uint64_t dm_max_data_size(struct pool *p)
+{
+	uint64_t mu, mt, du, dt, tid;
+
+	if (read_pool_status(p, &tid, &mu, &mt, &du, &dt) < 0)
+		return UINT64_MAX; /* resize_pool reports the pool's own error */
+	return mt * METADATA_BLOCK / 64 * p->block_sectors * 512;
 }
 
 static int dm_dev_status(struct pool *p, const char *name, uint32_t dev_id, struct pool_dev_status *st)
@@ -798,7 +850,8 @@ const struct pool_ops pool_dm_ops = {
 	.activate = dm_activate,
 	.deactivate = dm_deactivate,
 	.is_active = dm_is_active,
-	.rename = dm_rename,
+	.discard = dm_discard,
+	.max_data_size = dm_max_data_size,
 	.dev_status = dm_dev_status,
 	.resize_thin = dm_resize_thin,
 	.status = dm_status,

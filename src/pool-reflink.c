@@ -119,7 +119,8 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 	r = meta_mkdir_p(dir, 0700);
 	if (r < 0)
 		return r;
-	snprintf(p->data_file, sizeof(p->data_file), "%s/data", dir);
+	if (snprintf(p->data_file, sizeof(p->data_file), "%s/data", dir) >= (int)sizeof(p->data_file))
+		return -ENAMETOOLONG;
 	r = loop_file_size(p->data_file, cfg->opts->loop_data_size, cfg->opts->loop_data_size_set,
 			   "reflink pool: data file");
 	if (r < 0)
@@ -242,8 +243,8 @@ static int reflink_open(const struct pool_config *cfg, struct pool **out)
 	} else {
 		log_info("reflink pool: %s can reflink; images kept there", p->store);
 	}
-	snprintf(p->images, sizeof(p->images), "%s/images", p->store);
-	r = meta_mkdir_p(p->images, 0700);
+	r = snprintf(p->images, sizeof(p->images), "%s/images", p->store) < (int)sizeof(p->images) ?
+		meta_mkdir_p(p->images, 0700) : -ENAMETOOLONG;
 	if (r < 0)
 		goto out;
 	remove_stale(p->images, ".new-");
@@ -560,13 +561,6 @@ static int reflink_is_active(struct pool *p, const char *name, uint32_t dev_id,
 	return r == -ENOENT ? 0 : r;
 }
 
-static int reflink_rename(struct pool *p, const char *old_name, const char *new_name,
-			  uint32_t dev_id)
-{
-	(void)p, (void)old_name, (void)new_name, (void)dev_id;
-	return 0; /* loop devices have no names */
-}
-
 static int reflink_dev_status(struct pool *p, const char *name, uint32_t dev_id,
 			      struct pool_dev_status *st)
 {
@@ -727,7 +721,6 @@ const struct pool_ops pool_reflink_ops = {
 	.activate = reflink_activate,
 	.deactivate = reflink_deactivate,
 	.is_active = reflink_is_active,
-	.rename = reflink_rename,
 	.dev_status = reflink_dev_status,
 	.resize_thin = reflink_resize_thin,
 	.status = reflink_status,

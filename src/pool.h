@@ -11,9 +11,10 @@
  * libdevmapper) and pool_reflink_ops (pool-reflink.c, one sparse image file
  * per device, snapshots by FICLONE, activation by a loop device).
  *
- * Thread safety: the engine serialises all calls on one pool with its set
- * lock, except activate/deactivate/dev_status/suspend/resume of distinct
- * devices, which a backend must allow concurrently.
+ * Thread safety: the engine calls every verb with its set lock held
+ * (deviceset.c), so a backend sees one call at a time; activate,
+ * deactivate, is_active and dev_status of distinct devices must also be
+ * safe concurrently, since the engine may come to call them outside it.
  */
 #ifndef THINFS_POOL_H
 #define THINFS_POOL_H
@@ -26,6 +27,10 @@
 #include "options.h"
 
 #define POOL_MAX_DEVICE_ID 0xffffffu /* 24-bit, as dm-thin */
+/* The longest active-device name, NUL included: libdevmapper's
+ * DM_NAME_LEN (pool-dm.c checks the two agree). Thin devices are named
+ * PREFIX-ID (doc/design.md §5), far shorter. */
+#define POOL_DEV_NAME_MAX 128
 
 struct pool;
 
@@ -92,7 +97,8 @@ struct pool_ops {
 	/* Make dev_id usable as a block device named name; on success
 	 * dev_path holds its node (/dev/mapper/NAME, /dev/loopN). If it is
 	 * already active (e.g. after a daemon crash), reuse it, cancelling a
-	 * pending deferred removal. */
+	 * pending deferred removal -- but only if it really is dev_id of
+	 * this pool: anything else of that name is -EEXIST, untouched. */
 	int (*activate)(struct pool *p, const char *name, uint32_t dev_id,
 			uint64_t size, char *dev_path, size_t len);
 	/* Undo activate. deferred: if the device is still open, let the
@@ -103,9 +109,14 @@ struct pool_ops {
 	/* 1 if active (dev_path filled), 0 if not, or -errno. */
 	int (*is_active)(struct pool *p, const char *name, uint32_t dev_id,
 			 char *dev_path, size_t len);
-	/* Rename an active device (no-op where names are not kept). */
-	int (*rename)(struct pool *p, const char *old_name, const char *new_name,
-		      uint32_t dev_id);
+	/* Discard every block of dev_id so the pool (and a sparse data
+	 * file) gets the space back, only if nobody has the device open:
+	 * -EBUSY otherwise, nothing discarded. Leaves it as it found it
+	 * (active or not). NULL where deleting frees the space anyway. */
+	int (*discard)(struct pool *p, const char *name, uint32_t dev_id, uint64_t size);
+	/* Largest data size (bytes) resize_pool may grow to: what the
+	 * metadata space can map. NULL: no bound beyond resize_pool's own. */
+	uint64_t (*max_data_size)(struct pool *p);
 	/* Mapped space of a device. -ENODEV if the backend needs the device
 	 * active to tell and it is not (the engine reports null then). */
 	int (*dev_status)(struct pool *p, const char *name, uint32_t dev_id,

@@ -45,6 +45,9 @@ static const char *const ignored_opts[] = {
 
 enum { KEY_LIST_FAULTS = 1 };
 
+/* The fewest FUSE worker threads (see the loop's configuration in main). */
+#define TF_MIN_WORKERS 64
+
 static const struct fuse_opt thinfs_opts[] = {
 	FUSE_OPT_KEY("--list-faults", KEY_LIST_FAULTS),
 	FUSE_OPT_END
@@ -174,7 +177,7 @@ int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct fuse_cmdline_opts fo = { 0 };
-	struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = 16 };
+	struct fuse_loop_config *lc = NULL;
 	struct tf_fuse_ctx ctx = { 0 };
 	struct fuse_session *se = NULL;
 	struct deviceset *ds = NULL;
@@ -213,8 +216,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (fo.singlethread) {
-		fprintf(stderr, "thinfs: -s is not supported: thinfs mounts device filesystems inside its own "
-			"mount and needs the multi-threaded loop to answer the kernel meanwhile\n");
+		fprintf(stderr, "thinfs: -s is not supported: a ctl command (mount, resize) may take seconds, and "
+			"the namespace must keep answering meanwhile\n");
 		goto out;
 	}
 	if (options_validate(&c.opts, err, sizeof(err)) < 0) {
@@ -247,7 +250,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	ctx.ds = ds;
-	ctx.mountpoint = mnt_real;
+	ctx.started = time(NULL);
 
 	fuse_opt_add_arg(&args, "-ofsname=thinfs,subtype=thinfs");
 	se = fuse_session_new(&args, &tf_fuse_ops, sizeof(tf_fuse_ops), &ctx);
@@ -267,7 +270,16 @@ int main(int argc, char **argv)
 	if (!fo.foreground)
 		tf_log_init(false, fo.debug ? LOG_DEBUG : LOG_INFO);
 	ds_start_worker(ds);
-	r = fuse_session_loop_mt(se, &lc);
+	lc = fuse_loop_cfg_create();
+	if (!lc)
+		goto out;
+	/* Each ctl command holds a worker until its mount, resize or unmount
+	 * is done (none of them needs another FUSE request: filesystems are
+	 * mounted outside this mount). Enough workers that lookups still find
+	 * one while many such commands run; -o max_threads may ask for more. */
+	fuse_loop_cfg_set_max_threads(lc, fo.max_threads > TF_MIN_WORKERS ? fo.max_threads : TF_MIN_WORKERS);
+	fuse_loop_cfg_set_idle_threads(lc, 16);
+	r = fuse_session_loop_mt(se, lc);
 	/* A loop ended by SIGTERM/SIGINT/SIGHUP returns the signal: that is an
 	 * orderly stop like an unmount. */
 	ret = r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP ? 0 : 1;
@@ -279,6 +291,8 @@ out:
 		fuse_remove_signal_handlers(se);
 	if (se)
 		fuse_session_destroy(se);
+	if (lc)
+		fuse_loop_cfg_destroy(lc);
 	ds_close(ds);
 	fuse_opt_free_args(&args);
 	free(fo.mountpoint);

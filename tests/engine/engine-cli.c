@@ -5,7 +5,8 @@
  *
  *   engine-cli STATEDIR OPTS CMD [ARGS]    (OPTS: a dm.* list, or -)
  *   CMD: init | add NAME PARENT | delete NAME | rename OLD NEW |
- *        mount NAME PATH (mount, write PATH/NAME.txt, unmount) |
+ *        mount NAME (mount, write NAME.txt in its filesystem, print the
+ *        filesystem's size in bytes, unmount) |
  *        deferred (retry deferred deletions now) | list | check | list-faults
  * Exit status: 0, or the errno of the failure.
  */
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "deviceset.h"
 #include "fault.h"
@@ -38,7 +40,8 @@ static int write_file(const char *dir, const char *name)
 	char path[4096];
 	FILE *f;
 
-	snprintf(path, sizeof(path), "%s/%s.txt", dir, name);
+	if (snprintf(path, sizeof(path), "%s/%s.txt", dir, name) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
 	f = fopen(path, "w");
 	if (!f)
 		return -errno;
@@ -82,10 +85,16 @@ int main(int argc, char **argv)
 		r = ds_delete_device(ds, argv[4]);
 	} else if (strcmp(cmd, "rename") == 0 && argc == 6) {
 		r = ds_rename_device(ds, argv[4], argv[5]);
-	} else if (strcmp(cmd, "mount") == 0 && argc == 6) {
-		r = ds_mount(ds, argv[4], argv[5], false);
+	} else if (strcmp(cmd, "mount") == 0 && argc == 5) {
+		char dir[PATH_MAX];
+		struct statvfs vfs;
+
+		r = ds_mount(ds, argv[4], false);
 		if (r == 0) {
-			r = write_file(argv[5], argv[4]);
+			r = ds_mount_dir(ds, argv[4], dir, sizeof(dir));
+			r = r ? r : write_file(dir, argv[4]);
+			if (r == 0 && statvfs(dir, &vfs) == 0)
+				printf("%llu\n", (unsigned long long)vfs.f_blocks * vfs.f_frsize);
 			int u = ds_unmount(ds, argv[4]);
 
 			r = r ? r : u;

@@ -35,7 +35,17 @@
 #endif
 
 static char work[] = "/var/tmp/thinfs-engine-XXXXXX";
-static char state[600], mnt1[600], mnt2[600];
+static char state[600], mnt1[PATH_MAX], mnt2[PATH_MAX];
+
+/* ds_mount, then where the engine mounted it (STATEDIR/mnt/ID) in dir. */
+static int mount_at(struct deviceset *ds, const char *name, char *dir, bool ro)
+{
+	int r = ds_mount(ds, name, ro);
+
+	if (r == 0)
+		r = ds_mount_dir(ds, name, dir, PATH_MAX);
+	return r;
+}
 
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int sh(const char *fmt, ...)
@@ -79,7 +89,7 @@ static int read_text(const char *dir, const char *name, char *buf, size_t len)
 }
 
 /* Open the set with "backend=TEST_BACKEND," and the options in list. */
-static int open_set(struct ds_options *o, const char *list, struct deviceset **ds)
+static int open_set(struct ds_options *o, const char *list, struct deviceset **out)
 {
 	char err[256], all[512];
 
@@ -90,7 +100,7 @@ static int open_set(struct ds_options *o, const char *list, struct deviceset **d
 		tap_diag("%s", err);
 		return -EINVAL;
 	}
-	return ds_open(state, o, ds);
+	return ds_open(state, o, out);
 }
 
 static bool has_cap_sys_resource(void)
@@ -131,7 +141,7 @@ static int fill_pool_to(struct deviceset *ds, unsigned pct)
 		tap_diag("would need %" PRIu64 " MiB more in one device", left >> 20);
 		return -EFBIG;
 	}
-	r = ds_mount(ds, "d001", mnt1, false);
+	r = mount_at(ds, "d001", mnt1, false);
 	if (r < 0)
 		return r;
 	snprintf(path, sizeof(path), "%s/fill", mnt1);
@@ -166,8 +176,8 @@ static double now(void)
 int main(void)
 {
 	const char *base_opts = "dm.loopdatasize=8G,dm.basesize=256M,dm.fs=ext4";
-	struct ds_options o;
 	struct deviceset *ds = NULL;
+	struct ds_options o;
 	struct ds_device_info info;
 	struct ds_pool_info pi;
 	struct ds_entry *e;
@@ -282,11 +292,11 @@ int main(void)
 	is_int(ds_unmount(ds, "d000"), -EINVAL, "EINVAL unmounting what is not mounted");
 
 	/* Snapshot of a mounted device with an unsynced file. */
-	ok(ds_mount(ds, "d000", mnt1, false) == 0, "mount d000");
+	ok(mount_at(ds, "d000", mnt1, false) == 0, "mount d000");
 	ok(write_text(mnt1, "hello", "before snapshot\n") == 0, "write a file, no fsync");
 	ok(ds_add_device(ds, "snap", "d000") == 0, "snapshot d000 while mounted");
 	write_text(mnt1, "later", "after\n");
-	ok(ds_mount(ds, "snap", mnt2, false) == 0, "mount the snapshot");
+	ok(mount_at(ds, "snap", mnt2, false) == 0, "mount the snapshot");
 	ok(read_text(mnt2, "hello", buf, sizeof(buf)) == 0 && strcmp(buf, "before snapshot\n") == 0,
 	   "the snapshot holds the unsynced file");
 	ok(read_text(mnt2, "later", buf, sizeof(buf)) == -ENOENT, "but not what was written after");
@@ -296,9 +306,9 @@ int main(void)
 	   info.dev_path[0] && info.mapped_known, "info of a mounted device");
 
 	/* Counted mounts. */
-	ok(ds_mount(ds, "d000", mnt1, false) == 0, "mount d000 a second time");
+	ok(mount_at(ds, "d000", mnt1, false) == 0, "mount d000 a second time");
 	ok(ds_device_info(ds, "d000", &info) == 0 && info.mount_count == 2, "mount count 2");
-	is_int(ds_mount(ds, "d000", mnt1, true), -EBUSY, "EBUSY mounting read-only what is mounted read-write");
+	is_int(mount_at(ds, "d000", mnt1, true), -EBUSY, "EBUSY mounting read-only what is mounted read-write");
 	is_int(ds_delete_device(ds, "d000"), -EBUSY, "EBUSY deleting a mounted device");
 	is_int(ds_rename_device(ds, "d000", "zzz"), -EBUSY, "EBUSY renaming a mounted device");
 	ok(ds_unmount(ds, "d000") == 0 && ds_device_info(ds, "d000", &info) == 0 && info.mount_count == 1 &&
@@ -312,7 +322,7 @@ int main(void)
 	ok(ds_device_info(ds, "d003", &info) == 0 && strcmp(info.parent, "renamed") == 0, "its child follows");
 	is_int(ds_rename_device(ds, "renamed", "d001"), -EEXIST, "EEXIST renaming onto a used name");
 	is_int(ds_rename_device(ds, DS_BASE_NAME, "x"), -EPERM, "EPERM renaming the base");
-	ok(ds_mount(ds, "n5", mnt1, false) == 0, "mount n5");
+	ok(mount_at(ds, "n5", mnt1, false) == 0, "mount n5");
 	is_int(ds_rename_device(ds, "n1", "m1"), -EBUSY, "EBUSY renaming a device with a mounted descendant");
 	ds_unmount(ds, "n5");
 
@@ -321,7 +331,7 @@ int main(void)
 		struct statvfs a, b;
 
 		if (has_cap_sys_resource()) {
-			ds_mount(ds, "d001", mnt1, false);
+			mount_at(ds, "d001", mnt1, false);
 			statvfs(mnt1, &a);
 			ok(ds_resize_device(ds, "d001", 512ULL << 20) == 0, "resize a mounted ext4 device to 512M");
 			statvfs(mnt1, &b);
@@ -333,7 +343,7 @@ int main(void)
 		}
 		ok(ds_resize_device(ds, "d004", 512ULL << 20) == 0 && ds_device_info(ds, "d004", &info) == 0 &&
 		   info.size == 512ULL << 20, "resize an unmounted device to 512M");
-		ds_mount(ds, "d004", mnt1, false);
+		mount_at(ds, "d004", mnt1, false);
 		statvfs(mnt1, &b);
 		ok(b.f_blocks * b.f_frsize > (400ULL << 20), "its filesystem grew (%llu MiB)",
 		   (unsigned long long)(b.f_blocks * b.f_frsize >> 20));
@@ -376,7 +386,7 @@ int main(void)
 		ok(ds_device_info(ds, "d003", &info) == 0 && info.device_id == before.device_id &&
 		   strcmp(info.parent, "renamed") == 0, "d003 kept its ID and parent");
 		ok(ds_pool_info(ds, &pi) == 0 && (int)pi.device_count == total, "the same number of devices");
-		ok(ds_mount(ds, "snap", mnt2, false) == 0 && read_text(mnt2, "hello", buf, sizeof(buf)) == 0 &&
+		ok(mount_at(ds, "snap", mnt2, false) == 0 && read_text(mnt2, "hello", buf, sizeof(buf)) == 0 &&
 		   strcmp(buf, "before snapshot\n") == 0, "the snapshot's data survived");
 		ds_unmount(ds, "snap");
 		ok(ds_check_consistency(ds, report, sizeof(report)) == 0, "consistent after restart (%s)", report);
@@ -408,10 +418,10 @@ int main(void)
 	/* Deferred deletion: a device the pool holds busy. */
 	r = open_set(&o, "dm.use_deferred_deletion=true", &ds);
 	if (ok(r == 0, "start with deferred deletion")) {
-		char dev[64];
+		char dev[PATH_MAX];
 		int fd;
 
-		ok(ds_mount(ds, "d005", mnt1, false) == 0 && ds_device_info(ds, "d005", &info) == 0,
+		ok(mount_at(ds, "d005", mnt1, false) == 0 && ds_device_info(ds, "d005", &info) == 0,
 		   "mount d005");
 		snprintf(dev, sizeof(dev), "%s", info.dev_path);
 		fd = open(dev, O_RDONLY);      /* holds the loop device after the unmount */

@@ -52,6 +52,7 @@ try:
     elif op == "unlink": os.unlink(a[0])
     elif op == "create": open(a[0], "w").close()
     elif op == "read": open(a[0]).read()
+    elif op == "stat": os.stat(a[0])
     print("OK")
 except OSError as e:
     print(errno.errorcode.get(e.errno, str(e.errno)))

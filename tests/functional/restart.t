@@ -21,10 +21,10 @@ ls "$M" 2>&1 | grep -q 'not connected'; ok $? "after kill -9 the mount point is 
 start_daemon; ok $? "a new start on the same mount point cleans it up"
 grep -q "daemon that died" "$WORK/log"; ok $? "and says so in the log"
 [ -d "$M/a/b" ] && [ -d "$M/c" ]; ok $? "the tree is intact"
-is "$(cat "$M/a/ctl")" "unmounted" "devices start unmounted"
-ctl c mount; ok $? "a device that was mounted when the daemon died mounts again"
-is "$(cat "$M/c/rootfs/s")" "synced" "with its synced data"
-ctl c unmount
+is "$(cat "$M/a/ctl")" "unmounted" "devices that were not mounted start unmounted"
+is "$(cat "$M/c/ctl")" "mounted 1" "a device mounted when the daemon died is adopted, still mounted"
+is "$(cat "$M/c/rootfs/s")" "synced" "with its data"
+ctl c unmount; is "$(cat "$M/c/ctl")" "unmounted" "and unmounts as usual"
 
 # fusermount3 -u ends the daemon in order too.
 fusermount3 -u "$M"; ok $? "fusermount3 -u"
@@ -41,11 +41,10 @@ if command -v mount.fuse3 >/dev/null; then
 	PID=$(pgrep -f -- "$THINFS $S $M" | head -1)
 	[ -n "$PID" ] && is_mounted && [ -f "$M/a/ctl" ]; ok $? "in the background (pid ${PID:-none}), tree there"
 	ctl a mount; is "$(cat "$M/a/rootfs/file")" "keep" "a device mounts, with its data"
-	umount "$M" 2>/dev/null; ok $((!$?)) "a plain umount is refused while a device is mounted"
-	umount -l "$M"; ok $? "umount -l"
+	umount "$M"; ok $? "a plain umount works with a device mounted"
 	timeout 60 tail --pid="$PID" -f /dev/null; ok $? "ends the daemon"
 	PID=
-	! is_mounted && ! grep -q " $M/a/rootfs " /proc/self/mountinfo; ok $? "nothing left mounted"
+	! is_mounted && ! grep -q " $S/mnt/" /proc/self/mountinfo; ok $? "nothing left mounted (the device was not in use)"
 	is "$(losetup -a | grep -c "$S/")" "0" "no loop device left on the state directory"
 fi
 
