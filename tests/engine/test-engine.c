@@ -126,7 +126,7 @@ static bool has_cap_sys_resource(void)
 static int fill_pool_to(struct deviceset *ds, unsigned pct)
 {
 	struct ds_pool_info pi;
-	char path[700], chunk[1 << 16];
+	char path[PATH_MAX + 8], chunk[1 << 16];
 	uint64_t want, left;
 	int fd, r = 0;
 
@@ -182,7 +182,7 @@ int main(void)
 	struct ds_pool_info pi;
 	struct ds_entry *e;
 	size_t n;
-	char buf[256], report[512], name[64], parent[64];
+	char buf[256], report[512], name[DS_NAME_MAX + 1], parent[DS_NAME_MAX + 1];
 	int r, ok_all, total, depth_ok, max_depth;
 	double t0;
 

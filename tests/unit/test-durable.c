@@ -184,7 +184,7 @@ static bool has_id(struct pool *p, uint32_t id)
 static void test_pool(void)
 {
 	const struct pool_ops *ops = &pool_reflink_ops;
-	char state[600], images[700], store[700], path[800], err[256];
+	char state[600], store[650], images[700], path[800], err[256];
 	struct ds_options o;
 	struct pool *p = NULL;
 	struct stat st;
