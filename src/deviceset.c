@@ -1258,16 +1258,17 @@ void ds_set_device_error(struct deviceset *s, const char *name, const char *fmt,
 		put_device(s, d);
 }
 
-void ds_clear_device_error(struct deviceset *s, const char *name)
+void ds_clear_error(struct deviceset *s, const char *name)
 {
-	struct device *d = get_device(s, name, false);
+	struct device *d = name ? get_device(s, name, false) : NULL;
 
-	if (!d)
+	if (name && !d)
 		return;
 	pthread_mutex_lock(&s->err_lock);
-	d->last_error[0] = '\0';
+	(d ? d->last_error : s->last_error)[0] = '\0';
 	pthread_mutex_unlock(&s->err_lock);
-	put_device(s, d);
+	if (d)
+		put_device(s, d);
 }
 
 int ds_pool_info(struct deviceset *s, struct ds_pool_info *out)
@@ -1432,7 +1433,9 @@ static void retry_one(struct deviceset *s, struct device *d, void *arg)
 	int r;
 
 	(void)arg;
-	if (!d->m.deleted)
+	/* After need_recovery() the open transaction on disk belongs to the
+	 * next start: a new one must not overwrite it. */
+	if (!d->m.deleted || s->recovery_reason[0])
 		return;
 	snprintf(name, sizeof(name), "%s", d->m.name);
 	r = delete_from_pool(s, d);

@@ -106,11 +106,10 @@ int ds_open(const char *state_dir, const struct ds_options *opts,
  * the daemon can fork into the background in between (threads do not
  * survive fork). Without it deferred deletions wait for the next start. */
 int ds_start_worker(struct deviceset *ds);
-/* Orderly shutdown: metadata saved, mounted devices unmounted (lazily),
- * all devices deactivated, the deferred-deletion worker stopped, pool
- * closed. Frees ds. Resolves no path under the FUSE mount (its loop may
- * be gone already): a mounted filesystem is unmounted through the fd the
- * engine holds on its root (umount2 of /proc/self/fd/N). */
+/* Orderly shutdown: the deferred-deletion worker stopped, mounted devices
+ * that nothing uses unmounted and deactivated (those in use stay mounted
+ * in STATEDIR/mnt for the next start to adopt), metadata saved, pool
+ * closed. Frees ds. */
 void ds_close(struct deviceset *ds);
 
 /* 0 if name is acceptable for a new device, else -EINVAL/-ENAMETOOLONG. */
@@ -162,14 +161,14 @@ void ds_set_pool_error(struct deviceset *ds, const char *fmt, ...)
 /* Record words for a device's last_error. */
 void ds_set_device_error(struct deviceset *ds, const char *name,
 			 const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Forget a device's last_error (a later command succeeded). */
-void ds_clear_device_error(struct deviceset *ds, const char *name);
+/* Forget the last_error of a device, or of the pool for name NULL (a
+ * later command succeeded). */
+void ds_clear_error(struct deviceset *ds, const char *name);
 
 /* Compare the metadata with the pool: every device file's ID is in the
  * pool and the reverse, no two files share an ID, the ID bitmap matches,
  * no transaction is open. 0, or -EUCLEAN with every difference logged and
- * the first one in report. The oracle of the crash tests, and
- * `thinfs --check`. */
+ * the first one in report. The oracle of the crash tests. */
 int ds_check_consistency(struct deviceset *ds, char *report, size_t len);
 
 /* Let the deferred-deletion worker run now (tests, shutdown). */

@@ -115,7 +115,8 @@ static char *render(struct deviceset *ds, const struct node *n)
 			return strdup("error: pool status unavailable (see the log)\n");
 		if (n->kind == N_POOL_INFO)
 			return meta_pool_info_json(&pi);
-		if (asprintf(&text, "ok %s %u devices\n", pi.backend, pi.device_count) < 0)
+		if (asprintf(&text, "ok %s %u devices\n%s%s%s", pi.backend, pi.device_count,
+			     pi.last_error[0] ? "error: " : "", pi.last_error, pi.last_error[0] ? "\n" : "") < 0)
 			text = NULL;
 		return text;
 	default:
@@ -744,8 +745,7 @@ static void tf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	r = n.kind == N_CTL ? device_command(c, n.dev.name, cmd) : pool_command(c, cmd);
 	if (r < 0)
 		goto err;
-	if (n.kind == N_CTL)
-		ds_clear_device_error(c->ds, n.dev.name);
+	ds_clear_error(c->ds, n.kind == N_CTL ? n.dev.name : NULL);
 	fuse_reply_write(req, size);
 	return;
 err:

@@ -7,8 +7,9 @@
  * The storage options are checked before anything is touched; the engine
  * is opened before the daemon forks, so start errors reach the terminal.
  * Shutdown (SIGTERM, SIGINT, umount, fusermount3 -u) unmounts the FUSE
- * mount first, which lazily detaches the device filesystems under it, then
- * closes the engine, which unmounts those through fds and saves metadata.
+ * mount, then closes the engine, which unmounts the device filesystems
+ * nothing uses (they live under STATEDIR/mnt, outside the FUSE mount, and
+ * those in use stay for the next start to adopt) and saves metadata.
  */
 #include <errno.h>
 #include <limits.h>
@@ -110,7 +111,7 @@ static void usage(const char *prog)
 	printf("usage: %s [options] STATEDIR MOUNTPOINT\n\n"
 	       "thinfs owns a thin pool (device-mapper, or reflinked image files) and shows\n"
 	       "it as a filesystem: every thin device is a directory, mkdir snapshots,\n"
-	       "rmdir deletes, `echo mount > DEV/ctl` mounts DEV's filesystem on DEV/rootfs.\n\n"
+	       "rmdir deletes, `echo mount > DEV/ctl` mounts DEV's filesystem, reached by DEV/rootfs.\n\n"
 	       "thinfs options:\n"
 	       "    --list-faults                   list the crash points tests can inject (THINFS_FAULT)\n",
 	       prog);

@@ -1,0 +1,123 @@
+#!/bin/bash
+# safety.t - data-safety regressions, each found by a user's tool or a
+# review and each able to fail on the code that had the defect: rm -r of a
+# mounted device, concurrent first mounts, mv across directories, names of
+# every length, a lost transaction record, a crash between an add's file
+# and its commit, a stop with a device in use (doc/design.md §1, §4).
+. "$(dirname "$0")/lib.sh"
+cli=${top_builddir:-.}/tests/engine/engine-cli
+
+start_daemon; ok $? "daemon starts"
+
+# rm -r of a mounted device deletes nothing: rootfs is a symlink that rm
+# does not follow, and the device directory itself is EBUSY.
+mkdir "$M/img" "$M/img/child"
+ctl img mount; echo precious > "$M/img/rootfs/data"; mkdir "$M/img/rootfs/dir"; echo deep > "$M/img/rootfs/dir/f"
+rm -r "$M/img" 2>"$WORK/rm.err"; st=$?
+[ "$st" -ne 0 ] && grep -q "Device or resource busy" "$WORK/rm.err"; ok $? "rm -r of a mounted device fails with EBUSY"
+is "$(cat "$M/img/rootfs/data") $(cat "$M/img/rootfs/dir/f")" "precious deep" "and its files are all still there"
+[ -d "$M/img" ] && [ -L "$M/img/rootfs" ]; ok $? "the device and its rootfs link remain"
+is "$(head -1 "$M/img/ctl")" "mounted 1" "still mounted"
+is "$(sed -n 2p "$M/img/ctl")" "error: rmdir 'img': the device is mounted (1); unmount it first" "and ctl says why rm -r failed"
+# rm -r took the unmounted child away (as asked); its parent stays.
+[ ! -e "$M/img/child" ]; ok $? "rm -r deleted the unmounted snapshot inside it"
+find "$M" >/dev/null; du -s "$M" >/dev/null
+is "$(cat "$M/img/rootfs/data")" "precious" "find and du over the pool touch nothing"
+
+# 20 concurrent first mounts (libfuse's old default of 10 workers, each
+# mount resolving a path in our own mount, hung the namespace for good).
+for i in $(seq 1 20); do mkdir "$M/c$i"; done
+pids=()
+for i in $(seq 1 20); do (ctl "c$i" mount) & pids+=($!); done
+hung=1
+for _ in $(seq 1 1200); do
+	left=0
+	for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && left=$((left + 1)); done
+	[ "$left" -eq 0 ] && { hung=0; break; }
+	sleep 0.1
+done
+ok $hung "20 concurrent first mounts complete (no hang)"
+[ "$hung" -eq 0 ] && wait "${pids[@]}"
+n=0
+for i in $(seq 1 20); do [ "$(cat "$M/c$i/ctl")" = "mounted 1" ] && n=$((n + 1)); done
+is "$n" "20" "all 20 are mounted"
+timeout 10 ls "$M" >/dev/null; ok $? "the namespace answers afterwards"
+pids=()
+for i in $(seq 1 20); do (ctl "c$i" unmount) & pids+=($!); done
+wait "${pids[@]}"
+
+# mv across directories: EOPNOTSUPP, so mv reports it and creates nothing.
+mkdir "$M/a" "$M/b"
+before=$(find "$M" -maxdepth 3 -type d | sort)
+mv "$M/a" "$M/b/a" 2>"$WORK/mv.err"; st=$?
+[ "$st" -ne 0 ] && grep -q "not supported" "$WORK/mv.err"; ok $? "mv across directories fails, saying why"
+is "$(find "$M" -maxdepth 3 -type d | sort)" "$before" "and creates no device"
+
+# Every valid name works fully, mount included: 128 characters, and a
+# Docker layer ID with its -init sibling.
+long=$(printf 'L%.0s' $(seq 128))
+hex=$(printf '%064x' 1234567890)
+mkdir "$M/$long" "$M/$hex" "$M/$hex-init"
+for d in "$long" "$hex" "$hex-init"; do
+	ctl "$d" mount && echo ok > "$M/$d/rootfs/f" && [ "$(cat "$M/$d/rootfs/f")" = ok ] && ctl "$d" unmount
+	ok $? "a ${#d}-character name mounts"
+done
+
+# A failed ctl command says why when ctl is read next.
+printf 'frobnicate\n' > "$M/a/ctl" 2>/dev/null
+is "$(sed -n 2p "$M/a/ctl")" "error: device 'a': unknown command 'frobnicate' (expected mount, mount ro, unmount, resize SIZE)" \
+	"reading ctl after a failed command gives the reason"
+ctl a mount && ctl a unmount
+is "$(cat "$M/a/ctl")" "unmounted" "a later success clears it"
+
+# df -i: used inodes are the devices, never negative.
+used=$(df --output=iused "$M" | tail -1 | tr -d ' ')
+[ "$used" -gt 0 ] && [ "$used" -lt 100 ]; ok $? "df -i shows the devices as used inodes ($used)"
+[ "$(stat -c %Y "$M/info")" -gt 1000000000 ]; ok $? "the pool's info is not dated 1970"
+
+# A stop with a device in use leaves it mounted; the next start adopts it.
+ctl a mount; echo kept > "$M/a/rootfs/f"
+dir=$(readlink "$M/a/rootfs")
+(cd "$dir" && exec sleep 600) & holder=$!
+sleep 0.2
+stop_daemon; ok $? "the daemon stops with a device in use"
+grep -q " $dir " /proc/self/mountinfo; ok $? "the device in use stays mounted"
+is "$(cat "$dir/f")" "kept" "and usable"
+start_daemon; ok $? "restart"
+is "$(cat "$M/a/ctl")" "mounted 1" "the next start adopts the mount"
+is "$(cat "$M/a/rootfs/f")" "kept" "reachable through rootfs"
+kill "$holder"; wait "$holder" 2>/dev/null
+ctl a unmount; ! grep -q " $dir " /proc/self/mountinfo; ok $? "and unmounts it as usual"
+stop_daemon
+
+# The engine alone, on a state directory of its own.
+E=$WORK/engine
+eo="backend=reflink,dm.loopdatasize=4G,dm.basesize=64M,dm.fs=ext4"
+ecli() { "$cli" "$E" "$eo" "$@" 2>>"$WORK/engine.log"; }
+ecleanup() {
+	grep -q " $E/reflink " /proc/self/mountinfo && umount -l "$E/reflink"
+	for l in $(losetup -j "$E/devicemapper/data" -O NAME -n 2>/dev/null); do losetup -d "$l"; done
+}
+mkdir -p "$E"
+
+# A crash after an add's file is written, before its commit: the child is
+# rolled back at the next start, and its parent's child count with it.
+ecli init && ecli add p base
+THINFS_FAULT=add-after-register "$cli" "$E" "$eo" add c p >/dev/null 2>>"$WORK/engine.log"
+is "$?" "137" "killed between the child's file and its commit"
+ecli delete p; ok $? "after the restart the parent can be deleted (no stale child count)"
+
+# A lost transaction record must not roll back a committed device: the
+# start refuses, naming the mismatch, and deletes nothing.
+ecli add x base; ecli add y base
+ecleanup
+store=$(losetup -f --show "$E/devicemapper/data"); mkdir -p "$E/reflink"; mount "$store" "$E/reflink"
+rm "$E/reflink/transaction_id"
+umount "$E/reflink"; losetup -d "$store"
+out=$("$cli" "$E" "$eo" list 2>&1); st=$?
+[ "$st" -ne 0 ]; ok $? "a start whose pool lost its transaction ID is refused"
+echo "$out" | grep -q "transaction-metadata records"; ok $? "naming the mismatch"
+[ -e "$E/metadata/x" ] && [ -e "$E/metadata/y" ]; ok $? "and no device was rolled back"
+ecleanup
+
+done_testing
