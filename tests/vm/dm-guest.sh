@@ -35,5 +35,6 @@ for t in namespace errors data restart stress; do
 	run_part "functional-$t" bash "$top_srcdir/tests/functional/$t.t"
 done
 run_part dm-cases bash "$top_srcdir/tests/vm/dm-cases.sh"
+run_part dm-safety bash "$top_srcdir/tests/vm/dm-safety.sh"
 run_part dm-crash bash "$top_srcdir/tests/vm/dm-crash.sh"
 echo "dm-guest: done"
