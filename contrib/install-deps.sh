@@ -6,11 +6,13 @@ set -euo pipefail
 
 packages=(
 	build-essential autoconf automake pkg-config
-	libfuse3-dev fuse3 libdevmapper-dev libjson-c-dev libblkid-dev
+	libfuse3-dev fuse3 libdevmapper-dev libjson-c-dev libblkid-dev libmount-dev
 	dmsetup thin-provisioning-tools xfsprogs e2fsprogs util-linux
 	jq python3 procps kmod
 	qemu-system-x86 linux-image-amd64 busybox-static xz-utils
 	lvm2
+	# tests/clients: the clients run on a device's rootfs
+	systemd-container runc podman crun umoci mc tmux acl attr
 )
 
 missing=()
