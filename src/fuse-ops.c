@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ctl.h"
 #include "deviceset.h"
 #include "log.h"
 #include "metadata.h"
@@ -671,39 +672,37 @@ static void tf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static int device_command(struct tf_fuse_ctx *c, const char *name, const char *cmd)
 {
-	uint64_t size;
+	struct ctl_cmd k;
 
-	if (strcmp(cmd, "mount") == 0 || strcmp(cmd, "mount ro") == 0)
-		return ds_mount(c->ds, name, strcmp(cmd, "mount ro") == 0);
-	if (strcmp(cmd, "unmount") == 0)
-		return ds_unmount(c->ds, name);
-	if (strncmp(cmd, "resize ", 7) == 0) {
-		if (parse_size(cmd + 7, &size) < 0) {
+	if (ctl_parse_device(cmd, &k) < 0) {
+		if (k.verb == CTL_RESIZE)
 			ds_set_device_error(c->ds, name, "resize '%s': invalid size '%s' (use e.g. 20G)",
-					    name, cmd + 7);
-			return -EINVAL;
-		}
-		return ds_resize_device(c->ds, name, size);
+					    name, k.arg);
+		else
+			ds_set_device_error(c->ds, name,
+					    "device '%s': unknown command '%s' (expected mount, mount ro, unmount, resize SIZE)",
+					    name, cmd);
+		return -EINVAL;
 	}
-	ds_set_device_error(c->ds, name,
-			    "device '%s': unknown command '%s' (expected mount, mount ro, unmount, resize SIZE)",
-			    name, cmd);
-	return -EINVAL;
+	if (k.verb == CTL_MOUNT || k.verb == CTL_MOUNT_RO)
+		return ds_mount(c->ds, name, k.verb == CTL_MOUNT_RO);
+	if (k.verb == CTL_UNMOUNT)
+		return ds_unmount(c->ds, name);
+	return ds_resize_device(c->ds, name, k.size);
 }
 
 static int pool_command(struct tf_fuse_ctx *c, const char *cmd)
 {
-	uint64_t size;
+	struct ctl_cmd k;
 
-	if (strncmp(cmd, "resize-pool ", 12) == 0) {
-		if (parse_size(cmd + 12, &size) < 0) {
-			ds_set_pool_error(c->ds, "resize-pool: invalid size '%s' (use e.g. 200G)", cmd + 12);
-			return -EINVAL;
-		}
-		return ds_resize_pool(c->ds, size);
+	if (ctl_parse_pool(cmd, &k) < 0) {
+		if (k.verb == CTL_RESIZE_POOL)
+			ds_set_pool_error(c->ds, "resize-pool: invalid size '%s' (use e.g. 200G)", k.arg);
+		else
+			ds_set_pool_error(c->ds, "pool: unknown command '%s' (expected resize-pool SIZE)", cmd);
+		return -EINVAL;
 	}
-	ds_set_pool_error(c->ds, "pool: unknown command '%s' (expected resize-pool SIZE)", cmd);
-	return -EINVAL;
+	return ds_resize_pool(c->ds, k.size);
 }
 
 static void tf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -728,9 +727,7 @@ static void tf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		r = -EPERM;
 		goto err;
 	}
-	if (len > 0 && buf[len - 1] == '\n')
-		len--;
-	if (len >= sizeof(cmd) || memchr(buf, '\0', len)) {
+	if (ctl_text(buf, len, cmd, sizeof(cmd)) < 0) {
 		r = -EINVAL;
 		if (n.kind == N_CTL)
 			ds_set_device_error(c->ds, n.dev.name, "device '%s': command too long or not text",
@@ -739,8 +736,6 @@ static void tf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 			ds_set_pool_error(c->ds, "pool: command too long or not text");
 		goto err;
 	}
-	memcpy(cmd, buf, len);
-	cmd[len] = '\0';
 	/* Synchronous: the write returns when the command is done. */
 	r = n.kind == N_CTL ? device_command(c, n.dev.name, cmd) : pool_command(c, cmd);
 	if (r < 0)
