@@ -13,6 +13,8 @@ packages=(
 	lvm2
 	# tests/clients: the clients run on a device's rootfs
 	systemd-container runc podman crun umoci mc tmux acl attr
+	# tests/fuzz: libFuzzer harnesses (clang with its fuzzer runtime)
+	clang libclang-rt-14-dev
 )
 
 missing=()
