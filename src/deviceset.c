@@ -1987,6 +1987,7 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 {
 	struct pool_config cfg;
 	struct deviceset *s;
+	struct device *base;
 	struct stat st;
 	int r;
 
@@ -2050,6 +2051,16 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 					r = -EUCLEAN;
 					goto fail;
 				}
+	/* The base device is the root of the tree: a base file naming a
+	 * parent (another device's file copied over it) would put the root
+	 * inside its own subtree, a directory loop. */
+	base = find_name(s, DS_BASE_NAME);
+	if (base && base->m.parent[0]) {
+		log_err("cannot start: %s/%s names a parent ('%s'), but the base device has none: "
+			"not the base device's file", s->meta_dir, DS_BASE_NAME, base->m.parent);
+		r = -EUCLEAN;
+		goto fail;
+	}
 	for_each_device(s, mark_id, NULL);
 
 	s->ops = choose_backend(opts);
