@@ -1541,7 +1541,9 @@ static int finish_renames(struct deviceset *s)
 			ra.new_name = d->m.name;
 			ra.r = 0;
 			old = find_name(s, d->m.renamed_from);
-			if (old && old->m.device_id == d->m.device_id) {
+			/* (A file marked as renamed from itself only loses the
+			 * mark: removing "the old file" would remove its own.) */
+			if (old && old != d && old->m.device_id == d->m.device_id) {
 				r = meta_device_remove(s->meta_dir, old->m.name);
 				if (r < 0 && r != -ENOENT)
 					return r;
