@@ -1689,6 +1689,10 @@ static bool reaches_base(struct deviceset *s, struct device *d)
 		if (depth++ > s->n_devices || !d->m.parent[0])
 			return false;
 		d = find_name(s, d->m.parent);
+		/* A parent marked deleted is hidden, and so would be the
+		 * whole subtree under it. */
+		if (d && d->m.deleted)
+			return false;
 	}
 	return d != NULL;
 }
