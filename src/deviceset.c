@@ -13,6 +13,7 @@
  */
 #include "deviceset.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -50,8 +51,9 @@ struct device {
 	 * request. */
 	pthread_mutex_t op_lock;
 	/* Mount state: written under op_lock and the set lock, so either
-	 * one is enough to read it. */
+	 * one is enough to read it. An automount is not counted. */
 	int mount_count;
+	bool automounted;
 	bool read_only;
 	/* Activation as this engine did it; set lock. */
 	bool active;
@@ -342,6 +344,8 @@ static void unlock_op(struct device *d)
 {
 	pthread_mutex_unlock(&d->op_lock);
 }
+
+static int drop_automount(struct deviceset *s, struct device *d, int how);
 
 /* The active device's name: PREFIX-ID. By ID, so no device name can equal
  * the pool's own dm name (PREFIX-pool) or outgrow DM_NAME_LEN, and a
@@ -774,6 +778,12 @@ int ds_delete_device(struct deviceset *s, const char *name)
 			 name, d->mount_count);
 		goto out;
 	}
+	/* An automount never stands in the way, unless something uses it. */
+	r = drop_automount(s, d, 0);
+	if (r < 0) {
+		r = fail(s, d, -EBUSY, "rmdir '%s': its automount is in use (%s)", name, strerror(-r));
+		goto out;
+	}
 	pthread_mutex_lock(&s->lock);
 	if (d->n_children > 0) {
 		r = fail(s, d, -ENOTEMPTY, "rmdir '%s': the device has %d snapshot(s); delete them first",
@@ -948,6 +958,34 @@ static void set_xfs_retries(struct deviceset *s, struct device *d, const char *d
 		close(fd);
 }
 
+/* STATEDIR/mnt/ID.automount marks the mount on STATEDIR/mnt/ID as an
+ * automount, so that a restart adopts it as one. An empty file, created
+ * and removed in one call each; no fsync: it means something only while
+ * the mount exists, and no mount survives a reboot. */
+static void automount_marker(struct deviceset *s, struct device *d, bool set)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%" PRIu32 ".automount", s->mnt_dir, d->m.device_id);
+	if (set) {
+		fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		if (fd < 0 || close(fd) < 0)
+			log_warn("device '%s': cannot mark its automount (%s: %s); a restart counts it as mounted",
+				 d->m.name, path, strerror(errno));
+	} else if (unlink(path) < 0 && errno != ENOENT) {
+		log_warn("device '%s': cannot remove %s: %s", d->m.name, path, strerror(errno));
+	}
+}
+
+static bool has_automount_marker(struct deviceset *s, struct device *d)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%" PRIu32 ".automount", s->mnt_dir, d->m.device_id);
+	return access(path, F_OK) == 0;
+}
+
 /* Make the mount directory STATEDIR/mnt/ID (0755: as open as the
  * filesystem's own root, STATEDIR/mnt decides who gets that far). */
 static int make_mount_dir(struct deviceset *s, const char *dir)
@@ -976,10 +1014,47 @@ int ds_mount_dir(struct deviceset *s, const char *name, char *buf, size_t len)
 	return 0;
 }
 
+/* The mount flags every device filesystem gets: read-only when asked,
+ * nosuid,nodev behind allow_other unless dm.mountopt says otherwise. */
+static unsigned mount_how(struct deviceset *s, bool ro)
+{
+	return (ro ? FSUTIL_RDONLY : 0) | (s->opts->allow_other ? FSUTIL_SAFE : 0);
+}
+
+/* First mount of d: activate, make its mount directory, mount. op_lock
+ * held; the caller records the mount state. */
+static int mount_device(struct deviceset *s, struct device *d, bool ro, const char *why)
+{
+	char dev_path[PATH_MAX], dir[PATH_MAX];
+	int r;
+
+	mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
+	pthread_mutex_lock(&s->lock);
+	r = activate(s, d);
+	snprintf(dev_path, sizeof(dev_path), "%s", d->dev_path);
+	pthread_mutex_unlock(&s->lock);
+	if (r < 0)
+		return fail(s, d, r, "%s '%s': cannot activate the device: %s", why, d->m.name, strerror(-r));
+	r = make_mount_dir(s, dir);
+	if (r == 0)
+		r = fsutil_mount(dev_path, dir, s->dsm.base_device_fs, mount_how(s, ro), s->opts->mount_opt);
+	if (r < 0) {
+		remove_mount_dir(d, dir);
+		pthread_mutex_lock(&s->lock);
+		deactivate(s, d, false);
+		pthread_mutex_unlock(&s->lock);
+		return fail(s, d, r, "%s '%s' on %s: %s", why, d->m.name, dir, strerror(-r));
+	}
+	set_xfs_retries(s, d, dev_path);
+	log_info("%s device '%s' (%s) on %s%s", strcmp(why, "mount") == 0 ? "mounted" : "automounted",
+		 d->m.name, dev_path, dir, ro ? " read-only" : "");
+	return 0;
+}
+
 int ds_mount(struct deviceset *s, const char *name, bool ro)
 {
 	struct device *d;
-	char dev_path[PATH_MAX], dir[PATH_MAX];
+	char dir[PATH_MAX];
 	int r;
 
 	d = get_device(s, name, false);
@@ -1002,54 +1077,111 @@ int ds_mount(struct deviceset *s, const char *name, bool ro)
 		}
 		goto out;
 	}
-	mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
-	pthread_mutex_lock(&s->lock);
-	r = activate(s, d);
-	snprintf(dev_path, sizeof(dev_path), "%s", d->dev_path);
-	pthread_mutex_unlock(&s->lock);
-	if (r < 0) {
-		r = fail(s, d, r, "mount '%s': cannot activate the device: %s", name, strerror(-r));
-		goto out;
+	if (d->automounted) {
+		/* The explicit mount takes the automount over: counted from
+		 * now on, and read-write if asked (a remount keeps whoever is
+		 * inside it there). */
+		r = 0;
+		if (!ro) {
+			mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
+			r = fsutil_mount(d->dev_path, dir, s->dsm.base_device_fs,
+					 mount_how(s, false) | FSUTIL_REMOUNT, s->opts->mount_opt);
+			if (r < 0) {
+				r = fail(s, d, r, "mount '%s': cannot make its automount read-write: %s", name,
+					 strerror(-r));
+				goto out;
+			}
+		}
+		log_info("mounted device '%s'%s (it was automounted)", name, ro ? " read-only" : "");
+	} else {
+		r = mount_device(s, d, ro, "mount");
+		if (r < 0)
+			goto out;
 	}
-	r = make_mount_dir(s, dir);
-	if (r == 0)
-		r = fsutil_mount(dev_path, dir, s->dsm.base_device_fs, ro, s->opts->mount_opt);
-	if (r < 0) {
-		remove_mount_dir(d, dir);
-		pthread_mutex_lock(&s->lock);
-		deactivate(s, d, false);
-		pthread_mutex_unlock(&s->lock);
-		r = fail(s, d, r, "mount '%s' on %s: %s", name, dir, strerror(-r));
-		goto out;
-	}
-	set_xfs_retries(s, d, dev_path);
+	if (d->automounted)
+		automount_marker(s, d, false);
 	pthread_mutex_lock(&s->lock);
+	d->automounted = false;
 	d->mount_count = 1;
 	d->read_only = ro;
 	pthread_mutex_unlock(&s->lock);
-	log_info("mounted device '%s' (%s) on %s%s", name, dev_path, dir, ro ? " read-only" : "");
 out:
 	unlock_op(d);
 	put_device(s, d);
 	return r;
 }
 
-/* Unmount d's filesystem. lazy: detach it even while in use (the last
- * counted unmount, as the original engine did); otherwise only when
- * nothing uses it (-EBUSY). op_lock held. */
-static int unmount_fs(struct deviceset *s, struct device *d, bool lazy)
+int ds_automount(struct deviceset *s, const char *name)
+{
+	struct device *d;
+	bool mounted;
+	int r = 0;
+
+	if (!s->opts->automount)
+		return 0;
+	d = get_device(s, name, false);
+	if (!d)
+		return -ENOENT;
+	pthread_mutex_lock(&s->lock);
+	mounted = d->mount_count > 0 || d->automounted;
+	pthread_mutex_unlock(&s->lock);
+	if (mounted || !lock_op(s, d))
+		goto out;
+	if (d->mount_count == 0 && !d->automounted) {
+		r = mount_device(s, d, true, "automount");
+		if (r == 0) {
+			automount_marker(s, d, true);
+			pthread_mutex_lock(&s->lock);
+			d->automounted = true;
+			d->read_only = true;
+			pthread_mutex_unlock(&s->lock);
+		}
+	}
+	unlock_op(d);
+out:
+	put_device(s, d);
+	return r;
+}
+
+/* Unmount d's filesystem. how: MNT_DETACH for the last counted unmount
+ * (as the original engine did), 0 to unmount only what nothing uses
+ * (-EBUSY otherwise), MNT_EXPIRE to expire an idle automount (-EAGAIN the
+ * first time: marked). op_lock held. */
+static int unmount_fs(struct deviceset *s, struct device *d, int how)
 {
 	char dir[PATH_MAX];
 
 	mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
-	if (umount2(dir, lazy ? MNT_DETACH : 0) < 0 && errno != EINVAL && errno != ENOENT) {
+	if (umount2(dir, how) < 0 && errno != EINVAL && errno != ENOENT) {
 		int e = errno;
 
-		if (e != EBUSY || lazy)
+		if (how == MNT_DETACH)
 			log_warn("device '%s': unmount %s: %s", d->m.name, dir, strerror(e));
 		return -e;
 	}
 	remove_mount_dir(d, dir);
+	return 0;
+}
+
+/* Take away d's automount if nothing uses it (how 0) or it has been idle
+ * since the last call (MNT_EXPIRE), and deactivate d. 0 if d has no
+ * automount; -EBUSY / -EAGAIN when it stays. op_lock held. */
+static int drop_automount(struct deviceset *s, struct device *d, int how)
+{
+	int r;
+
+	if (!d->automounted)
+		return 0;
+	r = unmount_fs(s, d, how);
+	if (r < 0)
+		return r;
+	automount_marker(s, d, false);
+	pthread_mutex_lock(&s->lock);
+	d->automounted = false;
+	d->read_only = false;
+	deactivate(s, d, false);
+	pthread_mutex_unlock(&s->lock);
+	log_info("device '%s': automount %s", d->m.name, how == MNT_EXPIRE ? "expired" : "taken away");
 	return 0;
 }
 
@@ -1066,7 +1198,8 @@ int ds_unmount(struct deviceset *s, const char *name)
 		return fail(s, NULL, -ENOENT, "unmount '%s': the device was deleted meanwhile", name);
 	}
 	if (d->mount_count == 0) {
-		r = fail(s, d, -EINVAL, "unmount '%s': the device is not mounted", name);
+		r = fail(s, d, -EINVAL, "unmount '%s': the device is not mounted%s", name,
+			 d->automounted ? " (only automounted: it goes when unused)" : "");
 		goto out;
 	}
 	if (d->mount_count > 1) {
@@ -1076,7 +1209,7 @@ int ds_unmount(struct deviceset *s, const char *name)
 		log_info("unmounted device '%s' once (count %d)", name, d->mount_count);
 		goto out;
 	}
-	r = unmount_fs(s, d, true);
+	r = unmount_fs(s, d, MNT_DETACH);
 	if (r < 0) {
 		r = fail(s, d, r, "unmount '%s': %s", name, strerror(-r));
 		goto out;
@@ -1113,6 +1246,11 @@ int ds_resize_device(struct deviceset *s, const char *name, uint64_t size)
 	if (!lock_op(s, d)) {
 		put_device(s, d);
 		return fail(s, NULL, -ENOENT, "resize '%s': the device was deleted meanwhile", name);
+	}
+	r = drop_automount(s, d, 0);
+	if (r < 0) {
+		r = fail(s, d, -EBUSY, "resize '%s': its automount is in use (%s)", name, strerror(-r));
+		goto out;
 	}
 	pthread_mutex_lock(&s->lock);
 	old = d->m.size;
@@ -1199,6 +1337,7 @@ static void fill_info(struct deviceset *s, struct device *d, struct ds_device_in
 	out->deleted = d->m.deleted;
 	out->mounted = d->mount_count > 0;
 	out->mount_count = d->mount_count;
+	out->automounted = d->automounted;
 	out->read_only = d->read_only;
 	out->active = d->active;
 	dm_name_of(s, d->m.device_id, out->dm_name, sizeof(out->dm_name));
@@ -1445,17 +1584,70 @@ static void retry_one(struct deviceset *s, struct device *d, void *arg)
 		log_err("deferred deletion of device '%s': %s", name, strerror(-r));
 }
 
+struct automounts {
+	struct device **d;
+	size_t n, cap;
+};
+
+static void collect_automount(struct deviceset *s, struct device *d, void *arg)
+{
+	struct automounts *a = arg;
+	struct device **nd;
+
+	(void)s;
+	if (!d->automounted)
+		return;
+	if (a->n == a->cap) {
+		nd = realloc(a->d, (a->cap ? a->cap * 2 : 16) * sizeof(*nd));
+		if (!nd)
+			return; /* this round skips it; the next one tries again */
+		a->d = nd;
+		a->cap = a->cap ? a->cap * 2 : 16;
+	}
+	d->refs++;
+	a->d[a->n++] = d;
+}
+
+/* One expiry round, as autofs does it: umount2(MNT_EXPIRE) marks an
+ * automount the first time and unmounts it the next time if nothing used
+ * it in between. Set lock held on entry and exit, dropped meanwhile (the
+ * op locks come first in the lock order). */
+static void expire_automounts(struct deviceset *s)
+{
+	struct automounts a = { 0 };
+
+	for_each_device(s, collect_automount, &a);
+	pthread_mutex_unlock(&s->lock);
+	for (size_t i = 0; i < a.n; i++) {
+		if (lock_op(s, a.d[i])) {
+			drop_automount(s, a.d[i], MNT_EXPIRE);
+			unlock_op(a.d[i]);
+		}
+		put_device(s, a.d[i]);
+	}
+	free(a.d);
+	pthread_mutex_lock(&s->lock);
+}
+
 static void *worker_main(void *arg)
 {
 	struct deviceset *s = arg;
+	/* An automount goes after dm.automount_timeout to twice that unused. */
+	time_t tick = s->opts->automount_timeout < 10 ? (time_t)s->opts->automount_timeout : 10;
+	time_t last_expiry = time(NULL);
 	struct timespec until;
 
 	pthread_mutex_lock(&s->lock);
 	while (!s->worker_stop) {
 		if (s->deferred_count > 0)
 			for_each_device(s, retry_one, NULL);
+		if (s->opts->automount && time(NULL) - last_expiry >= (time_t)s->opts->automount_timeout) {
+			last_expiry = time(NULL);
+			expire_automounts(s);
+			continue;
+		}
 		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += 10;
+		until.tv_sec += tick;
 		pthread_cond_timedwait(&s->worker_cond, &s->lock, &until);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -1748,9 +1940,11 @@ static void adopt_or_deactivate(struct deviceset *s, struct device *d, void *arg
 		}
 		d->active = true;
 		snprintf(d->dev_path, sizeof(d->dev_path), "%s", path);
-		d->mount_count = 1;
+		d->automounted = has_automount_marker(s, d);
+		d->mount_count = d->automounted ? 0 : 1;
 		d->read_only = statvfs(dir, &vfs) == 0 && (vfs.f_flag & ST_RDONLY);
-		log_info("device '%s': adopted its mount on %s (%s) from an earlier run", d->m.name, dir, path);
+		log_info("device '%s': adopted its %s on %s (%s) from an earlier run", d->m.name,
+			 d->automounted ? "automount" : "mount", dir, path);
 		return;
 	}
 	if (s->ops->deactivate(s->pool, name, d->m.device_id, true) < 0)
@@ -1758,6 +1952,33 @@ static void adopt_or_deactivate(struct deviceset *s, struct device *d, void *arg
 			 d->m.name, path);
 	else
 		log_info("device '%s': deactivated %s left active by an earlier run", d->m.name, path);
+}
+
+/* After adoption: what STATEDIR/mnt holds beyond the adopted mounts
+ * (empty mount directories, automount markers from before a reboot) goes. */
+static void clean_mount_dir(struct deviceset *s)
+{
+	DIR *dir = opendir(s->mnt_dir);
+	struct dirent *e;
+
+	if (!dir) {
+		log_warn("cannot read %s: %s", s->mnt_dir, strerror(errno));
+		return;
+	}
+	while ((e = readdir(dir))) {
+		char *end;
+		unsigned long id = strtoul(e->d_name, &end, 10);
+		struct device *d = end != e->d_name ? find_id(s, (uint32_t)id) : NULL;
+		bool marker = strcmp(end, ".automount") == 0;
+
+		if (e->d_name[0] == '.' || (*end && !marker))
+			continue;
+		if (d && (marker ? d->automounted : d->mount_count > 0 || d->automounted))
+			continue;
+		if (unlinkat(dirfd(dir), e->d_name, marker ? 0 : AT_REMOVEDIR) < 0 && errno != ENOENT)
+			log_warn("cannot remove %s/%s: %s", s->mnt_dir, e->d_name, strerror(errno));
+	}
+	closedir(dir);
 }
 
 static int create_base(struct deviceset *s)
@@ -1995,6 +2216,7 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 	struct deviceset *s;
 	struct device *base;
 	struct stat st;
+	mode_t mode;
 	int r;
 
 	s = calloc(1, sizeof(*s));
@@ -2030,6 +2252,15 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 		r = meta_mkdir_p(s->mnt_dir, 0700);
 	if (r < 0)
 		goto fail;
+	/* Only root gets into STATEDIR, unless the FUSE mount lets others
+	 * in (allow_other): then they may pass through STATEDIR and mnt/
+	 * (not list them) to follow a rootfs link; metadata stays 0700. */
+	mode = opts->allow_other ? 0711 : 0700;
+	if (fchmod(s->state_fd, mode) < 0 || chmod(s->mnt_dir, mode) < 0) {
+		r = -errno;
+		log_err("state directory %s: chmod %o: %s", s->state_dir, (unsigned)mode, strerror(-r));
+		goto fail;
+	}
 	if (stat(s->state_dir, &st) < 0) {
 		r = -errno;
 		goto fail;
@@ -2086,6 +2317,7 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 		goto fail;
 	for_each_device(s, count_children, NULL);
 	for_each_device(s, adopt_or_deactivate, NULL);
+	clean_mount_dir(s);
 	r = setup_base(s);
 	if (r < 0)
 		goto fail;
@@ -2104,13 +2336,16 @@ fail:
 static void shutdown_one(struct deviceset *s, struct device *d, void *arg)
 {
 	(void)arg;
-	if (d->mount_count > 0) {
-		if (unmount_fs(s, d, false) < 0) {
+	if (d->mount_count > 0 || d->automounted) {
+		if (unmount_fs(s, d, 0) < 0) {
 			log_info("device '%s' is in use: it stays mounted on %s/%" PRIu32 " and is adopted at the next start",
 				 d->m.name, s->mnt_dir, d->m.device_id);
 			return;
 		}
+		if (d->automounted)
+			automount_marker(s, d, false);
 		d->mount_count = 0;
+		d->automounted = false;
 		log_info("unmounted device '%s' at shutdown", d->m.name);
 	}
 	if (d->active && deactivate(s, d, false) < 0)

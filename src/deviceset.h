@@ -53,6 +53,7 @@ struct ds_device_info {
 	bool deleted;
 	bool mounted;
 	int mount_count;
+	bool automounted;             /* mounted read-only by a walk through rootfs, not counted */
 	bool read_only;               /* mounted read-only */
 	bool active;                  /* has a block device now */
 	char dm_name[DS_DM_NAME_MAX]; /* active name (PREFIX-ID) */
@@ -132,6 +133,12 @@ int ds_rename_device(struct deviceset *ds, const char *old_name,
  * mounts its filesystem on its mount directory (ds_mount_dir), later ones
  * add one. -EBUSY if mounted with the other read-only-ness. */
 int ds_mount(struct deviceset *ds, const char *name, bool read_only);
+/* Automount (dm.automount): mount an unmounted device read-only, not
+ * counted, because a path walk goes through its rootfs link; it expires
+ * after dm.automount_timeout unused. 0 also when there is nothing to do
+ * (automount off, already mounted); the failure is logged and kept in
+ * last_error. */
+int ds_automount(struct deviceset *ds, const char *name);
 /* The directory a device's filesystem is mounted on, STATEDIR/mnt/ID:
  * named by ID so a rename does not move it. It exists only while mounted.
  * -ENOENT for an unknown device. */

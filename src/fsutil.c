@@ -1,12 +1,13 @@
 /*
  * fsutil.c - filesystems on thin devices: mkfs, libblkid probes, mount,
  * freeze/thaw, grow, discard, and running the helper programs with their
- * output in our log. The only file that includes libblkid; it turns
- * libblkid's 1/-2 returns into 0/-errno here.
+ * output in our log. The only file that includes libblkid and libmount;
+ * it turns their 1/-2 and NULL returns into 0/-errno here.
  */
 #include "fsutil.h"
 
 #include <blkid/blkid.h>
+#include <libmount/libmount.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -475,19 +476,109 @@ int fsutil_min_io_size(const char *path, unsigned *size)
 	return probe(path, NULL, 0, NULL, 0, size);
 }
 
-int fsutil_mount(const char *dev_path, const char *target, const char *fs,
-		 bool read_only, const char *extra)
+/* Split dm.mountopt as mount(8) does: VFS flags (nosuid, noatime, ro...)
+ * into *flags, filesystem options into *fs_opts (malloc'd, may be NULL).
+ * Options only mount(8) itself understands (noauto, user, x-*) and flags
+ * that would change what kind of mount this is (bind, move, remount,
+ * propagation) are -EINVAL, named in err. */
+struct mount_split {
+	unsigned long flags;   /* MS_* */
+	bool suid, dev;        /* "suid" / "dev" given explicitly */
+	char *fs_opts;         /* malloc'd, or NULL */
+};
+
+static int split_mount_options(const char *opts, struct mount_split *m, char *err, size_t errlen)
 {
-	char data[1024];
+	const unsigned long refused = MS_BIND | MS_MOVE | MS_REMOUNT | MS_REC | MS_SHARED |
+				      MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE;
+	char *user = NULL, *vfs = NULL;
 	int r;
 
+	memset(m, 0, sizeof(*m));
+	if (!opts || !*opts)
+		return 0;
+	r = mnt_split_optstr(opts, &user, &vfs, &m->fs_opts, 0, 0);
+	if (r < 0) {
+		snprintf(err, errlen, "dm.mountopt: cannot parse '%s'", opts);
+		r = -EINVAL;
+		goto out;
+	}
+	if (user && *user) {
+		snprintf(err, errlen, "dm.mountopt: '%s' is for mount(8), not a filesystem option", user);
+		r = -EINVAL;
+		goto out;
+	}
+	if (vfs && mnt_optstr_get_flags(vfs, &m->flags, mnt_get_builtin_optmap(MNT_LINUX_MAP)) < 0) {
+		snprintf(err, errlen, "dm.mountopt: cannot read the flags in '%s'", vfs);
+		r = -EINVAL;
+		goto out;
+	}
+	if (m->flags & refused) {
+		snprintf(err, errlen, "dm.mountopt: '%s' changes what kind of mount this is; only flags "
+			 "such as nosuid, nodev, noexec, noatime and filesystem options are taken", vfs);
+		r = -EINVAL;
+		goto out;
+	}
+	m->suid = vfs && mnt_optstr_get_option(vfs, "suid", NULL, NULL) == 0;
+	m->dev = vfs && mnt_optstr_get_option(vfs, "dev", NULL, NULL) == 0;
+	r = 0;
+out:
+	if (r < 0) {
+		free(m->fs_opts);
+		m->fs_opts = NULL;
+	}
+	free(user);
+	free(vfs);
+	return r;
+}
+
+int fsutil_check_mount_options(const char *opts, char *err, size_t errlen)
+{
+	struct mount_split m;
+	int r = split_mount_options(opts, &m, err, errlen);
+
+	free(m.fs_opts);
+	return r;
+}
+
+int fsutil_mount(const char *dev_path, const char *target, const char *fs, unsigned how,
+		 const char *extra)
+{
+	struct mount_split m;
+	unsigned long flags;
+	char data[1024], err[256];
+	bool xfs = strcmp(fs, "xfs") == 0;
+	int r;
+
+	r = split_mount_options(extra, &m, err, sizeof(err));
+	if (r < 0) {
+		log_err("mount %s on %s: %s", dev_path, target, err);
+		return r;
+	}
+	flags = m.flags;
+	if ((how & FSUTIL_SAFE) && !m.suid)
+		flags |= MS_NOSUID;
+	if ((how & FSUTIL_SAFE) && !m.dev)
+		flags |= MS_NODEV;
+	if (how & FSUTIL_RDONLY)
+		flags |= MS_RDONLY;
+	else
+		flags &= ~(unsigned long)MS_RDONLY;
+	if (how & FSUTIL_REMOUNT)
+		flags |= MS_REMOUNT;
 	/* Snapshots of an xfs share its UUID, which xfs refuses to mount twice. */
-	snprintf(data, sizeof(data), "%s%s%s", strcmp(fs, "xfs") == 0 ? "nouuid" : "",
-		 extra && *extra && strcmp(fs, "xfs") == 0 ? "," : "", extra ? extra : "");
-	if (mount(dev_path, target, fs, read_only ? MS_RDONLY : 0, data) < 0) {
+	r = snprintf(data, sizeof(data), "%s%s%s", xfs ? "nouuid" : "", m.fs_opts && xfs ? "," : "",
+		     m.fs_opts ? m.fs_opts : "");
+	free(m.fs_opts);
+	if (r >= (int)sizeof(data)) {
+		log_err("mount %s on %s: dm.mountopt is too long", dev_path, target);
+		return -E2BIG;
+	}
+	if (mount(dev_path, target, fs, flags, data) < 0) {
 		r = -errno;
-		log_err("mount %s on %s (%s, %s%s%s): %s", dev_path, target, fs,
-			read_only ? "ro" : "rw", data[0] ? "," : "", data, strerror(-r));
+		log_err("mount %s on %s (%s, %s%s%s%s): %s", dev_path, target, fs,
+			flags & MS_RDONLY ? "ro" : "rw", flags & MS_REMOUNT ? ",remount" : "",
+			data[0] ? "," : "", data, strerror(-r));
 		return r;
 	}
 	return 0;
@@ -548,7 +639,7 @@ int fsutil_grow(const char *dev_path, const char *fs, const char *mount_path)
 			return r;
 		}
 		made_dir = true;
-		r = fsutil_mount(dev_path, tmpdir, fs, false, NULL);
+		r = fsutil_mount(dev_path, tmpdir, fs, 0, NULL);
 		if (r < 0)
 			goto out;
 		mounted_here = true;

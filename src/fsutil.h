@@ -1,7 +1,7 @@
 /*
  * fsutil.h - filesystems on thin devices: mkfs (mkfs.xfs / mkfs.ext4 +
  * tune2fs with the original engine's flags), libblkid probes (type, UUID),
- * mount, freeze/thaw, grow (resize2fs / xfs_growfs), discard, and running
+ * mount (options split by libmount), freeze/thaw, grow (resize2fs / xfs_growfs), discard, and running
  * those helper programs with their output in our log.
  */
 #ifndef THINFS_FSUTIL_H
@@ -41,10 +41,20 @@ int fsutil_probe(const char *dev_path, char *type, size_t type_len,
  * -ENODATA if there is no filesystem or blkid does not say. */
 int fsutil_min_io_size(const char *path, unsigned *size);
 
-/* mount(2) dev_path on target; options: fs defaults ("nouuid" for xfs),
- * then extra (dm.mountopt, may be NULL). read_only adds MS_RDONLY. */
+/* How fsutil_mount mounts. */
+#define FSUTIL_RDONLY  0x1u /* read-only */
+#define FSUTIL_SAFE    0x2u /* nosuid,nodev unless extra says suid / dev */
+#define FSUTIL_REMOUNT 0x4u /* change the flags of the mount on target */
+
+/* mount(2) dev_path on target. extra is dm.mountopt (may be NULL): VFS
+ * flags and filesystem options together, split as mount(8) does with
+ * libmount; the filesystem's own defaults ("nouuid" for xfs) come first. */
 int fsutil_mount(const char *dev_path, const char *target, const char *fs,
-		 bool read_only, const char *extra);
+		 unsigned how, const char *extra);
+/* Check dm.mountopt as fsutil_mount will read it: 0, or -EINVAL with
+ * the reason in err (options for mount(8) alone, bind/move/remount or
+ * propagation flags, text libmount cannot parse). */
+int fsutil_check_mount_options(const char *opts, char *err, size_t errlen);
 /* umount2(target, MNT_DETACH). */
 int fsutil_unmount(const char *target);
 

@@ -103,7 +103,7 @@ static char *render(struct deviceset *ds, const struct node *n)
 		if (n->dev.mount_count > 0)
 			snprintf(state, sizeof(state), "mounted %d", n->dev.mount_count);
 		else
-			snprintf(state, sizeof(state), "unmounted");
+			snprintf(state, sizeof(state), n->dev.automounted ? "automounted" : "unmounted");
 		if (asprintf(&text, "%s\n%s%s%s", state, err[0] ? "error: " : "", err, err[0] ? "\n" : "") < 0)
 			text = NULL;
 		return text;
@@ -256,7 +256,6 @@ static void tf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct node n;
 	int r;
 
-	(void)attr;
 	r = get_node(ds, ino, &n);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -264,6 +263,15 @@ static void tf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	}
 	if (!caller_is_root(req)) {
 		fuse_reply_err(req, EPERM);
+		return;
+	}
+	/* A chown to the owner every node has (root:root) changes nothing
+	 * and is accepted: tools that unpack into NAME/rootfs (umoci) lchown
+	 * the path they are given. */
+	if (!(to_set & ~(FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+	    (!(to_set & FUSE_SET_ATTR_UID) || attr->st_uid == 0) &&
+	    (!(to_set & FUSE_SET_ATTR_GID) || attr->st_gid == 0)) {
+		tf_getattr(req, ino, fi);
 		return;
 	}
 	/* `echo cmd > ctl` truncates first: accepted, nothing to do. */
@@ -276,19 +284,27 @@ static void tf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	fuse_reply_err(req, EPERM);
 }
 
-/* rootfs: the device's mount directory. Before an explicit mount it
- * leads nowhere (ENOENT when followed). */
+/* rootfs: the device's mount directory. The kernel asks for the link on
+ * every walk through it, so an unmounted device is automounted (read-only,
+ * dm.automount) before the answer, and the walk finds its files. Mounting
+ * resolves no path in this filesystem, so this worker waits for nothing
+ * that needs another FUSE request. Without automount, or if it fails, the
+ * link leads nowhere (ENOENT when followed). */
 static void tf_readlink(fuse_req_t req, fuse_ino_t ino)
 {
+	struct deviceset *ds = ctx_of(req)->ds;
 	struct node n;
-	int r = get_node(ctx_of(req)->ds, ino, &n);
+	int r = get_node(ds, ino, &n);
 
 	if (r == 0 && n.kind != N_ROOTFS)
 		r = -EINVAL;
-	if (r < 0)
+	if (r < 0) {
 		fuse_reply_err(req, -r);
-	else
-		fuse_reply_readlink(req, n.dev.mount_dir);
+		return;
+	}
+	if (n.dev.mount_count == 0 && !n.dev.automounted)
+		ds_automount(ds, n.dev.name);
+	fuse_reply_readlink(req, n.dev.mount_dir);
 }
 
 struct dir_list {

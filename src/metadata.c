@@ -711,6 +711,7 @@ char *meta_device_info_json(const struct ds_device_info *d)
 	r = r ?: add(o, "deleted", json_object_new_boolean(d->deleted));
 	r = r ?: add(o, "mounted", json_object_new_boolean(d->mounted));
 	r = r ?: add(o, "mount_count", json_object_new_int(d->mount_count));
+	r = r ?: add(o, "automounted", json_object_new_boolean(d->automounted));
 	r = r ?: add(o, "read_only", json_object_new_boolean(d->read_only));
 	r = r ?: add(o, "active", json_object_new_boolean(d->active));
 	r = r ?: add(o, "dm_name", json_object_new_string(d->dm_name));

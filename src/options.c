@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fsutil.h"
 #include "log.h"
 
 #define KiB 1024ULL
@@ -30,6 +31,8 @@ void options_init(struct ds_options *o)
 	o->block_size = 64 * KiB;
 	o->min_free_space = 10;
 	o->libdm_log_level = 3;
+	o->automount = true;
+	o->automount_timeout = 60;
 }
 
 void options_free(struct ds_options *o)
@@ -153,6 +156,31 @@ static int parse_uint(const char *s, uint64_t *out)
 	if (errno || *end)
 		return -EINVAL;
 	*out = v;
+	return 0;
+}
+
+/* Seconds, as "90", "90s", "5m" or "1h" (whole numbers). */
+static int parse_duration(const char *s, uint64_t *out)
+{
+	static const struct { char unit; uint64_t seconds; } units[] = {
+		{ 's', 1 }, { 'm', 60 }, { 'h', 3600 },
+	};
+	char num[32];
+	size_t len = strlen(s);
+	uint64_t mult = 1, v;
+
+	if (len == 0 || len >= sizeof(num))
+		return -EINVAL;
+	memcpy(num, s, len + 1);
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (num[len - 1] == units[i].unit) {
+			mult = units[i].seconds;
+			num[--len] = '\0';
+			break;
+		}
+	if (parse_uint(num, &v) < 0 || v > UINT32_MAX / mult)
+		return -EINVAL;
+	*out = v * mult;
 	return 0;
 }
 
@@ -333,6 +361,14 @@ int options_set(struct ds_options *o, const char *key, const char *value,
 		o->xfs_nospace_max_retries_set = true;
 		return 0;
 	}
+	if (strcmp(key, "dm.automount") == 0)
+		return set_bool(key, value, &o->automount, err, errlen);
+	if (strcmp(key, "dm.automount_timeout") == 0) {
+		if (parse_duration(value, &v) < 0 || v == 0)
+			return refuse(err, errlen, "dm.automount_timeout: invalid duration '%s' (e.g. 60s, 5m, 1h)", value);
+		o->automount_timeout = v;
+		return 0;
+	}
 	if (strcmp(key, "dm.libdm_log_level") == 0) {
 		if (parse_uint(value, &v) < 0 || v < 2 || v > 7)
 			return refuse(err, errlen, "dm.libdm_log_level: invalid level '%s' (2 fatal .. 7 debug)", value);
@@ -373,6 +409,8 @@ int options_validate(const struct ds_options *o, char *err, size_t errlen)
 			      o->data_dev ? "dm.datadev" : "dm.metadatadev");
 	if (o->thinpool_dev && o->data_dev)
 		return refuse(err, errlen, "dm.thinpooldev: cannot be combined with dm.datadev/dm.metadatadev");
+	if (fsutil_check_mount_options(o->mount_opt, err, errlen) < 0)
+		return -EINVAL;
 	if (o->data_dev && (o->loop_data_size_set || o->loop_metadata_size_set))
 		log_warn("dm.loopdatasize/dm.loopmetadatasize are ignored with dm.datadev");
 	return 0;
@@ -394,7 +432,9 @@ void options_print_help(void)
 		{ "dm.loopmetadatasize=SIZE", "sparse metadata file STATEDIR/devicemapper/metadata (default 2G)" },
 		{ "dm.fs=xfs|ext4", "filesystem of the base device (default xfs if available, else ext4)" },
 		{ "dm.mkfsarg=ARG", "extra mkfs argument, repeatable (default none)" },
-		{ "dm.mountopt=OPTS", "extra mount options for device filesystems (default none)" },
+		{ "dm.mountopt=OPTS", "mount flags (nosuid, noatime...) and filesystem options for device filesystems (default none)" },
+		{ "dm.automount=BOOL", "mount a device read-only when its rootfs is first walked through (default true)" },
+		{ "dm.automount_timeout=DURATION", "unmount such an automount after this long unused (default 60s)" },
 		{ "dm.datadev=PATH", "block device for the pool's data (default none: loopback)" },
 		{ "dm.metadatadev=PATH", "block device for the pool's metadata (default none: loopback)" },
 		{ "dm.thinpooldev=NAME", "take over an existing, empty thin pool (default none)" },

@@ -38,6 +38,12 @@ struct ds_options {
 	uint64_t xfs_nospace_max_retries; /* dm.xfs_nospace_max_retries; */
 	bool xfs_nospace_max_retries_set; /* unset: leave the kernel's default */
 	int libdm_log_level;           /* dm.libdm_log_level 2..7, default 3 */
+	bool automount;                /* dm.automount, default true (doc/design.md §1) */
+	uint64_t automount_timeout;    /* dm.automount_timeout, seconds, default 60 */
+	/* Not a dm.* key: the FUSE mount's allow_other, set by the daemon.
+	 * Device filesystems are then mounted nosuid,nodev unless
+	 * dm.mountopt says suid/dev, and STATEDIR lets others through. */
+	bool allow_other;
 };
 
 void options_init(struct ds_options *o);

@@ -169,7 +169,7 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 	r = meta_mkdir_p(p->store, 0700);
 	if (r < 0)
 		return r;
-	r = fsutil_mount(p->data_loop, p->store, "xfs", false, NULL);
+	r = fsutil_mount(p->data_loop, p->store, "xfs", 0, NULL);
 	if (r < 0)
 		return r;
 	p->we_mounted = true;

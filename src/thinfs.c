@@ -95,6 +95,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			free(key_copy);
 			return 0;
 		}
+		if (strcmp(arg, "allow_other") == 0)
+			c->opts.allow_other = true; /* and libfuse takes it too */
 		for (int i = 0; ignored_opts[i]; i++)
 			if (strcmp(arg, ignored_opts[i]) == 0)
 				return 0;

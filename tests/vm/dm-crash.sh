@@ -65,7 +65,22 @@ for p in $points; do
 	mnt=$work/mnt
 	# died: 1 once the daemon was seen killed by SIGKILL (status 137).
 	died=0
-	if [[ $p == base-* ]]; then
+	restart_opts=$DM_SMALL
+	if [[ $p == base-after-grow-* ]]; then
+		# Fires while a start grows the base (a larger dm.basesize): made
+		# first at 1G, then started at 2G; the restart keeps 2G (a
+		# smaller dm.basesize is refused).
+		restart_opts="$DM_SMALL,dm.basesize=2G"
+		if ! { start_daemon "$sd" "$mnt" "$DM_SMALL" && stop_daemon "$mnt"; }; then
+			diag "$p: the first start failed"
+		elif start_daemon "$sd" "$mnt" "$restart_opts" "THINFS_FAULT=$p"; then
+			diag "$p: the growing start came up without reaching it"
+		elif [ "${daemon_rc:-}" = 137 ]; then
+			died=1
+		else
+			diag "$p: the growing start failed with status ${daemon_rc:-?}, not SIGKILL"
+		fi
+	elif [[ $p == base-* ]]; then
 		if start_daemon "$sd" "$mnt" "$DM_SMALL" "THINFS_FAULT=$p"; then
 			diag "$p: the first start came up without reaching it"
 		elif [ "${daemon_rc:-}" = 137 ]; then
@@ -109,11 +124,22 @@ for p in $points; do
 		stop_daemon "$mnt"
 	fi
 	kill_daemon "$mnt"
-	if start_daemon "$sd" "$mnt" "$DM_SMALL"; then
+	if start_daemon "$sd" "$mnt" "$restart_opts"; then
 		ok 0 "$p: restart without the fault"
 		save_pool_name "$mnt" "$sd"
 		jq -e '.transaction_id != null' "$mnt/info" >/dev/null
 		ok $? "$p: pool info readable after the restart"
+		if [[ $p == base-after-grow-* ]]; then
+			# The interrupted growth was finished: a new device's
+			# filesystem has the whole 2G, not 1G.
+			size=0
+			mkdir "$mnt/grown" && echo mount >"$mnt/grown/ctl" &&
+				size=$(df -B1 --output=size "$mnt/grown/rootfs/" | tail -1) &&
+				echo unmount >"$mnt/grown/ctl"
+			[ "${size:-0}" -gt $((1536 << 20)) ]
+			ok $? "$p: a new device's filesystem has the grown size ($size bytes)"
+			[ ! -e "$sd/base-grow-pending" ]; ok $? "$p: the grow marker is gone"
+		fi
 		stop_daemon "$mnt"
 		ok $? "$p: orderly stop"
 	else
