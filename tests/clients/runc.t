@@ -29,15 +29,11 @@ want="box
 0
 /bin/sh"
 
-# root.path = NAME/rootfs, the link itself, as DESIGN.md §1 promises.
-bundle "$WORK/b-link" "$M/box/rootfs"
-out=$(run "$WORK/b-link" 2>"$WORK/link.err"); st=$?
-is "$st:$out" "0:$want" "runc run with root.path NAME/rootfs runs in the device"
-[ $st -eq 0 ] || sed 's/^/#   /' "$WORK/link.err"
-
-# root.path = where the link leads (readlink -f), the way round runc's
-# refusal of a symlinked root.
-rm -f "$M/box/rootfs/root/note"
+# runc refuses a root.path that resolves through a symlink ("invalid
+# rootfs: not an absolute path, or a symlink", with no switch to turn it
+# off), so a bundle names where NAME/rootfs leads: $(readlink -f
+# NAME/rootfs), as the README says. (podman --rootfs with crun follows
+# the link itself: podman.t.)
 bundle "$WORK/b-real" "$(readlink -f "$M/box/rootfs")"
 out=$(run "$WORK/b-real" 2>"$WORK/real.err"); st=$?
 is "$st:$out" "0:$want" "runc run with root.path \$(readlink -f NAME/rootfs) runs in the device"

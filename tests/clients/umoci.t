@@ -43,12 +43,14 @@ second" "$what: both layers' files"
 	is "$(chroot "$r" /bin/sh -c 'read l < /etc/greeting; echo $l' 2>&1)" "hello-umoci" "$what: the unpacked busybox runs in a chroot"
 }
 
-# The natural command: unpack into NAME/rootfs itself. umoci lchown()s
-# and sets the times of the rootfs path it is given, here the link.
-umoci raw unpack --image "$I:t" "$M/img/rootfs" >"$WORK/link.log" 2>&1; st=$?
-ok $st "umoci raw unpack --image L:t NAME/rootfs"
+# Into the device's own root: umoci lchown()s and sets the times of the
+# path it is given, which must be the filesystem's root, not the link to
+# it, so it is given where NAME/rootfs leads (as the README says).
+root=$(readlink -f "$M/img/rootfs")
+umoci raw unpack --image "$I:t" "$root" >"$WORK/link.log" 2>&1; st=$?
+ok $st "umoci raw unpack --image L:t \$(readlink -f NAME/rootfs)"
 [ $st -eq 0 ] || sed 's/^/#   /' "$WORK/link.log"
-[ $st -eq 0 ] && check "$M/img/rootfs" "into NAME/rootfs"
+[ $st -eq 0 ] && check "$M/img/rootfs" "into the device's root, read through NAME/rootfs"
 
 # Into a directory of the device, through the link.
 umoci raw unpack --image "$I:t" "$M/img/rootfs/image" >"$WORK/sub.log" 2>&1; st=$?
