@@ -32,7 +32,7 @@ for h in "$@"; do
 	mkdir -p "$work/$h" "$work/$h-findings"
 	par=; [ "$jobs" -gt 1 ] && par="-jobs=$jobs -workers=$jobs"
 	start=$(date +%s)
-	nice -n 10 "$bin/fuzz-$h" -runs="$runs" $par -timeout=10 \
+	nice -n 10 "$bin/fuzz-$h" -runs="$runs" $par -timeout=10 -error_exitcode=1 \
 		-rss_limit_mb=2048 -artifact_prefix="$work/$h-findings/" -print_final_stats=1 \
 		"$work/$h" "$here/corpus/$h" >"$work/$h.log" 2>&1
 	st=$?
