@@ -659,6 +659,25 @@ out:
 	return r;
 }
 
+int meta_parse_tid(const char *text, size_t len, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (len > 0 && text[len - 1] == '\n')
+		len--;
+	if (len == 0)
+		return -EUCLEAN;
+	for (size_t i = 0; i < len; i++) {
+		unsigned d = (unsigned)(unsigned char)text[i] - '0';
+
+		if (d > 9 || v > (UINT64_MAX - d) / 10)
+			return -EUCLEAN;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
 static struct json_object *str_or_null(const char *s)
 {
 	return s && *s ? json_object_new_string(s) : NULL;

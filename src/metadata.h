@@ -75,6 +75,12 @@ int meta_deviceset_load(const char *dir, struct meta_deviceset *m);
 int meta_transaction_save(const char *dir, const struct meta_transaction *m);
 int meta_transaction_load(const char *dir, struct meta_transaction *m);
 
+/* The reflink pool's transaction_id file, len bytes of it: a decimal
+ * number that fits 64 bits, then at most one newline (it is written as
+ * "%" PRIu64 "\n"). 0, or -EUCLEAN for anything else (a sign, spaces,
+ * trailing text, an overflow). */
+int meta_parse_tid(const char *text, size_t len, uint64_t *out);
+
 /* The info files' JSON (pretty, ending in "\n"); malloc'd, NULL on ENOMEM.
  * Keys as DESIGN §1; figures that are not known are null. */
 char *meta_device_info_json(const struct ds_device_info *d);

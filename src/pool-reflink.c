@@ -288,8 +288,9 @@ static int reflink_get_tid(struct pool *p, uint64_t *tid)
 		log_err("reflink pool: %s is empty", path);
 		return -EUCLEAN;
 	}
-	buf[n] = '\0';
-	if (sscanf(buf, "%" SCNu64, tid) != 1) {
+	/* Strictly what set_tid writes (at most 21 bytes): sscanf took "-1"
+	 * as 2^64-1, and " 7 junk" as 7. */
+	if (n == (ssize_t)sizeof(buf) - 1 || meta_parse_tid(buf, (size_t)n, tid) < 0) {
 		log_err("reflink pool: %s does not hold a transaction ID", path);
 		return -EUCLEAN;
 	}
