@@ -7,10 +7,13 @@
  * satisfy metadata.h (NUL-terminated names, IDs in range, parent and
  * renamed_from valid device names) and survive a round trip: saved and
  * loaded again it gives the same struct. Anything else aborts. A refusal
- * must be -EUCLEAN (corrupt) -- never a crash.
+ * must be -EUCLEAN (corrupt) -- never a crash. The input is also parsed
+ * as the reflink pool's transaction_id file (meta_parse_tid), which must
+ * take exactly the numbers it prints.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -84,6 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct meta_device d, d2;
 	struct meta_deviceset s, s2;
 	struct meta_transaction t, t2;
+	uint64_t tid;
 	int r;
 
 	if (!dir[0]) {
@@ -94,6 +98,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!mkdtemp(dir))
 			abort();
 		atexit(cleanup);
+	}
+
+	/* The reflink pool's transaction_id file: taken only as printed. */
+	if (meta_parse_tid((const char *)data, size, &tid) == 0) {
+		char back[32];
+		size_t len = size && data[size - 1] == '\n' ? size - 1 : size, z = 0;
+
+		while (z + 1 < len && data[z] == '0')
+			z++; /* leading zeros are harmless */
+		snprintf(back, sizeof(back), "%" PRIu64, tid);
+		if (strlen(back) != len - z || memcmp(back, data + z, len - z) != 0)
+			abort();
 	}
 
 	put("dev", data, size);
