@@ -52,6 +52,14 @@ void options_free(struct ds_options *o)
 static int refuse(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* A message quotes the user's value; keep it one line. */
+static void one_line(char *err)
+{
+	for (char *c = err; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+}
+
 static int refuse(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
@@ -60,10 +68,7 @@ static int refuse(char *err, size_t errlen, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(err, errlen, fmt, ap);
 		va_end(ap);
-		/* The message quotes the user's value; keep it one line. */
-		for (char *c = err; *c; c++)
-			if ((unsigned char)*c < 0x20 || *c == 0x7f)
-				*c = '?';
+		one_line(err);
 	}
 	return -EINVAL;
 }
@@ -409,8 +414,11 @@ int options_validate(const struct ds_options *o, char *err, size_t errlen)
 			      o->data_dev ? "dm.datadev" : "dm.metadatadev");
 	if (o->thinpool_dev && o->data_dev)
 		return refuse(err, errlen, "dm.thinpooldev: cannot be combined with dm.datadev/dm.metadatadev");
-	if (fsutil_check_mount_options(o->mount_opt, err, errlen) < 0)
+	if (fsutil_check_mount_options(o->mount_opt, err, errlen) < 0) {
+		if (err && errlen)
+			one_line(err); /* fsutil quotes the value as given */
 		return -EINVAL;
+	}
 	if (o->data_dev && (o->loop_data_size_set || o->loop_metadata_size_set))
 		log_warn("dm.loopdatasize/dm.loopmetadatasize are ignored with dm.datadev");
 	return 0;
