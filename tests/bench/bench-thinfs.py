@@ -4,25 +4,31 @@ side in one run, printed as a table and one JSON line.
 
   snapshot (mkdir) and delete (rmdir) latency on the FUSE namespace,
       against the bare pool operations the engine needs (pool-floor);
-  ctl mount latency, against activating and mounting by hand;
+  ctl mount latency, and the first walk through an unmounted device's
+      rootfs/ (automount), against activate + mount(2) in-process
+      (pool-floor --mount) and activating and mounting by hand;
   start time and daemon memory with DEVICES devices;
   sequential I/O on rootfs/, against a sibling snapshot mounted directly.
 
-usage (root): tests/bench/bench-thinfs.py [--build DIR] [--backend reflink|dm]
-              [--count 200] [--devices 10000] [--io-mib 512]
+usage (root): tests/bench/bench-thinfs.py [--thinfs PATH] [--build DIR]
+              [--backend reflink|dm] [--count 200] [--devices 10000] [--io-mib 512]
+PATH defaults to $THINFS, else BUILD/thinfs; BUILD (for tests/bench/pool-floor:
+make tests/bench/pool-floor) to PATH's directory, else build/plain.
 Not a test: it asserts nothing and is not run by make check.
 """
 import argparse
 import json
 import os
 import re
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
 
 
 def pct(values, p):
@@ -133,7 +139,8 @@ def io_pass(directory, mib):
 def main():
     top = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build", default=os.path.join(top, "build", "plain"))
+    ap.add_argument("--thinfs", default=os.environ.get("THINFS"))
+    ap.add_argument("--build", default=None)
     ap.add_argument("--backend", default="reflink")
     ap.add_argument("--count", type=int, default=200)
     ap.add_argument("--devices", type=int, default=10000)
@@ -142,10 +149,15 @@ def main():
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench-thinfs: run as root")
-    thinfs = os.path.join(a.build, "thinfs")
+    if not a.build:
+        a.build = os.path.dirname(os.path.abspath(a.thinfs)) if a.thinfs else os.path.join(top, "build", "plain")
+    thinfs = os.path.abspath(a.thinfs or os.path.join(a.build, "thinfs"))
     floor = os.path.join(a.build, "tests", "bench", "pool-floor")
-    work = tempfile.mkdtemp(prefix="thinfs-bench-", dir="/var/tmp")
-    results = {"backend": a.backend, "count": a.count, "devices": a.devices}
+    # Cleanup even on failure: mounts, loop and dm devices below work.
+    bw = benchlib.Work("thinfs-bench")
+    work = bw.dir
+    results = {"backend": a.backend, "count": a.count, "devices": a.devices,
+               "thinfs": thinfs, "load_before": benchlib.loadavg()}
     daemon = None
     try:
         # 1. The floor: bare pool operations, in-process.
@@ -155,13 +167,22 @@ def main():
         fl = json.loads(out.splitlines()[-1])
         results["floor_snapshot"] = summary(fl["snap_us"])
         results["floor_delete"] = summary(fl["delete_us"])
+        # ... and the mount floor: activate + mkdir + mount(2), rw and ro.
+        fs = os.path.join(work, "floor-mount")
+        os.mkdir(fs)
+        out = run([floor, "--mount", a.backend, fs, "20", a.opts])
+        fl = json.loads(out.splitlines()[-1])
+        results["floor_mount"] = summary(fl["mount_us"])
+        results["floor_mount_ro"] = summary(fl["mount_ro_us"])
+        results["floor_unmount"] = summary(fl["unmount_us"])
 
         # 2. mkdir / rmdir on the namespace.
         sd, mnt = os.path.join(work, "state"), os.path.join(work, "mnt")
-        os.mkdir(sd)
-        os.mkdir(mnt)
+        os.makedirs(sd, exist_ok=True)
+        os.makedirs(mnt, exist_ok=True)
         opts = "backend=%s,%s" % (a.backend, a.opts)
         daemon = Daemon(thinfs, sd, mnt, opts)
+        bw.prefixes.add(benchlib.prefix_of(sd))  # dm: its devices, at cleanup
         results["first_start_s"] = round(daemon.start(), 3)
         names = ["b%05d" % i for i in range(a.count)]
         mk = [timed(lambda n=n: os.mkdir(os.path.join(mnt, n))) for n in names]
@@ -178,6 +199,19 @@ def main():
             unmounts.append(timed(lambda: write_ctl(ctl, "unmount")))
         results["ctl_mount"] = summary(mounts)
         results["ctl_unmount"] = summary(unmounts)
+        # The first walk through an unmounted device's rootfs/: the
+        # readlink automounts it (read-only) before the walk goes on. A
+        # fresh device each time, removed afterwards (rmdir takes an
+        # unused automount away).
+        autos = ["a%02d" % i for i in range(20)]
+        for n in autos:
+            os.mkdir(os.path.join(mnt, n))
+        walks = [timed(lambda n=n: os.stat(os.path.join(mnt, n, "rootfs") + "/")) for n in autos]
+        with open(os.path.join(mnt, autos[0], "ctl")) as f:
+            results["automount_ctl"] = f.readline().strip()
+        for n in autos:
+            os.rmdir(os.path.join(mnt, n))
+        results["automount_walk"] = summary(walks)
         dev, pool = info(os.path.join(mnt, "m", "info")), info(os.path.join(mnt, "info"))
         hand_dir = os.path.join(work, "hand")
         os.mkdir(hand_dir)
@@ -241,25 +275,33 @@ def main():
         if daemon:
             daemon.stop()
         subprocess.run(["umount", "-l", os.path.join(work, "hand")], stderr=subprocess.DEVNULL)
-        shutil.rmtree(work, ignore_errors=True)
+        bw.cleanup()
+    results["load_after"] = benchlib.loadavg()
 
     r = results
     ratio = lambda x, y: x["median_ms"] / y["median_ms"] if y["median_ms"] else float("nan")
-    print("thinfs benchmark, backend %s" % a.backend)
-    print("%-34s %12s %12s %10s" % ("operation", "median ms", "p95 ms", "x floor"))
+    print("thinfs benchmark, backend %s; load (1/5/15 min) before %s, after %s"
+          % (a.backend, r["load_before"], r["load_after"]))
+    print("%-40s %12s %12s %10s" % ("operation", "median ms", "p95 ms", "x floor"))
     rows = [("mkdir (snapshot)", r["mkdir"], r["floor_snapshot"]),
             ("  floor: create_snap + set_tid", r["floor_snapshot"], r["floor_snapshot"]),
             ("rmdir (delete)", r["rmdir"], r["floor_delete"]),
             ("  floor: delete + set_tid", r["floor_delete"], r["floor_delete"]),
-            ("echo mount > ctl", r["ctl_mount"], r["hand_mount"]),
-            ("  by hand: activate + mount", r["hand_mount"], r["hand_mount"]),
-            ("echo unmount > ctl", r["ctl_unmount"], r["hand_mount"])]
+            ("echo mount > ctl", r["ctl_mount"], r["floor_mount"]),
+            ("first walk through rootfs/ (automount)", r["automount_walk"], r["floor_mount_ro"]),
+            ("  floor: activate + mount(2)", r["floor_mount"], r["floor_mount"]),
+            ("  floor: activate + mount(2) ro", r["floor_mount_ro"], r["floor_mount_ro"]),
+            ("  by hand: activate + mount(8)", r["hand_mount"], r["floor_mount"]),
+            ("echo unmount > ctl", r["ctl_unmount"], r["floor_unmount"]),
+            ("  floor: umount2 + deactivate", r["floor_unmount"], r["floor_unmount"])]
     for name, s, f in rows:
-        print("%-34s %12.3f %12.3f %10.2f" % (name, s["median_ms"], s["p95_ms"], ratio(s, f)))
+        print("%-40s %12.3f %12.3f %10.2f" % (name, s["median_ms"], s["p95_ms"], ratio(s, f)))
+    if r["automount_ctl"] != "automounted":
+        print("  (the walk did not automount: ctl read '%s')" % r["automount_ctl"])
     io = r["io_mib_s"]
-    print("%-34s %12s %12s" % ("sequential I/O (MiB/s)", "write", "read"))
-    print("%-34s %12.1f %12.1f" % ("  rootfs/", io["rootfs_write"], io["rootfs_read"]))
-    print("%-34s %12.1f %12.1f" % ("  sibling mounted directly", io["direct_write"], io["direct_read"]))
+    print("%-40s %12s %12s" % ("sequential I/O (MiB/s)", "write", "read"))
+    print("%-40s %12.1f %12.1f" % ("  rootfs/", io["rootfs_write"], io["rootfs_read"]))
+    print("%-40s %12.1f %12.1f" % ("  sibling mounted directly", io["direct_write"], io["direct_read"]))
     print("start with %d devices: %.3f s (first start %.3f s); ls of the top: %.3f s; "
           "daemon RSS %d KiB (peak %d KiB); creating them took %.1f s"
           % (a.devices, r["start_s"], r["first_start_s"], r["list_top_s"],
