@@ -36,26 +36,42 @@
 #include "metadata.h"
 #include "pool.h"
 
+/*
+ * Locks (doc/design.md §3), in the order they are taken:
+ *   a device's op_lock  one long operation on that device at a time;
+ *   the pool lock       (struct deviceset.lock) transactions and every
+ *                       backend call that changes the pool: held across
+ *                       their I/O (pool messages, fsyncs);
+ *   the table lock      the in-memory tables and every field readers
+ *                       see: held for memory operations only, never
+ *                       across I/O, so lookups, getattr, readdir and info
+ *                       never wait behind another operation's I/O;
+ *   err_lock            the last_error strings; a leaf.
+ * A field marked "table" is written under the table lock (and, for the
+ * structure of the tables and the metadata fields, the pool lock too, so
+ * a pool-lock holder may read those without the table lock).
+ */
 struct device {
-	struct meta_device m;     /* the file's contents; set lock */
-	struct device *next_name; /* hash chains; set lock */
+	struct meta_device m;     /* the file's contents; table (+ pool to write) */
+	struct device *next_name; /* hash chains; table (+ pool to write) */
 	struct device *next_id;
-	int refs;                 /* set lock; freed at 0 once removed */
-	bool removed;             /* no longer in the tables; set lock */
-	int n_children;           /* visible children; set lock */
+	int refs;                 /* table; freed at 0 once removed */
+	bool removed;             /* no longer in the tables; table */
+	int n_children;           /* visible children; table (+ pool to write) */
 	/* Serialises the long operations on this device (mount, unmount,
 	 * resize, delete, rename, a snapshot of it), which do I/O; readers of
-	 * the namespace never take it. Taken before the set lock, and never
+	 * the namespace never take it. Taken before the pool lock, and never
 	 * two of them at once. Device filesystems are mounted outside the FUSE
 	 * tree (doc/design.md §3), so nothing done under it waits for a FUSE
 	 * request. */
 	pthread_mutex_t op_lock;
-	/* Mount state: written under op_lock and the set lock, so either
+	/* Mount state: written under op_lock and the table lock, so either
 	 * one is enough to read it. An automount is not counted. */
 	int mount_count;
 	bool automounted;
 	bool read_only;
-	/* Activation as this engine did it; set lock. */
+	/* Activation as this engine did it: written under the pool lock and
+	 * the table lock. */
 	bool active;
 	char dev_path[PATH_MAX];
 	char last_error[DS_ERROR_MAX]; /* err_lock */
@@ -74,22 +90,29 @@ struct deviceset {
 	const struct ds_options *opts;
 	const struct pool_ops *ops;
 	struct pool *pool;
-	/* The set lock: the tables, the ID bitmap, the transaction ID and
-	 * every backend call. Lock order: a device's op_lock, then this, then
-	 * err_lock. */
+	/* The pool lock (see the lock notes above struct device): the ID
+	 * bitmap, the transaction ID, the transaction and deviceset files,
+	 * the status cache and every backend call that changes the pool. */
 	pthread_mutex_t lock;
+	/* The table lock: by_name, by_id, n_buckets, n_devices,
+	 * deferred_count and the devices' table fields. */
+	pthread_mutex_t table_lock;
 	struct device **by_name, **by_id;
 	size_t n_buckets, n_devices;
 	struct idmap ids;
 	uint64_t tid;
-	struct meta_deviceset dsm;
+	struct meta_deviceset dsm; /* written at start only (and base growth) */
 	unsigned deferred_count;
-	/* Why changes are refused until a restart ("" normally); set lock. */
+	/* The pool's status for the free-space floor, refreshed at most once
+	 * a second (a mkdir does not wait for a status query); pool lock. */
+	struct pool_status status_cache;
+	struct timespec status_at;
+	/* Why changes are refused until a restart ("" normally); pool lock. */
 	char recovery_reason[DS_ERROR_MAX / 2];
 	/* A leaf lock for the last_error strings; nothing is taken under it. */
 	pthread_mutex_t err_lock;
 	char last_error[DS_ERROR_MAX];
-	/* The deferred-deletion worker; set lock for stop, cond with it. */
+	/* The deferred-deletion worker; pool lock for stop, cond with it. */
 	pthread_t worker;
 	bool worker_running, worker_stop;
 	pthread_cond_t worker_cond;
@@ -273,21 +296,26 @@ static void device_free(struct device *d)
 	free(d);
 }
 
+/* Pool lock held (or the start, single-threaded) for these two. */
 static void insert_device(struct deviceset *s, struct device *d)
 {
+	pthread_mutex_lock(&s->table_lock);
 	link_device(s, d);
 	s->n_devices++;
 	maybe_rehash(s);
+	pthread_mutex_unlock(&s->table_lock);
 }
 
-/* Take d out of the tables (set lock held); freed at its last put. */
+/* Take d out of the tables; freed at its last put. */
 static void remove_device(struct deviceset *s, struct device *d)
 {
+	pthread_mutex_lock(&s->table_lock);
 	unlink_device(s, d);
 	s->n_devices--;
 	d->removed = true;
 	if (d->refs == 0)
 		device_free(d);
+	pthread_mutex_unlock(&s->table_lock);
 }
 
 /* A referenced visible device by name (base included), or NULL. */
@@ -295,23 +323,30 @@ static struct device *get_device(struct deviceset *s, const char *name, bool inc
 {
 	struct device *d;
 
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->table_lock);
 	d = name ? find_name(s, name) : NULL;
 	if (d && d->m.deleted && !include_deleted)
 		d = NULL;
 	if (d)
 		d->refs++;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->table_lock);
 	return d;
 }
 
 static void put_device(struct deviceset *s, struct device *d)
 {
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->table_lock);
 	if (--d->refs == 0 && d->removed)
 		device_free(d);
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->table_lock);
 }
+
+/* The statements, with the table lock held: the small writes readers see. */
+#define TABLE(s, ...) do { \
+		pthread_mutex_lock(&(s)->table_lock); \
+		__VA_ARGS__; \
+		pthread_mutex_unlock(&(s)->table_lock); \
+	} while (0)
 
 static void for_each_device(struct deviceset *s, void (*fn)(struct deviceset *, struct device *, void *),
 			    void *arg)
@@ -332,9 +367,9 @@ static bool lock_op(struct deviceset *s, struct device *d)
 	bool alive;
 
 	pthread_mutex_lock(&d->op_lock);
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->table_lock);
 	alive = !d->removed && !d->m.deleted;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->table_lock);
 	if (!alive)
 		pthread_mutex_unlock(&d->op_lock);
 	return alive;
@@ -368,7 +403,7 @@ static bool is_base(const struct device *d)
 }
 
 /* ------------------------------------------------------------------ */
-/* Transactions (set lock held)                                       */
+/* Transactions (pool lock held)                                      */
 
 static int open_transaction(struct deviceset *s, const char *name, uint32_t id)
 {
@@ -389,7 +424,7 @@ static int close_transaction(struct deviceset *s)
 
 /* Stop taking changes: an undo could not complete, and what is on disk
  * (an open transaction, a roll-forward record) is only safe if the next
- * start is the next thing to touch it. Set lock held. */
+ * start is the next thing to touch it. Pool lock held. */
 static void need_recovery(struct deviceset *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -404,7 +439,7 @@ static void need_recovery(struct deviceset *s, const char *fmt, ...)
 		s->prefix, s->recovery_reason);
 }
 
-/* -EIO (with the reason) once need_recovery() was called. Set lock held. */
+/* -EIO (with the reason) once need_recovery() was called. Pool lock held. */
 static int refuse_if_needs_recovery(struct deviceset *s, struct device *d, const char *op)
 {
 	if (!s->recovery_reason[0])
@@ -426,7 +461,7 @@ static int abandon_transaction(struct deviceset *s)
 }
 
 /* Abandon after a pool change that did not happen; if even that fails,
- * the next start must decide (set lock held). */
+ * the next start must decide (pool lock held). */
 static void abandon_or_stop(struct deviceset *s, const char *name)
 {
 	if (abandon_transaction(s) < 0)
@@ -440,19 +475,19 @@ static int save_deviceset(struct deviceset *s)
 }
 
 /* ------------------------------------------------------------------ */
-/* Activation (set lock held)                                         */
+/* Activation (pool lock held)                                        */
 
 static int activate(struct deviceset *s, struct device *d)
 {
-	char name[POOL_DEV_NAME_MAX];
+	char name[POOL_DEV_NAME_MAX], path[PATH_MAX];
 	int r;
 
 	if (d->active)
 		return 0;
 	dm_name_of(s, d->m.device_id, name, sizeof(name));
-	r = s->ops->activate(s->pool, name, d->m.device_id, d->m.size, d->dev_path, sizeof(d->dev_path));
+	r = s->ops->activate(s->pool, name, d->m.device_id, d->m.size, path, sizeof(path));
 	if (r == 0)
-		d->active = true;
+		TABLE(s, d->active = true; snprintf(d->dev_path, sizeof(d->dev_path), "%s", path));
 	return r;
 }
 
@@ -463,15 +498,30 @@ static int deactivate(struct deviceset *s, struct device *d, bool deferred)
 
 	dm_name_of(s, d->m.device_id, name, sizeof(name));
 	r = s->ops->deactivate(s->pool, name, d->m.device_id, deferred);
-	if (r == 0 || deferred) {
-		d->active = false;
-		d->dev_path[0] = '\0';
-	}
+	if (r == 0 || deferred)
+		TABLE(s, d->active = false; d->dev_path[0] = '\0');
 	return r;
 }
 
 /* ------------------------------------------------------------------ */
 /* Free space                                                         */
+
+/* The pool's status, at most a second old (pool lock held). */
+static int cached_status(struct deviceset *s, struct pool_status *st)
+{
+	struct timespec now;
+	int r;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (s->status_at.tv_sec == 0 || now.tv_sec - s->status_at.tv_sec >= 1) {
+		r = s->ops->status(s->pool, &s->status_cache);
+		if (r < 0)
+			return r;
+		s->status_at = now;
+	}
+	*st = s->status_cache;
+	return 0;
+}
 
 static int check_free_space(struct deviceset *s, struct device *d)
 {
@@ -481,7 +531,7 @@ static int check_free_space(struct deviceset *s, struct device *d)
 
 	if (s->opts->min_free_space == 0)
 		return 0;
-	r = s->ops->status(s->pool, &st);
+	r = cached_status(s, &st);
 	if (r < 0)
 		return fail(s, d, r, "device '%s': cannot read the pool's status: %s", d->m.name, strerror(-r));
 	free_data = st.data_total - st.data_used;
@@ -577,7 +627,7 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 		return fail(s, scratch, -ENOMEM, "device '%s': out of memory", name);
 	}
 	insert_device(s, d);
-	parent->n_children++;
+	TABLE(s, parent->n_children++);
 	return 0;
 
 undo_file:
@@ -621,7 +671,7 @@ int ds_add_device(struct deviceset *s, const char *name, const char *parent_name
 		put_device(s, parent);
 		return fail(s, NULL, -ENOENT, "mkdir '%s': '%s' was deleted meanwhile", name, parent_name);
 	}
-	/* Freeze a mounted origin before taking the set lock: FIFREEZE syncs
+	/* Freeze a mounted origin before taking the pool lock: FIFREEZE syncs
 	 * the filesystem, which may take a while. */
 	if (parent->mount_count > 0 && s->ops->engine_freezes_origin) {
 		mount_dir_of(s, parent->m.device_id, dir, sizeof(dir));
@@ -671,7 +721,7 @@ out_unlock:
 /* ------------------------------------------------------------------ */
 /* Delete                                                             */
 
-/* Delete d from the pool and the metadata (set lock held). -EBUSY if the
+/* Delete d from the pool and the metadata (pool lock held). -EBUSY if the
  * device is in use (open, mounted elsewhere); nothing changed then. */
 static int delete_from_pool(struct deviceset *s, struct device *d)
 {
@@ -726,6 +776,7 @@ static int delete_from_pool(struct deviceset *s, struct device *d)
 			      d->m.name, strerror(-r));
 	fault_point("delete-after-close-txn");
 	idmap_mark_free(&s->ids, d->m.device_id);
+	pthread_mutex_lock(&s->table_lock);
 	if (!d->m.deleted) {
 		parent = find_name(s, d->m.parent);
 		if (parent && parent->n_children > 0)
@@ -733,6 +784,7 @@ static int delete_from_pool(struct deviceset *s, struct device *d)
 	} else if (s->deferred_count > 0) {
 		s->deferred_count--;
 	}
+	pthread_mutex_unlock(&s->table_lock);
 	remove_device(s, d);
 	return 0;
 }
@@ -742,17 +794,20 @@ static int mark_deleted(struct deviceset *s, struct device *d)
 	struct device *parent;
 	int r;
 
-	d->m.deleted = true;
-	r = meta_device_save(s->meta_dir, &d->m);
-	if (r < 0) {
-		d->m.deleted = false;
+	struct meta_device m = d->m;
+
+	m.deleted = true;
+	r = meta_device_save(s->meta_dir, &m);
+	if (r < 0)
 		return r;
-	}
 	fault_point("deferred-after-mark");
+	pthread_mutex_lock(&s->table_lock);
+	d->m.deleted = true;
 	parent = find_name(s, d->m.parent);
 	if (parent && parent->n_children > 0)
 		parent->n_children--;
 	s->deferred_count++;
+	pthread_mutex_unlock(&s->table_lock);
 	pthread_cond_signal(&s->worker_cond);
 	return 0;
 }
@@ -816,7 +871,7 @@ out:
 /* ------------------------------------------------------------------ */
 /* Rename                                                             */
 
-/* Is d or a descendant of d mounted? Set lock held. */
+/* Is d or a descendant of d mounted? Pool and table locks held. */
 static bool subtree_mounted(struct deviceset *s, struct device *d)
 {
 	struct device *x, *next;
@@ -852,7 +907,7 @@ static void reparent_one(struct deviceset *s, struct device *c, void *argp)
 
 	if (strcmp(c->m.parent, a->old_name) != 0)
 		return;
-	snprintf(c->m.parent, sizeof(c->m.parent), "%s", a->new_name);
+	TABLE(s, snprintf(c->m.parent, sizeof(c->m.parent), "%s", a->new_name));
 	r = meta_device_save(s->meta_dir, &c->m);
 	if (r < 0 && a->r == 0)
 		a->r = r;
@@ -863,6 +918,7 @@ int ds_rename_device(struct deviceset *s, const char *old_name, const char *new_
 	struct reparent_arg ra = { old_name, new_name, 0 };
 	struct meta_device m;
 	struct device *d;
+	bool busy;
 	int r, u;
 
 	r = ds_check_name(new_name);
@@ -888,7 +944,8 @@ int ds_rename_device(struct deviceset *s, const char *old_name, const char *new_
 		r = fail(s, d, -EEXIST, "rename '%s' to '%s': that name is in use", old_name, new_name);
 		goto out;
 	}
-	if (subtree_mounted(s, d)) {
+	TABLE(s, busy = subtree_mounted(s, d));
+	if (busy) {
 		r = fail(s, d, -EBUSY, "rename '%s': it or one of its snapshots is mounted", old_name);
 		goto out;
 	}
@@ -921,9 +978,7 @@ int ds_rename_device(struct deviceset *s, const char *old_name, const char *new_
 		need_recovery(s, "rename '%s' to '%s': metadata not fully written (%s); the next start completes it",
 			      old_name, new_name, strerror(ra.r < 0 ? -ra.r : -u));
 	}
-	unlink_device(s, d);
-	d->m = m;
-	link_device(s, d);
+	TABLE(s, unlink_device(s, d); d->m = m; link_device(s, d));
 	r = 0;
 	log_info("renamed device '%s' to '%s'", old_name, new_name);
 out:
@@ -1069,9 +1124,7 @@ int ds_mount(struct deviceset *s, const char *name, bool ro)
 			r = fail(s, d, -EBUSY, "mount '%s': already mounted %s", name,
 				 d->read_only ? "read-only" : "read-write");
 		} else {
-			pthread_mutex_lock(&s->lock);
-			d->mount_count++;
-			pthread_mutex_unlock(&s->lock);
+			TABLE(s, d->mount_count++);
 			r = 0;
 			log_info("mounted device '%s' again (count %d)", name, d->mount_count);
 		}
@@ -1100,11 +1153,7 @@ int ds_mount(struct deviceset *s, const char *name, bool ro)
 	}
 	if (d->automounted)
 		automount_marker(s, d, false);
-	pthread_mutex_lock(&s->lock);
-	d->automounted = false;
-	d->mount_count = 1;
-	d->read_only = ro;
-	pthread_mutex_unlock(&s->lock);
+	TABLE(s, d->automounted = false; d->mount_count = 1; d->read_only = ro);
 out:
 	unlock_op(d);
 	put_device(s, d);
@@ -1122,19 +1171,14 @@ int ds_automount(struct deviceset *s, const char *name)
 	d = get_device(s, name, false);
 	if (!d)
 		return -ENOENT;
-	pthread_mutex_lock(&s->lock);
-	mounted = d->mount_count > 0 || d->automounted;
-	pthread_mutex_unlock(&s->lock);
+	TABLE(s, mounted = d->mount_count > 0 || d->automounted);
 	if (mounted || !lock_op(s, d))
 		goto out;
 	if (d->mount_count == 0 && !d->automounted) {
 		r = mount_device(s, d, true, "automount");
 		if (r == 0) {
 			automount_marker(s, d, true);
-			pthread_mutex_lock(&s->lock);
-			d->automounted = true;
-			d->read_only = true;
-			pthread_mutex_unlock(&s->lock);
+			TABLE(s, d->automounted = true; d->read_only = true);
 		}
 	}
 	unlock_op(d);
@@ -1176,9 +1220,8 @@ static int drop_automount(struct deviceset *s, struct device *d, int how)
 	if (r < 0)
 		return r;
 	automount_marker(s, d, false);
+	TABLE(s, d->automounted = false; d->read_only = false);
 	pthread_mutex_lock(&s->lock);
-	d->automounted = false;
-	d->read_only = false;
 	deactivate(s, d, false);
 	pthread_mutex_unlock(&s->lock);
 	log_info("device '%s': automount %s", d->m.name, how == MNT_EXPIRE ? "expired" : "taken away");
@@ -1203,9 +1246,7 @@ int ds_unmount(struct deviceset *s, const char *name)
 		goto out;
 	}
 	if (d->mount_count > 1) {
-		pthread_mutex_lock(&s->lock);
-		d->mount_count--;
-		pthread_mutex_unlock(&s->lock);
+		TABLE(s, d->mount_count--);
 		log_info("unmounted device '%s' once (count %d)", name, d->mount_count);
 		goto out;
 	}
@@ -1214,9 +1255,8 @@ int ds_unmount(struct deviceset *s, const char *name)
 		r = fail(s, d, r, "unmount '%s': %s", name, strerror(-r));
 		goto out;
 	}
+	TABLE(s, d->mount_count = 0; d->read_only = false);
 	pthread_mutex_lock(&s->lock);
-	d->mount_count = 0;
-	d->read_only = false;
 	r = deactivate(s, d, s->opts->deferred_removal);
 	pthread_mutex_unlock(&s->lock);
 	if (r < 0)
@@ -1268,10 +1308,12 @@ int ds_resize_device(struct deviceset *s, const char *name, uint64_t size)
 	dm_name_of(s, d->m.device_id, dm, sizeof(dm));
 	r = s->ops->resize_thin(s->pool, dm, d->m.device_id, size);
 	if (r == 0) {
-		d->m.size = size;
-		r = meta_device_save(s->meta_dir, &d->m);
-		if (r < 0)
-			d->m.size = old;
+		struct meta_device m = d->m;
+
+		m.size = size;
+		r = meta_device_save(s->meta_dir, &m);
+		if (r == 0)
+			TABLE(s, d->m.size = size);
 	}
 	mounted = d->mount_count > 0;
 	if (r == 0 && !mounted)
@@ -1310,6 +1352,7 @@ int ds_resize_pool(struct deviceset *s, uint64_t data_size)
 	too_big = data_size > max;
 	if (!too_big)
 		r = s->ops->resize_pool(s->pool, data_size);
+	s->status_at.tv_sec = 0; /* the free-space floor reads the new size */
 	pthread_mutex_unlock(&s->lock);
 	if (too_big)
 		return fail(s, NULL, -EINVAL, "resize-pool %" PRIu64 ": more than the %" PRIu64
@@ -1323,10 +1366,10 @@ int ds_resize_pool(struct deviceset *s, uint64_t data_size)
 /* ------------------------------------------------------------------ */
 /* Status                                                             */
 
+/* A copy of d's state from memory alone (table lock held): no backend
+ * call, so a lookup never waits for the pool. */
 static void fill_info(struct deviceset *s, struct device *d, struct ds_device_info *out)
 {
-	struct pool_dev_status st;
-
 	memset(out, 0, sizeof(*out));
 	snprintf(out->name, sizeof(out->name), "%s", d->m.name);
 	snprintf(out->parent, sizeof(out->parent), "%s", d->m.parent);
@@ -1344,10 +1387,6 @@ static void fill_info(struct deviceset *s, struct device *d, struct ds_device_in
 	snprintf(out->dev_path, sizeof(out->dev_path), "%s", d->active ? d->dev_path : "");
 	snprintf(out->filesystem, sizeof(out->filesystem), "%s", s->dsm.base_device_fs);
 	out->created = d->m.created;
-	if (s->ops->dev_status(s->pool, out->dm_name, d->m.device_id, &st) == 0) {
-		out->mapped_known = true;
-		out->mapped_bytes = st.mapped_bytes;
-	}
 	pthread_mutex_lock(&s->err_lock);
 	snprintf(out->last_error, sizeof(out->last_error), "%s", d->last_error);
 	pthread_mutex_unlock(&s->err_lock);
@@ -1360,14 +1399,27 @@ int ds_device_info(struct deviceset *s, const char *name, struct ds_device_info 
 	struct device *d;
 	int r = -ENOENT;
 
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->table_lock);
 	d = find_name(s, name);
 	if (d && !d->m.deleted) {
 		fill_info(s, d, out);
 		r = 0;
 	}
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->table_lock);
 	return r;
+}
+
+void ds_device_usage(struct deviceset *s, struct ds_device_info *info)
+{
+	struct pool_dev_status st;
+
+	/* The backend's per-device status is safe to ask concurrently
+	 * (pool.h); no engine lock is held, so nobody waits on it. A device
+	 * deleted meanwhile just stays unknown. */
+	if (s->ops->dev_status(s->pool, info->dm_name, info->device_id, &st) == 0) {
+		info->mapped_known = true;
+		info->mapped_bytes = st.mapped_bytes;
+	}
 }
 
 int ds_device_info_by_id(struct deviceset *s, uint32_t device_id, struct ds_device_info *out)
@@ -1375,13 +1427,13 @@ int ds_device_info_by_id(struct deviceset *s, uint32_t device_id, struct ds_devi
 	struct device *d;
 	int r = -ENOENT;
 
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->table_lock);
 	d = find_id(s, device_id);
 	if (d && !d->m.deleted) {
 		fill_info(s, d, out);
 		r = 0;
 	}
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->table_lock);
 	return r;
 }
 
@@ -1417,7 +1469,8 @@ int ds_pool_info(struct deviceset *s, struct ds_pool_info *out)
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	pthread_mutex_lock(&s->lock);
+	/* Asked of the backend without an engine lock (pool.h): reading the
+	 * pool's info never waits behind another operation's I/O. */
 	r = s->ops->status(s->pool, &st);
 	if (r == 0) {
 		snprintf(out->backend, sizeof(out->backend), "%s", s->ops->name);
@@ -1439,6 +1492,7 @@ int ds_pool_info(struct deviceset *s, struct ds_pool_info *out)
 		out->deferred_remove_enabled = s->opts->deferred_removal && st.deferred_remove_supported;
 		out->transaction_id = st.transaction_id;
 	}
+	pthread_mutex_lock(&s->table_lock);
 	base = find_name(s, DS_BASE_NAME);
 	out->base_device_size = base ? base->m.size : 0;
 	snprintf(out->base_device_fs, sizeof(out->base_device_fs), "%s", s->dsm.base_device_fs);
@@ -1446,7 +1500,7 @@ int ds_pool_info(struct deviceset *s, struct ds_pool_info *out)
 	out->deferred_deleted_device_count = s->deferred_count;
 	out->device_count = (unsigned)(s->n_devices - s->deferred_count - (base ? 1 : 0));
 	out->min_free_space = s->opts->min_free_space;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->table_lock);
 	pthread_mutex_lock(&s->err_lock);
 	snprintf(out->last_error, sizeof(out->last_error), "%s", s->last_error);
 	pthread_mutex_unlock(&s->err_lock);
@@ -1467,7 +1521,7 @@ int ds_list(struct deviceset *s, const char *parent, struct ds_entry **out, size
 
 	*out = NULL;
 	*n = 0;
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->table_lock);
 	p = find_name(s, parent);
 	if (!p || p->m.deleted) {
 		r = -ENOENT;
@@ -1503,7 +1557,7 @@ int ds_list(struct deviceset *s, const char *parent, struct ds_entry **out, size
 	*n = count;
 	list = NULL;
 out:
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->table_lock);
 	free(list);
 	return r;
 }
@@ -1610,13 +1664,13 @@ static void collect_automount(struct deviceset *s, struct device *d, void *arg)
 
 /* One expiry round, as autofs does it: umount2(MNT_EXPIRE) marks an
  * automount the first time and unmounts it the next time if nothing used
- * it in between. Set lock held on entry and exit, dropped meanwhile (the
+ * it in between. Pool lock held on entry and exit, dropped meanwhile (the
  * op locks come first in the lock order). */
 static void expire_automounts(struct deviceset *s)
 {
 	struct automounts a = { 0 };
 
-	for_each_device(s, collect_automount, &a);
+	TABLE(s, for_each_device(s, collect_automount, &a));
 	pthread_mutex_unlock(&s->lock);
 	for (size_t i = 0; i < a.n; i++) {
 		if (lock_op(s, a.d[i])) {
@@ -1872,7 +1926,7 @@ static void mark_id(struct deviceset *s, struct device *d, void *arg)
 		idmap_mark_used(&s->ids, d->m.device_id);
 }
 
-/* Does d's parent chain reach the base device? Set lock held. */
+/* Does d's parent chain reach the base device? Pool lock held. */
 static bool reaches_base(struct deviceset *s, struct device *d)
 {
 	size_t depth = 0;
@@ -2203,6 +2257,7 @@ static void destroy(struct deviceset *s)
 	free(s->by_id);
 	idmap_free(&s->ids);
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->table_lock);
 	pthread_mutex_destroy(&s->err_lock);
 	pthread_cond_destroy(&s->worker_cond);
 	free(s->state_dir);
@@ -2224,6 +2279,7 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 		return -ENOMEM;
 	s->state_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->table_lock, NULL);
 	pthread_mutex_init(&s->err_lock, NULL);
 	pthread_cond_init(&s->worker_cond, NULL);
 	s->opts = opts;

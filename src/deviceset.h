@@ -152,9 +152,14 @@ int ds_resize_device(struct deviceset *ds, const char *name, uint64_t size);
 /* Grow the pool's data space. */
 int ds_resize_pool(struct deviceset *ds, uint64_t data_size);
 
-/* Lookups for the FUSE layer; set lock only, never block on a mount. */
+/* Lookups for the FUSE layer: memory only, under a lock never held
+ * across I/O, so they never wait for another operation's pool work.
+ * mapped_bytes is not filled here (see ds_device_usage). */
 int ds_device_info(struct deviceset *ds, const char *name,
 		   struct ds_device_info *out);
+/* Fill info's mapped_bytes from the pool (for reading a device's info
+ * file, never for lookup or getattr). Takes no engine lock. */
+void ds_device_usage(struct deviceset *ds, struct ds_device_info *info);
 int ds_device_info_by_id(struct deviceset *ds, uint32_t device_id,
 			 struct ds_device_info *out);
 int ds_pool_info(struct deviceset *ds, struct ds_pool_info *out);

@@ -108,8 +108,12 @@ static char *render(struct deviceset *ds, const struct node *n)
 			text = NULL;
 		return text;
 	}
-	case N_INFO:
-		return meta_device_info_json(&n->dev);
+	case N_INFO: {
+		struct ds_device_info full = n->dev;
+
+		ds_device_usage(ds, &full);
+		return meta_device_info_json(&full);
+	}
 	case N_POOL_CTL:
 	case N_POOL_INFO:
 		if (ds_pool_info(ds, &pi) < 0 && n->kind == N_POOL_CTL)
@@ -127,8 +131,6 @@ static char *render(struct deviceset *ds, const struct node *n)
 
 static void fill_attr(struct tf_fuse_ctx *c, fuse_ino_t ino, const struct node *n, struct stat *st)
 {
-	char *text;
-
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
 	st->st_uid = 0;
@@ -153,11 +155,12 @@ static void fill_attr(struct tf_fuse_ctx *c, fuse_ino_t ino, const struct node *
 	case N_POOL_CTL:
 	case N_INFO:
 	case N_POOL_INFO:
+		/* Size 0, as /proc's files: their text is made when they are
+		 * opened and may need the pool (mapped bytes, space), which
+		 * getattr and lookup never ask. Reads are direct_io and go to
+		 * the end whatever the size says. */
 		st->st_mode = S_IFREG | (n->kind == N_CTL || n->kind == N_POOL_CTL ? 0644 : 0444);
 		st->st_nlink = 1;
-		text = render(c->ds, n);
-		st->st_size = text ? (off_t)strlen(text) : 0;
-		free(text);
 		break;
 	}
 	st->st_blksize = 4096;

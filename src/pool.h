@@ -11,10 +11,12 @@
  * libdevmapper) and pool_reflink_ops (pool-reflink.c, one sparse image file
  * per device, snapshots by FICLONE, activation by a loop device).
  *
- * Thread safety: the engine calls every verb with its set lock held
- * (deviceset.c), so a backend sees one call at a time; activate,
- * deactivate, is_active and dev_status of distinct devices must also be
- * safe concurrently, since the engine may come to call them outside it.
+ * Thread safety: the engine calls the verbs that change the pool, and
+ * activate/deactivate/is_active, with its pool lock held (deviceset.c),
+ * so those see one call at a time. status and dev_status are called
+ * without it, concurrently with anything: a backend answers them from
+ * the kernel or the filesystem without touching state the other verbs
+ * change.
  */
 #ifndef THINFS_POOL_H
 #define THINFS_POOL_H

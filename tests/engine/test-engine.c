@@ -12,6 +12,7 @@
  * and runs in the QEMU guest of tests/vm/dm.t.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -304,7 +305,9 @@ int main(void)
 	write_text(mnt2, "only-in-snap", "x\n");
 	ok(read_text(mnt1, "only-in-snap", buf, sizeof(buf)) == -ENOENT, "writes in a snapshot do not reach its origin");
 	ok(ds_device_info(ds, "snap", &info) == 0 && info.mounted && info.mount_count == 1 && info.active &&
-	   info.dev_path[0] && info.mapped_known, "info of a mounted device");
+	   info.dev_path[0] && !info.mapped_known, "info of a mounted device, from memory alone");
+	ds_device_usage(ds, &info);
+	ok(info.mapped_known && info.mapped_bytes > 0, "its mapped bytes, from the pool (%" PRIu64 ")", info.mapped_bytes);
 
 	/* Counted mounts. */
 	ok(mount_at(ds, "d000", mnt1, false) == 0, "mount d000 a second time");
