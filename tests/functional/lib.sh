@@ -33,6 +33,8 @@ is() {
 	if [ "$1" = "$2" ]; then ok 0 "$3"; else ok 1 "$3"; echo "#   got '$1', want '$2'"; fi
 }
 diag() { echo "# $*"; }
+# skip N REASON: N checks that cannot run here, said so.
+skip() { local i; for i in $(seq 1 "$1"); do T_N=$((T_N + 1)); echo "ok $T_N # SKIP $2"; done; }
 
 # errno_of OP ARGS: OK or the errno name of one syscall, as a user sees it.
 errno_of() {

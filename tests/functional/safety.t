@@ -90,6 +90,28 @@ kill "$holder"; wait "$holder" 2>/dev/null
 ctl a unmount; ! grep -q " $dir " /proc/self/mountinfo; ok $? "and unmounts it as usual"
 stop_daemon
 
+# A rename whose metadata cannot all be written (a child's file is
+# immutable) keeps its roll-forward record and stops further changes;
+# the next start finishes it. Before, the record was dropped and the
+# child vanished from the tree.
+start_daemon; ok $? "restart"
+mkdir "$M/ra" "$M/ra/rb"
+if chattr +i "$S/metadata/rb" 2>/dev/null; then
+	mv "$M/ra" "$M/rz"; ok $? "the rename itself is done"
+	is "$(jq -r .renamed_from "$S/metadata/rz")" "ra" "its roll-forward record stays while a child's file could not be written"
+	is "$(errno_of mkdir "$M/other")" "EIO" "further changes are refused until a restart"
+	grep -q "refused until thinfs is restarted" "$M/info"; ok $? "and the pool's info says why"
+	stop_daemon
+	chattr -i "$S/metadata/rb"
+	start_daemon; ok $? "restart"
+	[ -d "$M/rz/rb" ] && [ ! -e "$M/ra" ]; ok $? "the rename was finished: rb is under rz"
+	is "$(jq -r '.parent' "$S/metadata/rb")" "rz" "and its file says so"
+	mkdir "$M/other"; ok $? "changes are taken again"
+else
+	skip 8 "chattr +i does not work on $S's filesystem"
+fi
+stop_daemon
+
 # The engine alone, on a state directory of its own.
 E=$WORK/engine
 eo="backend=reflink,dm.loopdatasize=4G,dm.basesize=64M,dm.fs=ext4"

@@ -31,7 +31,7 @@ run_part() { # run_part NAME COMMAND...
 # The engine test over dm (tests/engine/test-pool-dm.c), always: missing,
 # it fails (no plan, exit 126/127); skipping here (77), dm.t fails it.
 run_part engine-test-pool-dm "$top_builddir/tests/engine/test-pool-dm"
-for t in namespace errors data restart stress; do
+for t in namespace errors data restart stress safety automount; do
 	run_part "functional-$t" bash "$top_srcdir/tests/functional/$t.t"
 done
 run_part dm-cases bash "$top_srcdir/tests/vm/dm-cases.sh"
