@@ -57,6 +57,11 @@ struct device {
 	struct device *next_id;
 	int refs;                 /* table; freed at 0 once removed */
 	bool removed;             /* no longer in the tables; table */
+	/* Deleted, its name free, waiting for the worker to give its space
+	 * back and delete it from the pool; its file is STATEDIR/deleted/ID
+	 * and m.name is "ID" (doc/design.md §4). Table. */
+	bool buried;
+	bool discarded;           /* the worker discarded it; worker only */
 	int n_children;           /* visible children; table (+ pool to write) */
 	/* Serialises the long operations on this device (mount, unmount,
 	 * resize, delete, rename, a snapshot of it), which do I/O; readers of
@@ -73,8 +78,10 @@ struct device {
 	/* Activation as this engine did it: written under the pool lock and
 	 * the table lock. */
 	bool active;
-	char dev_path[PATH_MAX];
-	char last_error[DS_ERROR_MAX]; /* err_lock */
+	char dev_path[POOL_DEV_PATH_MAX];
+	/* DS_ERROR_MAX bytes once a first error is kept, NULL before (most
+	 * devices never have one: 10,000s of devices stay small); err_lock. */
+	char *last_error;
 };
 
 /* In STATEDIR while the base device's filesystem has yet to grow to its
@@ -86,6 +93,7 @@ struct deviceset {
 	int state_fd;             /* STATEDIR, O_DIRECTORY */
 	char *meta_dir;
 	char *mnt_dir;            /* STATEDIR/mnt: device filesystems, by ID */
+	char *deleted_dir;        /* STATEDIR/deleted: buried devices' files, by ID */
 	char prefix[64];
 	const struct ds_options *opts;
 	const struct pool_ops *ops;
@@ -161,7 +169,10 @@ static void store_error(struct deviceset *s, struct device *d, const char *fmt, 
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	log_err("%s", buf);
 	pthread_mutex_lock(&s->err_lock);
-	snprintf(d ? d->last_error : s->last_error, DS_ERROR_MAX, "%s", buf);
+	if (d && !d->last_error)
+		d->last_error = malloc(DS_ERROR_MAX);
+	if (!d || d->last_error)
+		snprintf(d ? d->last_error : s->last_error, DS_ERROR_MAX, "%s", buf);
 	pthread_mutex_unlock(&s->err_lock);
 }
 
@@ -218,17 +229,21 @@ static struct device *find_id(struct deviceset *s, uint32_t id)
 	return d;
 }
 
+/* A buried device (deleted, waiting for the worker) is in the ID table
+ * only: its name is free. */
 static void link_device(struct deviceset *s, struct device *d)
 {
 	size_t hn = hash_name(d->m.name) % s->n_buckets, hi = d->m.device_id % s->n_buckets;
 
-	d->next_name = s->by_name[hn];
-	s->by_name[hn] = d;
+	if (!d->buried) {
+		d->next_name = s->by_name[hn];
+		s->by_name[hn] = d;
+	}
 	d->next_id = s->by_id[hi];
 	s->by_id[hi] = d;
 }
 
-static void unlink_device(struct deviceset *s, struct device *d)
+static void unlink_name(struct deviceset *s, struct device *d)
 {
 	struct device **pp;
 
@@ -237,6 +252,14 @@ static void unlink_device(struct deviceset *s, struct device *d)
 			*pp = d->next_name;
 			break;
 		}
+}
+
+static void unlink_device(struct deviceset *s, struct device *d)
+{
+	struct device **pp;
+
+	if (!d->buried)
+		unlink_name(s, d);
 	for (pp = &s->by_id[d->m.device_id % s->n_buckets]; *pp; pp = &(*pp)->next_id)
 		if (*pp == d) {
 			*pp = d->next_id;
@@ -292,6 +315,7 @@ static struct device *device_new(const struct meta_device *m)
 
 static void device_free(struct device *d)
 {
+	free(d->last_error);
 	pthread_mutex_destroy(&d->op_lock);
 	free(d);
 }
@@ -353,9 +377,10 @@ static void for_each_device(struct deviceset *s, void (*fn)(struct deviceset *, 
 {
 	struct device *d, *next;
 
+	/* By ID: buried devices are in that table only. */
 	for (size_t i = 0; i < s->n_buckets; i++)
-		for (d = s->by_name[i]; d; d = next) {
-			next = d->next_name;
+		for (d = s->by_id[i]; d; d = next) {
+			next = d->next_id;
 			fn(s, d, arg);
 		}
 }
@@ -479,7 +504,7 @@ static int save_deviceset(struct deviceset *s)
 
 static int activate(struct deviceset *s, struct device *d)
 {
-	char name[POOL_DEV_NAME_MAX], path[PATH_MAX];
+	char name[POOL_DEV_NAME_MAX], path[POOL_DEV_PATH_MAX];
 	int r;
 
 	if (d->active)
@@ -561,7 +586,7 @@ static int check_free_space(struct deviceset *s, struct device *d)
 static int create_device(struct deviceset *s, const char *name, struct device *parent,
 			 struct device *scratch)
 {
-	char origin_name[POOL_DEV_NAME_MAX], origin_path[PATH_MAX];
+	char origin_name[POOL_DEV_NAME_MAX], origin_path[POOL_DEV_PATH_MAX];
 	const char *origin_active = NULL;
 	struct meta_device m = { 0 };
 	struct device *d;
@@ -618,8 +643,9 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 	if (r < 0)
 		goto undo_file;
 	fault_point("add-after-close-txn");
-	if (save_deviceset(s) < 0)
-		log_warn("device '%s': could not save next_device_id; it is recomputed at start", name);
+	/* next_device_id is not saved here (one atomic write less per
+	 * mkdir): a start marks every ID the files hold as used, so a stale
+	 * value only moves where the search for a free ID begins. */
 	d = device_new(&m);
 	if (!d) {
 		/* The device is in the pool and the metadata: the next start
@@ -703,7 +729,7 @@ int ds_add_device(struct deviceset *s, const char *name, const char *parent_name
 	pthread_mutex_unlock(&s->lock);
 	if (r == 0)
 		log_info("created device '%s' (snapshot of '%s')", name, parent->m.name);
-	else if (scratch.last_error[0])
+	else if (scratch.last_error)
 		ds_set_pool_error(s, "%s", scratch.last_error);
 out_unlock:
 	if (fd >= 0) {
@@ -715,44 +741,49 @@ out_unlock:
 	}
 	unlock_op(parent);
 	put_device(s, parent);
+	free(scratch.last_error);
 	return r;
 }
 
 /* ------------------------------------------------------------------ */
 /* Delete                                                             */
 
+/* The name the transaction record gives d: its own, or "#ID" for a
+ * buried device, which no device name can equal (its file is named by ID,
+ * and a live device may be called "5"). */
+static void txn_name_of(const struct device *d, char *buf, size_t len)
+{
+	if (d->buried)
+		snprintf(buf, len, "#%" PRIu32, d->m.device_id);
+	else
+		snprintf(buf, len, "%s", d->m.name);
+}
+
+/* Remove d's metadata file: STATEDIR/metadata/NAME, or for a buried
+ * device STATEDIR/deleted/ID. */
+static int remove_device_file(struct deviceset *s, struct device *d)
+{
+	return meta_device_remove(d->buried ? s->deleted_dir : s->meta_dir, d->m.name);
+}
+
 /* Delete d from the pool and the metadata (pool lock held). -EBUSY if the
  * device is in use (open, mounted elsewhere); nothing changed then. */
 static int delete_from_pool(struct deviceset *s, struct device *d)
 {
-	char name[POOL_DEV_NAME_MAX];
+	char txn_name[DS_NAME_MAX + 1];
 	struct device *parent;
 	int r;
 
 	/* Deactivate first: a device someone still has open fails here
-	 * with -EBUSY, before anything is discarded or deleted. */
+	 * with -EBUSY, before anything is deleted. */
 	r = deactivate(s, d, false);
 	if (r == -EBUSY)
 		return r;
-	r = open_transaction(s, d->m.name, d->m.device_id);
+	txn_name_of(d, txn_name, sizeof(txn_name));
+	r = open_transaction(s, txn_name, d->m.device_id);
 	if (r < 0)
 		return r;
 	fault_point("delete-after-open-txn");
-	if (options_blk_discard(s->opts) && s->ops->discard) {
-		/* Only now that the delete is recorded and will complete (at
-		 * the next start if need be): the backend discards only a
-		 * device nobody has open, as the original engine skipped the
-		 * discard while OpenCount != 0. */
-		dm_name_of(s, d->m.device_id, name, sizeof(name));
-		r = s->ops->discard(s->pool, name, d->m.device_id, d->m.size);
-		if (r == -EBUSY) {
-			abandon_or_stop(s, d->m.name);
-			return r;
-		}
-		if (r < 0 && r != -EOPNOTSUPP)
-			log_warn("device '%s': discard failed (%s); deleting it anyway, the pool keeps its blocks' space in the data file",
-				 d->m.name, strerror(-r));
-	}
 	r = s->ops->delete_thin(s->pool, d->m.device_id);
 	if (r < 0 && r != -ENOENT) {
 		if (abandon_transaction(s) < 0)
@@ -761,7 +792,7 @@ static int delete_from_pool(struct deviceset *s, struct device *d)
 		return r;
 	}
 	fault_point("delete-after-pool-delete");
-	r = meta_device_remove(s->meta_dir, d->m.name);
+	r = remove_device_file(s, d);
 	if (r < 0 && r != -ENOENT) {
 		/* Closing the transaction now would leave a file without a pool
 		 * device; left open, the next start completes the delete. */
@@ -789,23 +820,50 @@ static int delete_from_pool(struct deviceset *s, struct device *d)
 	return 0;
 }
 
-static int mark_deleted(struct deviceset *s, struct device *d)
+/* Bury d (pool lock held): its file becomes STATEDIR/deleted/ID, marked
+ * deleted, and its name is free at once; the worker gives its space back
+ * (discard) and deletes it from the pool. The tombstone is written
+ * before the name's file goes, so a crash in between is finished at the
+ * next start (the tombstone wins). Also used at start for files a
+ * deferred deletion of an older engine (or Docker) left marked deleted. */
+static int bury_files(struct deviceset *s, struct device *d, struct meta_device *m)
 {
-	struct device *parent;
 	int r;
 
-	struct meta_device m = d->m;
-
-	m.deleted = true;
-	r = meta_device_save(s->meta_dir, &m);
+	*m = d->m;
+	m->deleted = true;
+	snprintf(m->name, sizeof(m->name), "%" PRIu32, d->m.device_id);
+	r = meta_device_save(s->deleted_dir, m);
 	if (r < 0)
 		return r;
 	fault_point("deferred-after-mark");
+	r = meta_device_remove(s->meta_dir, d->m.name);
+	if (r < 0 && r != -ENOENT)
+		/* Harmless: a new device of that name replaces the file, and a
+		 * start prefers the tombstone for this ID. */
+		log_warn("device '%s': its file stays beside its tombstone %s/%s: %s", d->m.name,
+			 s->deleted_dir, m->name, strerror(-r));
+	return 0;
+}
+
+static int bury(struct deviceset *s, struct device *d)
+{
+	struct meta_device m;
+	struct device *parent;
+	int r;
+
+	r = bury_files(s, d, &m);
+	if (r < 0)
+		return r;
 	pthread_mutex_lock(&s->table_lock);
-	d->m.deleted = true;
-	parent = find_name(s, d->m.parent);
-	if (parent && parent->n_children > 0)
-		parent->n_children--;
+	if (!d->m.deleted) {
+		parent = find_name(s, d->m.parent);
+		if (parent && parent->n_children > 0)
+			parent->n_children--;
+	}
+	unlink_name(s, d);
+	d->buried = true;
+	d->m = m;
 	s->deferred_count++;
 	pthread_mutex_unlock(&s->table_lock);
 	pthread_cond_signal(&s->worker_cond);
@@ -814,6 +872,7 @@ static int mark_deleted(struct deviceset *s, struct device *d)
 
 int ds_delete_device(struct deviceset *s, const char *name)
 {
+	bool discard = options_blk_discard(s->opts) && s->ops->discard;
 	struct device *d;
 	int r;
 
@@ -846,19 +905,29 @@ int ds_delete_device(struct deviceset *s, const char *name)
 	} else if ((r = refuse_if_needs_recovery(s, d, "rmdir")) < 0) {
 		;
 	} else {
-		r = delete_from_pool(s, d);
-		if (r == -EBUSY && s->opts->deferred_deletion) {
-			r = mark_deleted(s, d);
+		/* Busy (-EBUSY) is what deactivating says of a device open
+		 * elsewhere, or what deleting it says (a reflink image still
+		 * attached). Without a discard the delete is quick and done
+		 * here; the discard, or the wait for a release with
+		 * dm.use_deferred_deletion, is the worker's, and the name is
+		 * free now. */
+		r = deactivate(s, d, false);
+		if (r != -EBUSY)
+			r = discard ? 0 : delete_from_pool(s, d);
+		if (r == -EBUSY && !s->opts->deferred_deletion) {
+			r = fail(s, d, r, "rmdir '%s': the device is open or mounted outside thinfs (turn on "
+				 "dm.use_deferred_deletion to delete it when released)", name);
+		} else if (r == -EBUSY || (r == 0 && discard)) {
+			r = bury(s, d);
 			if (r == 0)
-				log_info("device '%s' is busy in the pool: marked deleted, deferred", name);
+				log_info("deleted device '%s'; %s in the background", name,
+					 discard ? "its space is given back" : "the pool lets it go when released");
 			else
-				r = fail(s, d, r, "rmdir '%s': cannot mark it deleted: %s", name, strerror(-r));
+				r = fail(s, d, r, "rmdir '%s': cannot record its deletion: %s", name, strerror(-r));
 		} else if (r == 0) {
 			log_info("deleted device '%s'", name);
 		} else {
-			r = fail(s, d, r, "rmdir '%s': %s", name,
-				 r == -EBUSY ? "the device is open or mounted outside thinfs (turn on dm.use_deferred_deletion to delete it when released)"
-					     : strerror(-r));
+			r = fail(s, d, r, "rmdir '%s': %s", name, strerror(-r));
 		}
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -905,7 +974,7 @@ static void reparent_one(struct deviceset *s, struct device *c, void *argp)
 	struct reparent_arg *a = argp;
 	int r;
 
-	if (strcmp(c->m.parent, a->old_name) != 0)
+	if (c->buried || strcmp(c->m.parent, a->old_name) != 0)
 		return;
 	TABLE(s, snprintf(c->m.parent, sizeof(c->m.parent), "%s", a->new_name));
 	r = meta_device_save(s->meta_dir, &c->m);
@@ -1080,7 +1149,7 @@ static unsigned mount_how(struct deviceset *s, bool ro)
  * held; the caller records the mount state. */
 static int mount_device(struct deviceset *s, struct device *d, bool ro, const char *why)
 {
-	char dev_path[PATH_MAX], dir[PATH_MAX];
+	char dev_path[POOL_DEV_PATH_MAX], dir[PATH_MAX];
 	int r;
 
 	mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
@@ -1275,7 +1344,7 @@ out:
 int ds_resize_device(struct deviceset *s, const char *name, uint64_t size)
 {
 	struct device *d;
-	char dm[POOL_DEV_NAME_MAX], dev_path[PATH_MAX], dir[PATH_MAX];
+	char dm[POOL_DEV_NAME_MAX], dev_path[POOL_DEV_PATH_MAX], dir[PATH_MAX];
 	uint64_t old;
 	bool mounted;
 	int r;
@@ -1388,7 +1457,7 @@ static void fill_info(struct deviceset *s, struct device *d, struct ds_device_in
 	snprintf(out->filesystem, sizeof(out->filesystem), "%s", s->dsm.base_device_fs);
 	out->created = d->m.created;
 	pthread_mutex_lock(&s->err_lock);
-	snprintf(out->last_error, sizeof(out->last_error), "%s", d->last_error);
+	snprintf(out->last_error, sizeof(out->last_error), "%s", d->last_error ? d->last_error : "");
 	pthread_mutex_unlock(&s->err_lock);
 	out->n_children = d->n_children;
 	mount_dir_of(s, d->m.device_id, out->mount_dir, sizeof(out->mount_dir));
@@ -1456,7 +1525,10 @@ void ds_clear_error(struct deviceset *s, const char *name)
 	if (name && !d)
 		return;
 	pthread_mutex_lock(&s->err_lock);
-	(d ? d->last_error : s->last_error)[0] = '\0';
+	if (!d)
+		s->last_error[0] = '\0';
+	else if (d->last_error)
+		d->last_error[0] = '\0';
 	pthread_mutex_unlock(&s->err_lock);
 	if (d)
 		put_device(s, d);
@@ -1593,7 +1665,7 @@ int ds_check_consistency(struct deviceset *s, char *report, size_t len)
 		if (!find_id(s, ids[i]))
 			PROBLEM("pool device %" PRIu32 " has no metadata file", ids[i]);
 	for (size_t i = 0; i < s->n_buckets; i++)
-		for (d = s->by_name[i]; d; d = d->next_name) {
+		for (d = s->by_id[i]; d; d = d->next_id) {
 			bool found = n && bsearch(&d->m.device_id, ids, n, sizeof(*ids), idmap_cmp_id) != NULL;
 
 			if (!found)
@@ -1620,36 +1692,31 @@ out:
 /* ------------------------------------------------------------------ */
 /* Deferred deletion                                                  */
 
-static void retry_one(struct deviceset *s, struct device *d, void *arg)
-{
-	char name[DS_NAME_MAX + 1];
-	int r;
-
-	(void)arg;
-	/* After need_recovery() the open transaction on disk belongs to the
-	 * next start: a new one must not overwrite it. */
-	if (!d->m.deleted || s->recovery_reason[0])
-		return;
-	snprintf(name, sizeof(name), "%s", d->m.name);
-	r = delete_from_pool(s, d);
-	if (r == 0)
-		log_info("deferred deletion of device '%s' done", name);
-	else if (r != -EBUSY)
-		log_err("deferred deletion of device '%s': %s", name, strerror(-r));
-}
-
-struct automounts {
+/* References to the devices one worker round deals with, collected
+ * under the table lock and worked on without it. */
+struct devrefs {
 	struct device **d;
 	size_t n, cap;
+	bool (*want)(const struct device *d);
 };
 
-static void collect_automount(struct deviceset *s, struct device *d, void *arg)
+static bool is_automounted(const struct device *d)
 {
-	struct automounts *a = arg;
+	return d->automounted;
+}
+
+static bool is_buried(const struct device *d)
+{
+	return d->buried;
+}
+
+static void collect(struct deviceset *s, struct device *d, void *arg)
+{
+	struct devrefs *a = arg;
 	struct device **nd;
 
 	(void)s;
-	if (!d->automounted)
+	if (!a->want(d))
 		return;
 	if (a->n == a->cap) {
 		nd = realloc(a->d, (a->cap ? a->cap * 2 : 16) * sizeof(*nd));
@@ -1668,9 +1735,9 @@ static void collect_automount(struct deviceset *s, struct device *d, void *arg)
  * op locks come first in the lock order). */
 static void expire_automounts(struct deviceset *s)
 {
-	struct automounts a = { 0 };
+	struct devrefs a = { .want = is_automounted };
 
-	TABLE(s, for_each_device(s, collect_automount, &a));
+	TABLE(s, for_each_device(s, collect, &a));
 	pthread_mutex_unlock(&s->lock);
 	for (size_t i = 0; i < a.n; i++) {
 		if (lock_op(s, a.d[i])) {
@@ -1678,6 +1745,53 @@ static void expire_automounts(struct deviceset *s)
 			unlock_op(a.d[i]);
 		}
 		put_device(s, a.d[i]);
+	}
+	free(a.d);
+	pthread_mutex_lock(&s->lock);
+}
+
+/* Give the buried devices' space back and delete them from the pool.
+ * The discard (activate, BLKDISCARD, deactivate: most of a delete's time
+ * on a loopback dm pool) runs without the pool lock: nobody else can
+ * reach a buried device, and other changes need not wait for it. A device
+ * still in use stays for a later round. Pool lock held on entry and exit. */
+static void process_buried(struct deviceset *s)
+{
+	bool discard = options_blk_discard(s->opts) && s->ops->discard;
+	struct devrefs a = { .want = is_buried };
+	char name[POOL_DEV_NAME_MAX];
+	int r;
+
+	/* After need_recovery() the open transaction on disk belongs to the
+	 * next start: a new one must not overwrite it. */
+	if (s->recovery_reason[0])
+		return;
+	TABLE(s, for_each_device(s, collect, &a));
+	pthread_mutex_unlock(&s->lock);
+	for (size_t i = 0; i < a.n; i++) {
+		struct device *d = a.d[i];
+		char id[DS_NAME_MAX + 1];
+
+		snprintf(id, sizeof(id), "%s", d->m.name);
+		r = 0;
+		if (discard && !d->discarded) {
+			dm_name_of(s, d->m.device_id, name, sizeof(name));
+			r = s->ops->discard(s->pool, name, d->m.device_id, d->m.size);
+			if (r < 0 && r != -EBUSY && r != -EOPNOTSUPP)
+				log_warn("deleted device %s: discard failed (%s); deleting it anyway, its blocks' "
+					 "space stays in the data file", d->m.name, strerror(-r));
+			d->discarded = r != -EBUSY;
+		}
+		pthread_mutex_lock(&s->lock);
+		if (r != -EBUSY && !d->removed && !s->recovery_reason[0]) {
+			r = delete_from_pool(s, d);
+			if (r == 0)
+				log_info("deleted device %s: gone from the pool", id);
+			else if (r != -EBUSY)
+				log_err("deleted device %s: %s", id, strerror(-r));
+		}
+		pthread_mutex_unlock(&s->lock);
+		put_device(s, d);
 	}
 	free(a.d);
 	pthread_mutex_lock(&s->lock);
@@ -1694,7 +1808,7 @@ static void *worker_main(void *arg)
 	pthread_mutex_lock(&s->lock);
 	while (!s->worker_stop) {
 		if (s->deferred_count > 0)
-			for_each_device(s, retry_one, NULL);
+			process_buried(s);
 		if (s->opts->automount && time(NULL) - last_expiry >= (time_t)s->opts->automount_timeout) {
 			last_expiry = time(NULL);
 			expire_automounts(s);
@@ -1727,38 +1841,51 @@ void ds_kick_deferred(struct deviceset *s)
 	if (s->worker_running)
 		pthread_cond_signal(&s->worker_cond);
 	else if (s->deferred_count > 0)
-		for_each_device(s, retry_one, NULL);
+		process_buried(s);
 	pthread_mutex_unlock(&s->lock);
 }
 
 /* ------------------------------------------------------------------ */
 /* Start                                                              */
 
-static int load_devices(struct deviceset *s)
+/* Load the device files of dir: STATEDIR/metadata (by name) or, with
+ * buried, STATEDIR/deleted (tombstones, by ID). A tombstone wins over a
+ * name's file with its ID: the burial was interrupted between the two. */
+static int load_devices(struct deviceset *s, const char *dir, bool buried)
 {
 	char **names = NULL;
 	size_t n = 0;
 	int r;
 
-	r = meta_device_list(s->meta_dir, &names, &n);
+	r = meta_device_list(dir, &names, &n);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
 		struct meta_device m;
-		struct device *d;
+		struct device *d, *other;
 
-		r = meta_device_load(s->meta_dir, names[i], &m);
+		r = meta_device_load(dir, names[i], &m);
 		if (r < 0) {
 			log_err("cannot start: metadata file %s/%s is unreadable or corrupt (see above); "
-				"thinfs does not drop devices: repair or move the file", s->meta_dir, names[i]);
+				"thinfs does not drop devices: repair or move the file", dir, names[i]);
 			r = -EUCLEAN;
 			goto out;
+		}
+		other = buried ? find_id(s, m.device_id) : NULL;
+		if (other && !other->buried) {
+			log_info("device '%s' (id %" PRIu32 "): finishing its interrupted deletion", other->m.name,
+				 m.device_id);
+			r = meta_device_remove(s->meta_dir, other->m.name);
+			if (r < 0 && r != -ENOENT)
+				goto out;
+			remove_device(s, other);
 		}
 		d = device_new(&m);
 		if (!d) {
 			r = -ENOMEM;
 			goto out;
 		}
+		d->buried = buried;
 		insert_device(s, d);
 	}
 	r = 0;
@@ -1767,6 +1894,26 @@ out:
 		free(names[i]);
 	free(names);
 	return r;
+}
+
+/* A file marked deleted by the deferred deletion of an older engine (or
+ * Docker's) holds its name: bury it, so the name is free and the worker
+ * deletes it. At start. */
+static void bury_legacy(struct deviceset *s, struct device *d, void *arg)
+{
+	struct meta_device m;
+	int *r = arg;
+
+	if (*r < 0 || !d->m.deleted || d->buried)
+		return;
+	*r = bury_files(s, d, &m);
+	if (*r < 0)
+		return;
+	log_info("device '%s' (id %" PRIu32 ") was marked deleted: buried, the worker deletes it", d->m.name,
+		 d->m.device_id);
+	unlink_name(s, d);
+	d->buried = true;
+	d->m = m;
 }
 
 /* Roll forward a rename a crash interrupted (see ds_rename_device). */
@@ -1815,9 +1962,12 @@ static int finish_renames(struct deviceset *s)
  * that ID. Anything else stops the start, naming what does not match. */
 static int rollback(struct deviceset *s, const struct meta_transaction *t, uint64_t pool_tid)
 {
-	struct device *d = find_name(s, t->device_hash), *holder = find_id(s, t->device_id);
+	struct device *holder = find_id(s, t->device_id), *d;
 	char name[POOL_DEV_NAME_MAX];
 	int r;
+
+	/* A buried device's record names it "#ID" (txn_name_of). */
+	d = holder && holder->buried ? holder : t->device_hash[0] == '#' ? NULL : find_name(s, t->device_hash);
 
 	if (d && d->m.device_id != t->device_id) {
 		log_err("cannot start: the open transaction %" PRIu64 " in %s/transaction-metadata names device '%s' "
@@ -1841,7 +1991,7 @@ static int rollback(struct deviceset *s, const struct meta_transaction *t, uint6
 		return r;
 	}
 	if (d) {
-		r = meta_device_remove(s->meta_dir, d->m.name);
+		r = remove_device_file(s, d);
 		if (r < 0 && r != -ENOENT)
 			return r;
 		remove_device(s, d);
@@ -1976,7 +2126,7 @@ static void count_children(struct deviceset *s, struct device *d, void *arg)
  * the daemon, doc/design.md §1); otherwise deactivate it. */
 static void adopt_or_deactivate(struct deviceset *s, struct device *d, void *arg)
 {
-	char name[POOL_DEV_NAME_MAX], path[PATH_MAX], dir[PATH_MAX];
+	char name[POOL_DEV_NAME_MAX], path[POOL_DEV_PATH_MAX], dir[PATH_MAX];
 	struct stat dev_st, dir_st, top_st;
 	struct statvfs vfs;
 
@@ -2253,6 +2403,7 @@ static void destroy(struct deviceset *s)
 	if (s->state_fd >= 0)
 		close(s->state_fd);
 	free(s->mnt_dir);
+	free(s->deleted_dir);
 	free(s->by_name);
 	free(s->by_id);
 	idmap_free(&s->ids);
@@ -2293,6 +2444,7 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 		goto fail;
 	}
 	if (asprintf(&s->meta_dir, "%s/metadata", s->state_dir) < 0 ||
+	    asprintf(&s->deleted_dir, "%s/deleted", s->state_dir) < 0 ||
 	    asprintf(&s->mnt_dir, "%s/mnt", s->state_dir) < 0) {
 		r = -ENOMEM;
 		goto fail;
@@ -2304,6 +2456,8 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 		goto fail;
 	}
 	r = meta_mkdir_p(s->meta_dir, 0700);
+	if (r == 0)
+		r = meta_mkdir_p(s->deleted_dir, 0700);
 	if (r == 0)
 		r = meta_mkdir_p(s->mnt_dir, 0700);
 	if (r < 0)
@@ -2329,7 +2483,11 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 	r = idmap_init(&s->ids, s->dsm.next_device_id);
 	if (r < 0)
 		goto fail;
-	r = load_devices(s);
+	r = load_devices(s, s->meta_dir, false);
+	if (r == 0)
+		r = load_devices(s, s->deleted_dir, true);
+	if (r == 0)
+		for_each_device(s, bury_legacy, &r);
 	if (r < 0)
 		goto fail;
 	r = finish_renames(s);

@@ -57,7 +57,7 @@ struct ds_device_info {
 	bool read_only;               /* mounted read-only */
 	bool active;                  /* has a block device now */
 	char dm_name[DS_DM_NAME_MAX]; /* active name (PREFIX-ID) */
-	char dev_path[PATH_MAX];      /* block device node, "" when inactive */
+	char dev_path[POOL_DEV_PATH_MAX]; /* block device node, "" when inactive */
 	char mount_dir[PATH_MAX];     /* where it is (or would be) mounted: STATEDIR/mnt/ID */
 	char filesystem[16];          /* "xfs" / "ext4" */
 	int64_t created;              /* unix seconds */

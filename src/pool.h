@@ -33,6 +33,9 @@
  * DM_NAME_LEN (pool-dm.c checks the two agree). Thin devices are named
  * PREFIX-ID (doc/design.md §5), far shorter. */
 #define POOL_DEV_NAME_MAX 128
+/* The longest device node path a backend gives: /dev/mapper/NAME or
+ * /dev/loopN (a backend that would need more returns -ENAMETOOLONG). */
+#define POOL_DEV_PATH_MAX (sizeof("/dev/mapper/") + POOL_DEV_NAME_MAX)
 
 struct pool;
 
@@ -114,7 +117,9 @@ struct pool_ops {
 	/* Discard every block of dev_id so the pool (and a sparse data
 	 * file) gets the space back, only if nobody has the device open:
 	 * -EBUSY otherwise, nothing discarded. Leaves it as it found it
-	 * (active or not). NULL where deleting frees the space anyway. */
+	 * (active or not). Called without the engine's pool lock, for a
+	 * deleted device nothing else reaches. NULL where deleting frees the
+	 * space anyway. */
 	int (*discard)(struct pool *p, const char *name, uint32_t dev_id, uint64_t size);
 	/* Largest data size (bytes) resize_pool may grow to: what the
 	 * metadata space can map. NULL: no bound beyond resize_pool's own. */

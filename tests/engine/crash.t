@@ -102,11 +102,15 @@ for p in $points; do
 		exec 7<"$busy"
 		st=$(killed "$p" delete c)
 		! tree | grep -q '^c '; ok $? "$p: the device marked deleted stays hidden after restart"
-		grep -q '"deleted":true' "$work/s/metadata/c"; ok $? "$p: its metadata says deleted"
+		# Killed between its tombstone and the removal of its name's
+		# file: the start finishes the burial, and the name is free.
+		grep -q '"deleted":true' "$work/s/deleted/$id" && [ ! -e "$work/s/metadata/c" ]
+		ok $? "$p: its tombstone deleted/$id says deleted, and its name's file is gone"
+		cli add c base && cli delete c; ok $? "$p: the name is free while it waits (a new c made and deleted)"
 		exec 7<&-
 		sleep 0.2
 		cli deferred; ok $? "$p: the deferred deletion runs once the device is released"
-		[ ! -e "$work/s/metadata/c" ]; ok $? "$p: the metadata file is gone"
+		[ ! -e "$work/s/metadata/c" ] && [ ! -e "$work/s/deleted/$id" ]; ok $? "$p: the metadata files are gone"
 		img=$work/s/reflink/images/$id
 		# (Once the store is unmounted lazily, the loop's backing_file
 		# may read as a path under its old mount or "/images/ID".)

@@ -433,12 +433,15 @@ int main(void)
 		is_int(ds_delete_device(ds, "d005"), 0, "delete of a busy device is accepted");
 		ok(ds_device_info(ds, "d005", &info) == -ENOENT, "it vanished from lookups");
 		ok(ds_pool_info(ds, &pi) == 0 && pi.deferred_deleted_device_count == 1, "one deferred deletion counted");
-		is_int(ds_add_device(ds, "d005", DS_BASE_NAME), -EEXIST, "its name stays taken until it is gone");
+		is_int(ds_add_device(ds, "d005", DS_BASE_NAME), 0, "its name is free at once: a new d005 is made");
+		ds_kick_deferred(ds);
+		ok(ds_pool_info(ds, &pi) == 0 && pi.deferred_deleted_device_count == 1,
+		   "still open: the old one waits (%u)", pi.deferred_deleted_device_count);
 		close(fd);
 		usleep(200 * 1000);
 		ds_kick_deferred(ds);
 		ok(ds_pool_info(ds, &pi) == 0 && pi.deferred_deleted_device_count == 0, "released: the worker deleted it");
-		ok(ds_add_device(ds, "d005", DS_BASE_NAME) == 0, "the name is free again");
+		ok(ds_device_info(ds, "d005", &info) == 0 && !info.deleted, "the new d005 is untouched");
 		ok(ds_check_consistency(ds, report, sizeof(report)) == 0, "consistent (%s)", report);
 	}
 out:

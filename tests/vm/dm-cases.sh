@@ -185,7 +185,8 @@ if start_daemon "$S5" "$M5" "$DM_SMALL,dm.use_deferred_removal=true,dm.use_defer
 	check "rmdir of the busy device succeeds" rmdir "$M5/busy"
 	check "it vanished from the tree" test ! -e "$M5/busy"
 	is "$(jq -r .deferred_deleted_device_count "$M5/info")" 1 "info deferred_deleted_device_count is 1"
-	is "$(jq -r .deleted "$S5/metadata/busy" 2>/dev/null)" true "its metadata file says deleted"
+	is "$(jq -r .deleted "$S5/deleted/$busy_id" 2>/dev/null)" true "its tombstone deleted/$busy_id says deleted"
+	check "its name is free at once: mkdir busy again" sh -c "mkdir '$M5/busy' && rmdir '$M5/busy'"
 	check "its ID is still in the pool while busy" sh -c "dmsetup info '$dmname' >/dev/null"
 	kill -KILL "$holder"
 	wait "$holder" 2>/dev/null
@@ -197,7 +198,7 @@ if start_daemon "$S5" "$M5" "$DM_SMALL,dm.use_deferred_removal=true,dm.use_defer
 	done
 	is "$(jq -r .deferred_deleted_device_count "$M5/info")" 0 "the worker deleted it after release"
 	check "its dm device is gone" sh -c "! dmsetup info '$dmname' >/dev/null 2>&1"
-	check "its metadata file is gone" test ! -e "$S5/metadata/busy"
+	check "its metadata files are gone" sh -c "test ! -e '$S5/metadata/busy' && test ! -e '$S5/deleted/$busy_id'"
 	check "stop the daemon" stop_daemon "$M5"
 	full_oracle "$S5" "deferred deletion"
 	if pool_ids_of_file "$S5/devicemapper/metadata" | grep -qx "$busy_id"; then

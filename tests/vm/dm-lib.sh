@@ -152,10 +152,13 @@ deactivate_pool() {
 	fi
 }
 
-# Device IDs of the metadata files of STATEDIR, sorted, one a line.
+# Device IDs of the metadata files of STATEDIR, sorted, one a line:
+# the devices' (metadata/NAME) and the deleted ones the worker has yet to
+# delete from the pool (deleted/ID).
 meta_ids() {
 	local f
-	for f in "$1"/metadata/*; do
+	for f in "$1"/metadata/* "$1"/deleted/*; do
+		[ -e "$f" ] || continue
 		case ${f##*/} in
 		deviceset-metadata | transaction-metadata | .*) continue ;;
 		esac

@@ -417,6 +417,26 @@ else
 	ok 1 "restart after kill -9"
 	show_log 30
 fi
+# 8. rmdir does not wait for the discard (dm.blkdiscard is on for a
+# loopback pool): the name is free at once, a worker discards and deletes
+# the device in the background, and the space goes back to the data file.
+check "mkdir bg, write 64 MiB in it, unmount" sh -c "mkdir '$M/bg' && echo mount >'$M/bg/ctl' &&
+	dd if=/dev/urandom of='$M/bg/rootfs/big' bs=1M count=64 conv=fsync status=none && echo unmount >'$M/bg/ctl'"
+bgid=$(jq -r .device_id "$M/bg/info")
+used_before=$(du -k "$S/devicemapper/data" | cut -f1)
+check "rmdir bg" rmdir "$M/bg"
+check "mkdir bg again at once: the name is free" mkdir "$M/bg"
+[ "$(jq -r .device_id "$M/bg/info")" != "$bgid" ]; ok $? "the new bg is a new device (the old one was $bgid)"
+gone=1
+for _ in $(seq 1 600); do
+	[ "$(jq .deferred_deleted_device_count "$M/info")" = 0 ] && { gone=0; break; }
+	sleep 0.1
+done
+ok $gone "the worker finished the old bg's deletion (deferred_deleted_device_count back to 0)"
+used_after=$(du -k "$S/devicemapper/data" | cut -f1)
+[ "$used_after" -lt $((used_before - 32768)) ]
+ok $? "the discard gave the space back to the data file ($used_before KiB, then $used_after KiB)"
+check "rmdir the new bg" rmdir "$M/bg"
 check "stop the daemon" stop_daemon "$M"
 is "$(dmsetup ls 2>/dev/null | grep -c "^$prefix-[0-9]")" 0 "no thin device of the pool is left active"
 full_oracle "$S" "after the safety cases"
