@@ -11,6 +11,9 @@ packages=(
 	jq python3 procps kmod
 	qemu-system-x86 linux-image-amd64 busybox-static xz-utils
 	lvm2
+	# tests/vm/dm-docker.sh: Debian's dockerd with the devicemapper driver
+	# makes the state directory thinfs opens (the client is /usr/bin/docker)
+	docker.io
 	# tests/clients: the clients run on a device's rootfs
 	systemd-container runc podman crun umoci mc tmux acl attr
 	# tests/fuzz: libFuzzer harnesses (clang with its fuzzer runtime)

@@ -586,6 +586,11 @@ int meta_deviceset_save(const char *dir, const struct meta_deviceset *m)
 	r = add(o, "next_device_id", json_object_new_int64(m->next_device_id));
 	r = r ?: add(o, "base_device_uuid", json_object_new_string(m->base_device_uuid));
 	r = r ?: add(o, "base_device_fs", json_object_new_string(m->base_device_fs));
+	/* The same two under the names Docker's engine gives them (Go's
+	 * field names, no json tag), so a Docker state directory stays
+	 * Docker's: dockerd checks its base device against them. */
+	r = r ?: add(o, "BaseDeviceUUID", json_object_new_string(m->base_device_uuid));
+	r = r ?: add(o, "BaseDeviceFilesystem", json_object_new_string(m->base_device_fs));
 	if (r < 0) {
 		json_object_put(o);
 		return r;
@@ -611,6 +616,13 @@ int meta_deviceset_load(const char *dir, struct meta_deviceset *m)
 		       sizeof(m->base_device_uuid));
 	r = r < 0 ? r : get_string(o, dir, META_DEVICESET, "base_device_fs", m->base_device_fs,
 				   sizeof(m->base_device_fs));
+	/* A file Docker's engine wrote has its keys only. */
+	if (r == 0 && !m->base_device_uuid[0])
+		r = get_string(o, dir, META_DEVICESET, "BaseDeviceUUID", m->base_device_uuid,
+			       sizeof(m->base_device_uuid));
+	if (r == 0 && !m->base_device_fs[0])
+		r = get_string(o, dir, META_DEVICESET, "BaseDeviceFilesystem", m->base_device_fs,
+			       sizeof(m->base_device_fs));
 out:
 	json_object_put(o);
 	return r < 0 ? r : 0;

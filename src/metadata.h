@@ -3,11 +3,16 @@
  * temp file, fsync, rename, fsync of the directory.
  *
  * Layout under the metadata directory (STATEDIR/metadata), with the keys
- * the original engine used so its files stay readable:
+ * the original engine used so its files stay readable (and Docker's
+ * files readable by Docker: Go's json ignores the keys it does not know,
+ * and every key it knows keeps its name and type):
  *   <name>                device: device_id, size, transaction_id,
  *                         initialized, deleted, + parent, created,
  *                         renamed_from (only during a rename)
- *   deviceset-metadata    next_device_id, base_device_uuid, base_device_fs
+ *   deviceset-metadata    next_device_id, base_device_uuid, base_device_fs;
+ *                         also written as Docker's BaseDeviceUUID and
+ *                         BaseDeviceFilesystem, read from them when ours
+ *                         are absent (a file Docker wrote)
  *   transaction-metadata  open_transaction_id, device_hash, device_id
  * Temp files start with '.', which no device name can.
  *

@@ -36,5 +36,6 @@ for t in namespace errors data restart stress safety automount; do
 done
 run_part dm-cases bash "$top_srcdir/tests/vm/dm-cases.sh"
 run_part dm-safety bash "$top_srcdir/tests/vm/dm-safety.sh"
+part_timeout=$((part_timeout > 900 ? part_timeout : 900)) run_part dm-docker bash "$top_srcdir/tests/vm/dm-docker.sh" # dockerd under TCG: ~7 min
 run_part dm-crash bash "$top_srcdir/tests/vm/dm-crash.sh"
 echo "dm-guest: done"
