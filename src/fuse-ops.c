@@ -1,5 +1,5 @@
 /*
- * fuse-ops.c - the namespace of DESIGN §1 over the engine, as libfuse3
+ * fuse-ops.c - the namespace of doc/design.md §1 over the engine, as libfuse3
  * low-level operations.
  *
  * Inode numbers are derived from device IDs, so they are stable across

@@ -26,7 +26,7 @@
 #define META_TRANSACTION "transaction-metadata"
 #define META_MAX_FILE (1024 * 1024)
 
-/* A device name as DESIGN §1 has it; "base" is allowed here (the base
+/* A device name as doc/design.md §1 has it; "base" is allowed here (the base
  * device's file), the engine's own two file names are not. */
 static bool valid_file_name(const char *name)
 {

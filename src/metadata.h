@@ -87,7 +87,7 @@ int meta_transaction_load(const char *dir, struct meta_transaction *m);
 int meta_parse_tid(const char *text, size_t len, uint64_t *out);
 
 /* The info files' JSON (pretty, ending in "\n"); malloc'd, NULL on ENOMEM.
- * Keys as DESIGN §1; figures that are not known are null. */
+ * Keys as doc/design.md §2; figures that are not known are null. */
 char *meta_device_info_json(const struct ds_device_info *d);
 char *meta_pool_info_json(const struct ds_pool_info *p);
 

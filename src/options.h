@@ -1,5 +1,5 @@
 /*
- * options.h - the dm.* storage options (and backend=) of DESIGN §2:
+ * options.h - the dm.* storage options (and backend=) of doc/design.md §6:
  * their defaults, parsing with the original engine's units and bool
  * spellings, and validation. A refused key or value leaves the options
  * unchanged and puts a one-line message naming the key in err.

@@ -1,5 +1,5 @@
 /*
- * pool.h - the pool backend interface the engine calls (DESIGN §3).
+ * pool.h - the pool backend interface the engine calls (doc/design.md §7).
  *
  * A backend owns a thin pool: devices are known to it only by a 24-bit
  * device ID (and, for activation, the name the engine gives the active

@@ -1,5 +1,5 @@
 #!/bin/bash
-# errors.t - every errno of DESIGN §1, and refusals at start, with the
+# errors.t - every errno of doc/design.md §1, and refusals at start, with the
 # words of the reason in info's last_error.
 . "$(dirname "$0")/lib.sh"
 

@@ -1,5 +1,5 @@
 #!/bin/bash
-# hostile-start.t - starts over hostile metadata (DESIGN §4: "a corrupt
+# hostile-start.t - starts over hostile metadata (doc/design.md §4 and the contract's §4: "a corrupt
 # metadata file at start is reported by path; the daemon does not silently
 # drop devices").
 #

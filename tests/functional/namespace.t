@@ -1,5 +1,5 @@
 #!/bin/bash
-# namespace.t - the layout of DESIGN §1 as a user sees it: files and
+# namespace.t - the layout of doc/design.md §1 as a user sees it: files and
 # directories, mkdir at the top and nested, info JSON, rename, rm -r,
 # readdir, df, ctl lines, counted mounts, read-only mounts, resize.
 . "$(dirname "$0")/lib.sh"
@@ -12,7 +12,7 @@ missing=
 for k in backend pool_name data_file data_loopback metadata_file metadata_loopback data metadata base_device_size base_device_fs sector_size udev_sync_supported deferred_remove_enabled deferred_delete_enabled deferred_deleted_device_count device_count transaction_id; do
 	jq -e "has(\"$k\")" "$M/info" >/dev/null || missing="$missing $k"
 done
-[ -z "$missing" ]; ok $? "pool info has every key of DESIGN §1${missing:+ (missing:$missing)}"
+[ -z "$missing" ]; ok $? "pool info has every key of doc/design.md §2${missing:+ (missing:$missing)}"
 is "$(jq -r .base_device_fs "$M/info")" "$FS" "base filesystem is $FS"
 grep -q "^ok $BACKEND 0 devices" "$M/ctl"; ok $? "pool ctl reads one line of state ($(cat "$M/ctl"))"
 
@@ -25,7 +25,7 @@ missing=
 for k in name parent device_id size transaction_id initialized deleted mounted mount_count read_only dm_name dev_path filesystem created mapped_bytes last_error; do
 	jq -e "has(\"$k\")" "$M/web/info" >/dev/null || missing="$missing $k"
 done
-[ -z "$missing" ]; ok $? "device info has every key of DESIGN §1${missing:+ (missing:$missing)}"
+[ -z "$missing" ]; ok $? "device info has every key of doc/design.md §2${missing:+ (missing:$missing)}"
 jq -e '.mounted == false and .mount_count == 0 and .dev_path == null and .size == 536870912' "$M/web/info" >/dev/null; ok $? "an unmounted device: dev_path null, size 512M"
 is "$(cat "$M/web/ctl")" "unmounted" "ctl reads 'unmounted'"
 [ -L "$M/web/rootfs" ]; ok $? "rootfs is a symlink"

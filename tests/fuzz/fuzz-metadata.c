@@ -61,7 +61,7 @@ static bool terminated(const char *s, size_t len)
 }
 
 /* What metadata.h lets name a device file: a device name by the pattern
- * of DESIGN §1 ("base" and the reserved ctl, info, rootfs included: files
+ * of doc/design.md §1 ("base" and the reserved ctl, info, rootfs included: files
  * of other programs' state may have them), not the engine's own files. */
 static bool file_name(const char *s)
 {
