@@ -243,10 +243,15 @@ static int dev_sectors(const char *dev, uint64_t *sectors)
 	return 0;
 }
 
+/* The pool's table. error_if_no_space: a full pool fails the writes that
+ * need a new block at once (ENOSPC to the filesystem on the thin device)
+ * instead of queueing them, which the kernel does by default for
+ * no_space_timeout (60 s, 0 = forever) and which hangs every writer and
+ * a suspend (a reload) of the pool behind them. */
 static int pool_table_params(struct pool *p, char *buf, size_t len)
 {
-	if (snprintf(buf, len, "%s %s %" PRIu32 " %d 1 skip_block_zeroing", p->meta_dev, p->data_dev,
-		     p->block_sectors, LOW_WATER_BLOCKS) >= (int)len) {
+	if (snprintf(buf, len, "%s %s %" PRIu32 " %d 2 skip_block_zeroing error_if_no_space", p->meta_dev,
+		     p->data_dev, p->block_sectors, LOW_WATER_BLOCKS) >= (int)len) {
 		log_err("dm pool %s: table parameters longer than %zu bytes", p->name, len);
 		return -ENAMETOOLONG;
 	}
@@ -268,6 +273,42 @@ static int read_pool_status(struct pool *p, uint64_t *tid, uint64_t *mu, uint64_
 		log_err("dm pool %s: cannot read its status '%s' (pool failed?)", p->name, params);
 		return -EIO;
 	}
+	return 0;
+}
+
+/* The pool's mode from its status line (after the five numbers and the
+ * held metadata root): "rw", "ro" (read-only, or out of metadata space),
+ * "out_of_data_space", or "Fail"; needs_check if the kernel set that flag
+ * after a failed metadata operation (it then stays read-only until an
+ * offline thin_check clears it). */
+struct pool_mode {
+	char mode[32];
+	bool needs_check;
+	uint64_t mu, mt, du, dt;
+};
+
+static int read_pool_mode(struct pool *p, struct pool_mode *m)
+{
+	char params[512], held[32], mode[32], w[4][32];
+	uint64_t tid;
+	int n, r = get_params(p->name, DM_DEVICE_STATUS, params, sizeof(params), NULL, 0);
+
+	memset(m, 0, sizeof(*m));
+	if (r < 0) {
+		log_err("dm pool %s: status: %s", p->name, strerror(-r));
+		return r;
+	}
+	n = sscanf(params, "%" SCNu64 " %" SCNu64 "/%" SCNu64 " %" SCNu64 "/%" SCNu64 " %31s %31s %31s %31s %31s %31s",
+		   &tid, &m->mu, &m->mt, &m->du, &m->dt, held, mode, w[0], w[1], w[2], w[3]);
+	if (n < 7) {
+		/* "Fail", or a status this code does not know */
+		snprintf(m->mode, sizeof(m->mode), "%s", n < 5 ? "Fail" : "unknown");
+		return 0;
+	}
+	snprintf(m->mode, sizeof(m->mode), "%s", mode);
+	for (int i = 0; i < n - 7; i++)
+		if (strcmp(w[i], "needs_check") == 0)
+			m->needs_check = true;
 	return 0;
 }
 
@@ -331,13 +372,99 @@ static int reload_pool(struct pool *p)
 	return r;
 }
 
+static int create_table(struct pool *p)
+{
+	char params[1024];
+	uint64_t sectors;
+	int r = dev_sectors(p->data_dev, &sectors);
+
+	if (r < 0)
+		return r;
+	pool_table_params(p, params, sizeof(params));
+	r = load_table(DM_DEVICE_CREATE, p->name, sectors, "thin-pool", params);
+	if (r < 0)
+		log_err("dm pool: create %s (thin-pool %s): %s", p->name, params, strerror(-r));
+	return r;
+}
+
+/* Create the pool. A pool whose metadata carries the kernel's needs_check
+ * flag (a metadata operation failed, e.g. the metadata space ran out
+ * before the kernel could stop it) comes up read-only, and only an
+ * offline check clears the flag: remove it, run thin_check
+ * --clear-needs-check-flag (which clears it only when the metadata is
+ * clean), create it again. Metadata thin_check finds damaged stops the
+ * start: thin_repair is the owner's call, not ours. */
+static int create_pool(struct pool *p)
+{
+	const char *argv[] = { "thin_check", "--clear-needs-check-flag", p->meta_dev, NULL };
+	struct pool_mode m;
+	int r = create_table(p);
+
+	if (r < 0 || read_pool_mode(p, &m) < 0 || !m.needs_check)
+		return r;
+	log_warn("dm pool %s: the metadata %s has the needs_check flag set (mode %s): checking it with "
+		 "thin_check --clear-needs-check-flag", p->name, p->meta_path, m.mode);
+	r = simple_task(DM_DEVICE_REMOVE, p->name, true);
+	if (r < 0) {
+		log_err("dm pool %s: remove, to check its metadata: %s", p->name, strerror(-r));
+		return r;
+	}
+	r = fsutil_run((char *const *)argv);
+	if (r < 0) {
+		log_err("dm pool %s: thin_check --clear-needs-check-flag %s failed (%s): the pool metadata needs "
+			"thin_repair; not starting", p->name, p->meta_dev, strerror(-r));
+		return -EUCLEAN;
+	}
+	r = create_table(p);
+	if (r == 0 && read_pool_mode(p, &m) == 0)
+		log_info("dm pool %s: metadata checked clean and the flag cleared; pool mode %s%s", p->name, m.mode,
+			 m.needs_check ? ", still needs_check" : "");
+	return r;
+}
+
+/* dm_create_snap suspends an active origin around the snapshot; a daemon
+ * killed in between leaves it suspended, and all I/O to it (a mounted
+ * filesystem's writers) blocks. At open, before the engine adopts the
+ * devices, resume every suspended device of this state directory
+ * (PREFIX-ID; never the pool). */
+static void resume_left_suspended(const char *prefix)
+{
+	struct dm_task *dmt = dm_task_create(DM_DEVICE_LIST);
+	struct dm_names *n;
+	struct dm_info info;
+	size_t plen = strlen(prefix);
+	unsigned next = 0;
+
+	if (!dmt)
+		return;
+	if (!dm_task_run(dmt) || !(n = dm_task_get_names(dmt)) || !n->dev)
+		goto out;
+	do {
+		n = (struct dm_names *)((char *)n + next);
+		next = n->next;
+		if (strncmp(n->name, prefix, plen) != 0 || n->name[plen] != '-' ||
+		    strspn(n->name + plen + 1, "0123456789") != strlen(n->name + plen + 1))
+			continue;
+		if (device_info(n->name, &info) == 1 && info.suspended) {
+			int r = simple_task(DM_DEVICE_RESUME, n->name, true);
+
+			if (r < 0)
+				log_err("dm pool: resume %s, left suspended by a killed run: %s", n->name, strerror(-r));
+			else
+				log_warn("dm pool: resumed %s, left suspended by a run killed during a snapshot", n->name);
+		}
+	} while (next);
+out:
+	dm_task_destroy(dmt);
+}
+
 static int dm_open(const struct pool_config *cfg, struct pool **out)
 {
 	const struct ds_options *o = cfg->opts;
 	struct dm_info info;
 	struct pool *p;
 	char params[1024], dir[PATH_MAX];
-	uint64_t sectors, tid, mu, mt, du, dt;
+	uint64_t tid, mu, mt, du, dt;
 	unsigned major_v, minor_v, patch_v;
 	bool grown = false;
 	int r;
@@ -426,22 +553,31 @@ static int dm_open(const struct pool_config *cfg, struct pool **out)
 	if (r < 0)
 		goto fail;
 	if (r == 1) {
+		char table[1024], target[32];
+
 		log_info("dm pool: %s is already active (a previous run): reusing it", p->name);
+		if (info.suspended) {
+			/* a run killed inside reload_pool */
+			r = simple_task(DM_DEVICE_RESUME, p->name, true);
+			log_warn("dm pool %s: was left suspended by a killed run; resume: %s", p->name,
+				 r < 0 ? strerror(-r) : "done");
+		}
 		/* The loop devices already have the new capacity
-		 * (attach_file); the pool takes it at a reload. */
+		 * (attach_file); the pool takes it at a reload, and so does
+		 * a table made by an older thinfs (no error_if_no_space). */
+		pool_table_params(p, params, sizeof(params));
+		r = get_params(p->name, DM_DEVICE_TABLE, table, sizeof(table), target, sizeof(target));
+		if (r == 0 && strcmp(table, params) != 0) {
+			log_info("dm pool %s: table '%s' becomes '%s'", p->name, table, params);
+			grown = true;
+		}
 		r = grown ? reload_pool(p) : 0;
 		if (r < 0)
 			goto fail;
 	} else {
-		r = dev_sectors(p->data_dev, &sectors);
+		r = create_pool(p);
 		if (r < 0)
 			goto fail;
-		pool_table_params(p, params, sizeof(params));
-		r = load_table(DM_DEVICE_CREATE, p->name, sectors, "thin-pool", params);
-		if (r < 0) {
-			log_err("dm pool: create %s (thin-pool %s): %s", p->name, params, strerror(-r));
-			goto fail;
-		}
 		r = device_info(p->name, &info);
 		if (r <= 0) {
 			r = r < 0 ? r : -ENODEV;
@@ -452,6 +588,7 @@ static int dm_open(const struct pool_config *cfg, struct pool **out)
 	}
 	p->pool_major = info.major;
 	p->pool_minor = info.minor;
+	resume_left_suspended(cfg->prefix);
 	*out = p;
 	return 0;
 fail:
@@ -481,8 +618,25 @@ static int message_fmt(struct pool *p, const char *what, const char *fmt, ...)
 	pthread_mutex_lock(&p->lock);
 	r = send_message(p->name, msg);
 	pthread_mutex_unlock(&p->lock);
-	if (r < 0 && r != -EEXIST && r != -ENODATA)
+	if (r < 0 && r != -EEXIST && r != -ENODATA) {
+		struct pool_mode m;
+
+		/* A pool out of metadata space (or read-only after a failed
+		 * metadata operation) refuses every message with
+		 * EOPNOTSUPP: say why, as ENOSPC (resize-pool grows the
+		 * metadata and brings it back) or EROFS (needs_check). */
+		if (read_pool_mode(p, &m) == 0 && strcmp(m.mode, "rw") != 0 &&
+		    strcmp(m.mode, "out_of_data_space") != 0) {
+			bool full = strcmp(m.mode, "ro") == 0 && !m.needs_check;
+
+			log_err("dm pool %s: %s (message '%s'): %s: the pool is '%s'%s (metadata %" PRIu64 "/%" PRIu64
+				" blocks used)%s", p->name, what, msg, strerror(-r), m.mode,
+				m.needs_check ? ", needs_check" : "", m.mu, m.mt,
+				full ? ": out of metadata space; resize-pool grows it" : "");
+			return full ? -ENOSPC : -EROFS;
+		}
 		log_err("dm pool %s: %s (message '%s'): %s", p->name, what, msg, strerror(-r));
+	}
 	return r;
 }
 
@@ -704,6 +858,11 @@ out:
 	return r;
 }
 
+/* dm-thin's largest metadata device (THIN_METADATA_MAX_SECTORS): the
+ * kernel uses no more of a larger one. */
+#define METADATA_MAX_BYTES (255ULL * (1 << 14) * 8 * 512)
+#define METADATA_BYTES_PER_BLOCK 64
+
 /* What the metadata device can map: lvm2 reckons 64 bytes of metadata
  * per data block (mapping btrees and space maps included); a pool grown
  * past it runs out of metadata space and turns read-only. */
@@ -711,9 +870,13 @@ static uint64_t dm_max_data_size(struct pool *p)
 {
 	uint64_t mu, mt, du, dt, tid;
 
+	/* A loopback pool's resize_pool grows the metadata file with the
+	 * data, up to the kernel's maximum. */
+	if (p->loopback)
+		return METADATA_MAX_BYTES / METADATA_BYTES_PER_BLOCK * p->block_sectors * 512;
 	if (read_pool_status(p, &tid, &mu, &mt, &du, &dt) < 0)
 		return UINT64_MAX; /* resize_pool reports the pool's own error */
-	return mt * METADATA_BLOCK / 64 * p->block_sectors * 512;
+	return mt * METADATA_BLOCK / METADATA_BYTES_PER_BLOCK * p->block_sectors * 512;
 }
 
 static int dm_dev_status(struct pool *p, const char *name, uint32_t dev_id, struct pool_dev_status *st)
@@ -774,9 +937,37 @@ static int dm_status(struct pool *p, struct pool_status *st)
 	return 0;
 }
 
+/* The metadata file's new size at a resize-pool to data_size bytes: at
+ * least what lvm2 reckons data_size needs (64 bytes a block), doubled
+ * when less than half of it is free or the pool has gone read-only (out
+ * of metadata space); never past the kernel's maximum, never smaller. */
+static uint64_t metadata_target(struct pool *p, const struct pool_mode *m, uint64_t cur, uint64_t data_size)
+{
+	uint64_t block = (uint64_t)p->block_sectors * 512;
+	uint64_t need = (data_size / block + 1) * METADATA_BYTES_PER_BLOCK;
+	uint64_t t = cur;
+	bool low = m->mt && (m->mt - m->mu) * 2 < m->mt;
+
+	need = (need + (1 << 20) - 1) & ~(uint64_t)((1 << 20) - 1);
+	if (low || strcmp(m->mode, "ro") == 0)
+		t = cur * 2;
+	if (t < need)
+		t = need;
+	if (t > METADATA_MAX_BYTES)
+		t = METADATA_MAX_BYTES;
+	return t > cur ? t : cur;
+}
+
+/* Grow the loopback data file to new_size (and the metadata file when
+ * its space runs low), then reload the pool over them. The kernel grows
+ * the pool at the resume and leaves out_of_data_space (data) or
+ * read-only-for-want-of-metadata-space mode by itself once the new space
+ * is there; what it cannot leave online is needs_check, reported here. */
 static int dm_resize_pool(struct pool *p, uint64_t new_size)
 {
-	struct stat st;
+	struct pool_mode m;
+	struct stat st, mst;
+	uint64_t meta_new;
 	int r;
 
 	if (!p->loopback) {
@@ -784,17 +975,58 @@ static int dm_resize_pool(struct pool *p, uint64_t new_size)
 			p->name, p->external ? "the pool" : p->data_path);
 		return -EOPNOTSUPP;
 	}
-	if (stat(p->data_path, &st) < 0)
-		return -errno;
+	if (stat(p->data_path, &st) < 0) {
+		r = -errno;
+		log_err("dm pool %s: resize-pool: stat %s: %s", p->name, p->data_path, strerror(-r));
+		return r;
+	}
 	if ((uint64_t)st.st_size > new_size) {
 		log_err("dm pool %s: resize-pool %" PRIu64 ": smaller than the data file's %jd bytes",
 			p->name, new_size, (intmax_t)st.st_size);
 		return -EINVAL;
 	}
+	if (stat(p->meta_path, &mst) < 0) {
+		r = -errno;
+		log_err("dm pool %s: resize-pool: stat %s: %s", p->name, p->meta_path, strerror(-r));
+		return r;
+	}
+	r = read_pool_mode(p, &m);
+	if (r < 0)
+		return r;
+	if (m.needs_check) {
+		log_err("dm pool %s: resize-pool: the pool is read-only with the kernel's needs_check flag set (a "
+			"metadata operation failed); only an offline check clears it: unmount every device and stop "
+			"thinfs (the pool is deactivated), and the next start runs thin_check --clear-needs-check-flag",
+			p->name);
+		return -EROFS;
+	}
 	r = loop_file_size(p->data_path, new_size, true, "dm pool: data file");
 	if (r >= 0)
 		r = loop_set_capacity(p->data_loop);
-	return r < 0 ? r : reload_pool(p);
+	if (r < 0)
+		return r;
+	meta_new = metadata_target(p, &m, (uint64_t)mst.st_size, new_size);
+	if (meta_new > (uint64_t)mst.st_size) {
+		log_info("dm pool %s: metadata %" PRIu64 "/%" PRIu64 " blocks used (mode %s): growing %s from %jd to %"
+			 PRIu64 " bytes", p->name, m.mu, m.mt, m.mode, p->meta_path, (intmax_t)mst.st_size, meta_new);
+		r = loop_file_size(p->meta_path, meta_new, true, "dm pool: metadata file");
+		if (r >= 0)
+			r = loop_set_capacity(p->meta_loop);
+		if (r < 0)
+			return r;
+	}
+	r = reload_pool(p);
+	if (r < 0)
+		return r;
+	if (read_pool_mode(p, &m) == 0 && strcmp(m.mode, "rw") != 0) {
+		log_err("dm pool %s: resize-pool: the pool is still '%s' after growing (data %" PRIu64 "/%" PRIu64
+			", metadata %" PRIu64 "/%" PRIu64 " blocks used)%s", p->name, m.mode, m.du, m.dt, m.mu, m.mt,
+			m.needs_check ? ", needs_check" : "");
+		return strcmp(m.mode, "out_of_data_space") == 0 ? -ENOSPC : -EROFS;
+	}
+	log_info("dm pool %s: resized; mode %s, data %" PRIu64 "/%" PRIu64 ", metadata %" PRIu64 "/%" PRIu64
+		 " blocks used", p->name, m.mode, m.du, m.dt, m.mu, m.mt);
+	return 0;
 }
 
 int pool_dm_available(void)

@@ -217,6 +217,48 @@ static void reflink_close(struct pool *p)
 	free(p);
 }
 
+/* The engine freezes a mounted origin's filesystem (FIFREEZE) around a
+ * snapshot; a daemon killed between the freeze and the thaw leaves it
+ * frozen, and every writer in it blocks until someone thaws it. At open,
+ * before the engine adopts the mounts on STATEDIR/mnt/ID, thaw each of
+ * them: FITHAW of a filesystem that is not frozen is EINVAL, and nothing
+ * else of ours can be freezing one yet. */
+static void thaw_left_frozen(const char *state_dir)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 300];
+	struct dirent *e;
+	struct stat st, top;
+	DIR *d;
+	int fd, r;
+
+	if (snprintf(dir, sizeof(dir), "%s/mnt", state_dir) >= (int)sizeof(dir) || stat(dir, &top) < 0)
+		return;
+	d = opendir(dir);
+	if (!d) {
+		log_warn("reflink pool: look for filesystems a killed run left frozen in %s: opendir: %s", dir,
+			 strerror(errno));
+		return;
+	}
+	while ((e = readdir(d))) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' || strchr(e->d_name, '.'))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_dev == top.st_dev)
+			continue; /* not a mount */
+		fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		r = fsutil_thaw(fd);
+		close(fd);
+		if (r == 0)
+			log_warn("reflink pool: thawed the filesystem on %s, left frozen by a run killed during a snapshot",
+				 path);
+		else if (r != -EINVAL)
+			log_warn("reflink pool: thaw %s: %s", path, strerror(-r));
+	}
+	closedir(d);
+}
+
 static int reflink_open(const struct pool_config *cfg, struct pool **out)
 {
 	const struct ds_options *o = cfg->opts;
@@ -247,6 +289,7 @@ static int reflink_open(const struct pool_config *cfg, struct pool **out)
 		meta_mkdir_p(p->images, 0700) : -ENAMETOOLONG;
 	if (r < 0)
 		goto out;
+	thaw_left_frozen(cfg->state_dir);
 	remove_stale(p->images, ".new-");
 	remove_stale(p->store, ".transaction_id.tmp-");
 	*out = p;
