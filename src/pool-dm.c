@@ -10,6 +10,7 @@
  * Without udev (containers, VMs without it) libdm makes the /dev/mapper
  * nodes itself.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -25,6 +26,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "docker.h"
 #include "fsutil.h"
 #include "idmap.h"
 #include "log.h"
@@ -422,6 +424,126 @@ static int create_pool(struct pool *p)
 	return r;
 }
 
+/* ------------------------------------------------------------------ */
+/* Another program's pool over the same storage. Docker names its pool
+ * after the same directory (docker-MAJ:MIN-INO-pool, docker.h) over the
+ * same files: two pools over one metadata device would each overwrite
+ * the other's metadata. */
+
+/* A one-line sysfs attribute into buf, newline dropped; "" if absent. */
+static void read_sysfs(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "re");
+
+	buf[0] = '\0';
+	if (!f)
+		return;
+	if (!fgets(buf, (int)len, f))
+		buf[0] = '\0';
+	fclose(f);
+	buf[strcspn(buf, "\n")] = '\0';
+}
+
+/* dev (a block device: the loop device of a pool file, or dm.datadev /
+ * dm.metadatadev) held by anything but our pool: -EBUSY, logged naming
+ * the holder. *held_out: held by our pool (a previous run's). */
+static int check_holders(struct pool *p, const char *what, const char *dev, bool *held_out)
+{
+	char dir[128], path[PATH_MAX], name[256];
+	struct dirent *e;
+	struct stat st;
+	DIR *d;
+	int r = 0;
+
+	*held_out = false;
+	if (stat(dev, &st) < 0 || !S_ISBLK(st.st_mode))
+		return 0; /* the open itself will say what is wrong with it */
+	snprintf(dir, sizeof(dir), "/sys/dev/block/%u:%u/holders", major(st.st_rdev), minor(st.st_rdev));
+	d = opendir(dir);
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/dm/name", dir, e->d_name);
+		read_sysfs(path, name, sizeof(name));
+		if (name[0] && strcmp(name, p->name) == 0) {
+			*held_out = true;
+			continue;
+		}
+		log_err("dm pool: cannot start: the %s (%s) is in use by %s%s%s: another program "
+			"(dockerd?) has this pool open, and two pools over one metadata device destroy it. "
+			"Stop that program first%s", what, dev, name[0] ? "dm device " : "", name[0] ? name : e->d_name,
+			name[0] ? "" : " (not a dm device)",
+			name[0] ? "; if nothing runs any more, remove its devices with dmsetup remove" : "");
+		r = -EBUSY;
+		break;
+	}
+	closedir(d);
+	return r;
+}
+
+/* A loop device attached to a pool file by someone else: held by another
+ * dm device (check_holders), or attached with autoclear (thinfs attaches
+ * without; Docker with) and still open. Leftover loop devices of our own
+ * pool pass. -EBUSY; 0. */
+static int check_pool_file(struct pool *p, const char *what, const char *file)
+{
+	char loop[64], attr[128], v[16];
+	bool ours;
+	int r;
+
+	for (int tries = 0; ; tries++) {
+		r = loop_find(file, loop, sizeof(loop));
+		if (r <= 0)
+			return 0; /* not attached; an error here shows again at the attach */
+		r = check_holders(p, what, loop, &ours);
+		if (r < 0 || ours)
+			return r;
+		snprintf(attr, sizeof(attr), "/sys/block/%s/loop/autoclear",
+			 strncmp(loop, "/dev/", 5) == 0 ? loop + 5 : loop);
+		read_sysfs(attr, v, sizeof(v));
+		if (strcmp(v, "1") != 0)
+			return 0;
+		/* An autoclear loop device goes at its last close: give one
+		 * that is just being let go a moment. */
+		if (tries == 20) {
+			log_err("dm pool: cannot start: the %s %s is attached to %s by another program, "
+				"which still has it open (autoclear loop device): is dockerd starting or "
+				"running on this directory? Stop it first", what, file, loop);
+			return -EBUSY;
+		}
+		usleep(100 * 1000);
+	}
+}
+
+static int check_other_owner(struct pool *p, const struct pool_config *cfg)
+{
+	const struct ds_options *o = cfg->opts;
+	char docker[POOL_DEV_NAME_MAX], path[PATH_MAX];
+	struct dm_info info;
+	bool ours;
+	int r;
+
+	if (docker_pool_name(cfg->prefix, docker, sizeof(docker)) == 0 && device_info(docker, &info) == 1) {
+		log_err("dm pool: cannot start: Docker's pool %s for %s is active: dockerd is running on "
+			"this directory, or left its pool behind. Stop dockerd (systemctl stop docker.socket "
+			"docker); if the pool stays, remove its thin devices and the pool with dmsetup remove",
+			docker, cfg->state_dir);
+		return -EBUSY;
+	}
+	if (o->data_dev) {
+		r = check_holders(p, "data device", o->data_dev, &ours);
+		return r < 0 ? r : check_holders(p, "metadata device", o->metadata_dev, &ours);
+	}
+	snprintf(path, sizeof(path), "%s/devicemapper/data", cfg->state_dir);
+	r = check_pool_file(p, "data file", path);
+	if (r < 0)
+		return r;
+	snprintf(path, sizeof(path), "%s/devicemapper/metadata", cfg->state_dir);
+	return check_pool_file(p, "metadata file", path);
+}
+
 /* dm_create_snap suspends an active origin around the snapshot; a daemon
  * killed in between leaves it suspended, and all I/O to it (a mounted
  * filesystem's writers) blocks. At open, before the engine adopts the
@@ -515,6 +637,9 @@ static int dm_open(const struct pool_config *cfg, struct pool **out)
 	}
 
 	snprintf(p->name, sizeof(p->name), "%s-pool", cfg->prefix);
+	r = check_other_owner(p, cfg);
+	if (r < 0)
+		goto fail;
 	if (o->data_dev) {
 		snprintf(p->data_path, sizeof(p->data_path), "%s", o->data_dev);
 		snprintf(p->meta_path, sizeof(p->meta_path), "%s", o->metadata_dev);
