@@ -37,5 +37,6 @@ done
 run_part dm-cases bash "$top_srcdir/tests/vm/dm-cases.sh"
 run_part dm-safety bash "$top_srcdir/tests/vm/dm-safety.sh"
 part_timeout=$((part_timeout > 900 ? part_timeout : 900)) run_part dm-docker bash "$top_srcdir/tests/vm/dm-docker.sh" # dockerd under TCG: ~7 min
+part_timeout=$((part_timeout > 1500 ? part_timeout : 1500)) run_part dm-fullpool bash "$top_srcdir/tests/vm/dm-fullpool.sh" # fills 3 pools under TCG: 5-15 min
 run_part dm-crash bash "$top_srcdir/tests/vm/dm-crash.sh"
 echo "dm-guest: done"
