@@ -714,13 +714,9 @@ int ds_add_device(struct deviceset *s, const char *name, const char *parent_name
 	}
 	pthread_mutex_lock(&s->lock);
 	if (find_name(s, name)) {
-		struct device *other = find_name(s, name);
-
 		r = -EEXIST;
-		if (other->m.deleted)
-			log_info("mkdir '%s': the name is held by a device pending deferred deletion", name);
-		else
-			log_info("mkdir '%s': a device of that name exists (parent '%s')", name, other->m.parent);
+		log_info("mkdir '%s': a device of that name exists (parent '%s')", name,
+			 find_name(s, name)->m.parent);
 	} else if ((r = refuse_if_needs_recovery(s, &scratch, "mkdir")) == 0) {
 		r = check_free_space(s, &scratch);
 		if (r == 0)
@@ -2498,7 +2494,8 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 			for (struct device *e = d->next_id; e; e = e->next_id)
 				if (e->m.device_id == d->m.device_id) {
 					log_err("cannot start: %s/%s and %s/%s both claim device ID %" PRIu32,
-						s->meta_dir, d->m.name, s->meta_dir, e->m.name, d->m.device_id);
+						d->buried ? s->deleted_dir : s->meta_dir, d->m.name,
+						e->buried ? s->deleted_dir : s->meta_dir, e->m.name, d->m.device_id);
 					r = -EUCLEAN;
 					goto fail;
 				}
@@ -2558,8 +2555,7 @@ static void shutdown_one(struct deviceset *s, struct device *d, void *arg)
 		}
 		if (d->automounted)
 			automount_marker(s, d, false);
-		d->mount_count = 0;
-		d->automounted = false;
+		TABLE(s, d->mount_count = 0; d->automounted = false);
 		log_info("unmounted device '%s' at shutdown", d->m.name);
 	}
 	if (d->active && deactivate(s, d, false) < 0)

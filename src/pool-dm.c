@@ -102,20 +102,31 @@ static void setup_libdm(int level)
 	pthread_once(&once, init_libdm);
 }
 
+/* libdevmapper is not thread-safe: its udev cookies and, without udev,
+ * the list of /dev/mapper node operations it keeps are process-wide.
+ * Every task runs under this lock (a leaf: nothing is taken under it),
+ * so the engine may call the backend from several threads (pool.h). */
+static pthread_mutex_t libdm_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* Run a task; -errno from the kernel on failure. */
 static int run_task(struct dm_task *dmt, bool with_cookie)
 {
 	uint32_t cookie = 0;
 	int r = 0;
 
-	if (with_cookie && !dm_task_set_cookie(dmt, &cookie, 0))
-		return -EIO;
+	pthread_mutex_lock(&libdm_lock);
+	if (with_cookie && !dm_task_set_cookie(dmt, &cookie, 0)) {
+		r = -EIO;
+		goto out;
+	}
 	if (!dm_task_run(dmt)) {
 		r = dm_task_get_errno(dmt);
 		r = r > 0 ? -r : -EIO;
 	}
 	if (with_cookie)
 		dm_udev_wait(cookie);
+out:
+	pthread_mutex_unlock(&libdm_lock);
 	return r;
 }
 
@@ -559,7 +570,7 @@ static void resume_left_suspended(const char *prefix)
 
 	if (!dmt)
 		return;
-	if (!dm_task_run(dmt) || !(n = dm_task_get_names(dmt)) || !n->dev)
+	if (run_task(dmt, false) < 0 || !(n = dm_task_get_names(dmt)) || !n->dev)
 		goto out;
 	do {
 		n = (struct dm_names *)((char *)n + next);
@@ -875,7 +886,9 @@ static int ensure_node(const char *name, const char *path)
 	if (access(path, F_OK) == 0)
 		return 0;
 	/* No udev and the node missing: ask libdm to make it. */
+	pthread_mutex_lock(&libdm_lock);
 	dm_mknodes(name);
+	pthread_mutex_unlock(&libdm_lock);
 	return access(path, F_OK) == 0 ? 0 : -ENOENT;
 }
 
@@ -1173,7 +1186,7 @@ int pool_dm_available(void)
 	}
 	fsutil_run((char *const *)modprobe);
 	dmt = dm_task_create(DM_DEVICE_LIST_VERSIONS);
-	if (dmt && dm_task_run(dmt)) {
+	if (dmt && run_task(dmt, false) == 0) {
 		v = dm_task_get_versions(dmt);
 		for (;;) {
 			if (strcmp(v->name, "thin-pool") == 0) {

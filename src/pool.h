@@ -16,7 +16,9 @@
  * so those see one call at a time. status and dev_status are called
  * without it, concurrently with anything: a backend answers them from
  * the kernel or the filesystem without touching state the other verbs
- * change.
+ * change. discard is called without it too, for a deleted device nothing
+ * else reaches; a backend whose library is not thread-safe serialises
+ * its own calls into it (pool-dm.c).
  */
 #ifndef THINFS_POOL_H
 #define THINFS_POOL_H
