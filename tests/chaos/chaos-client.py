@@ -35,6 +35,7 @@ log = open(logpath, "a")
 ALLOWED = {errno.EEXIST, errno.ENOENT, errno.EBUSY, errno.ENOTEMPTY, errno.EINVAL, errno.ENOSPC}
 GONE = {errno.ENOTCONN, errno.ECONNABORTED}
 prefix = "c%d-" % client
+NAMES = int(os.environ.get("CHAOS_NAMES", "6"))  # devices per client at most
 
 
 def emit(*words):
@@ -46,7 +47,10 @@ def emit(*words):
 def scan():
     """name -> path of this client's devices, from the namespace."""
     found = {}
-    for root, dirs, _files in os.walk(mnt):
+
+    def fail(e):
+        raise e
+    for root, dirs, _files in os.walk(mnt, onerror=fail):
         for d in list(dirs):
             if d == "rootfs":
                 dirs.remove(d)
@@ -89,7 +93,7 @@ while time.time() < end:
     op = rnd.choice(["mkdir", "mkdir", "rmdir", "rename", "mount", "mount", "unmount",
                      "resize", "data", "data", "data"])
     names = sorted(devs)
-    free = [prefix + str(k) for k in range(8) if prefix + str(k) not in devs]
+    free = [prefix + str(k) for k in range(NAMES) if prefix + str(k) not in devs]
     args = None
     try:
         if op == "mkdir":
@@ -118,8 +122,12 @@ while time.time() < end:
             args = (old, new)
             emit("B", op, *args)
             newpath = os.path.join(os.path.dirname(devs[old]), new)
-            os.rename(devs[old], newpath)
-            devs = scan()  # children moved with it
+            oldpath = devs[old]
+            os.rename(oldpath, newpath)
+            # children moved with it
+            devs = {(new if n == old else n):
+                    (newpath + p[len(oldpath):] if p == oldpath or p.startswith(oldpath + "/") else p)
+                    for n, p in devs.items()}
             mounted[new] = mounted.pop(old, 0)
         elif op == "mount":
             if not names:

@@ -98,6 +98,10 @@ for path in logs:
         stats["uncertain"] += 1
         if op in ("mkdir", "rmdir"):
             maybe[a[0]] = pending
+        elif op == "rename" and a[1] in devs:
+            # onto a device that exists: it can only fail (EEXIST); the
+            # client picked the name from a listing that missed it.
+            pass
         elif op == "rename":
             maybe[a[0]] = pending
             maybe[a[1]] = pending

@@ -3,7 +3,7 @@
 # restart, THINFS_CHAOS_ITERATIONS times (10) on one state directory.
 # Each round: 4 clients (tests/chaos/chaos-client.py) do mkdir, rmdir,
 # rename, mount, unmount, resize and fsynced writes inside mounted devices,
-# each logging what it was told; after 1-4 s (THINFS_CHAOS_MAX_MS) the
+# each logging what it was told; after 0.5-3 s (THINFS_CHAOS_MAX_MS) the
 # daemon gets SIGKILL; a new daemon starts on the same state directory and
 # mount point; tests/chaos/chaos-oracle.py checks that every acknowledged
 # device exists where it was made with its fsynced files (checksums), that
@@ -17,7 +17,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 chaos=$here/../chaos
 CLI=${top_builddir:-.}/tests/engine/engine-cli
 iters=${THINFS_CHAOS_ITERATIONS:-10}
-max_ms=${THINFS_CHAOS_MAX_MS:-4000}
+max_ms=${THINFS_CHAOS_MAX_MS:-3000}
 check_every=${THINFS_CHAOS_CHECK_EVERY:-5}
 seed=${THINFS_CHAOS_SEED:-$(date +%s)}
 RANDOM=$seed
