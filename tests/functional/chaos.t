@@ -83,6 +83,10 @@ for ((it = 1; it <= iters; it++)); do
 	if ! start_daemon "$OPTS"; then
 		ok 1 "round $it: restart after kill -9 at ${ms} ms"
 		failed_rounds=$((failed_rounds + 1))
+		keep=/var/tmp/thinfs-chaos-fail.$$.$it
+		mkdir -p "$keep" && cp "$WORK"/log "$WORK"/log."$it".* "$keep"/
+		grep "$M" /proc/self/mountinfo >"$keep/mountinfo"
+		diag "logs and the mount table kept in $keep"
 		break
 	fi
 	hung=0
