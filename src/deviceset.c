@@ -598,12 +598,18 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 	 * may be written to, and a snapshot of a live thin device must be
 	 * taken suspended (the kernel's thin-provisioning documentation). */
 	dm_name_of(s, parent->m.device_id, origin_name, sizeof(origin_name));
-	r = s->ops->is_active(s->pool, origin_name, parent->m.device_id, origin_path, sizeof(origin_path));
-	if (r < 0)
-		return fail(s, scratch, r, "device '%s': cannot tell whether '%s' is active: %s", name,
-			    parent->m.name, strerror(-r));
-	if (r == 1)
-		origin_active = origin_name;
+	if (!s->ops->engine_freezes_origin) {
+		/* Only a backend that suspends the origin itself (dm) needs
+		 * to know; on reflink the engine freezes a mounted origin, and
+		 * asking would scan every loop device. */
+		r = s->ops->is_active(s->pool, origin_name, parent->m.device_id, origin_path,
+				      sizeof(origin_path));
+		if (r < 0)
+			return fail(s, scratch, r, "device '%s': cannot tell whether '%s' is active: %s", name,
+				    parent->m.name, strerror(-r));
+		if (r == 1)
+			origin_active = origin_name;
+	}
 	for (;;) {
 		r = idmap_alloc(&s->ids, &id);
 		if (r < 0)

@@ -89,10 +89,12 @@ struct pool_ops {
 	/* New empty thin device of the given size. -EEXIST if the pool
 	 * already has dev_id (the engine retries with another ID). */
 	int (*create_thin)(struct pool *p, uint32_t dev_id, uint64_t size);
-	/* Snapshot of origin_id as dev_id. origin_active_name is the active
-	 * name of the origin or NULL when it is inactive; an active origin is
-	 * suspended around the snapshot (dm) and resumed on every path.
-	 * -EEXIST as create_thin. */
+	/* Snapshot of origin_id as dev_id. For a backend that suspends
+	 * origins itself (engine_freezes_origin false), origin_active_name is
+	 * the origin's active name when the kernel has it active (the engine
+	 * asks is_active), else NULL; it is suspended around the snapshot and
+	 * resumed on every path. Always NULL for the others. -EEXIST as
+	 * create_thin. */
 	int (*create_snap)(struct pool *p, uint32_t dev_id, uint32_t origin_id,
 			   uint64_t size, const char *origin_active_name);
 	/* Remove dev_id from the pool. -ENOENT if the pool has no such ID;
