@@ -47,9 +47,9 @@ export THINFS_VM_RESULTS
 
 t0=$SECONDS
 cd "$top_builddir" || exit 1
-"$top_srcdir/tests/vm/run-in-vm.sh" -m 3072 -t "${THINFS_VM_TIMEOUT:-1800}" \
+"$top_srcdir/tests/vm/run-in-vm.sh" -m 3072 -t "${THINFS_VM_TIMEOUT:-3600}" \
 	-e top_srcdir -e top_builddir -e THINFS -e THINFS_VM_RESULTS \
-	-e THINFS_VM_PART_TIMEOUT \
+	-e THINFS_VM_PART_TIMEOUT -e THINFS_VM_PARTS \
 	"$res" -- bash "$top_srcdir/tests/vm/dm-guest.sh" >"$tmp/guest.out" 2>"$tmp/guest.err"
 vmrc=$?
 elapsed=$((SECONDS - t0))
