@@ -114,14 +114,16 @@ for path in logs:
 
 # What the namespace shows.
 seen = {}  # name -> (parent, path)
-for root, dirs, _files in os.walk(mnt):
-    for d in list(dirs):
-        if d == "rootfs":
-            dirs.remove(d)
-            continue
-        if NAME.match(d):
-            parent = os.path.basename(root) if root != mnt else "-"
-            seen[d] = (parent, os.path.join(root, d))
+todo = [mnt]
+while todo:  # not os.walk: its is_dir follows rootfs links, which automounts
+    root = todo.pop()
+    with os.scandir(root) as it:
+        for e in it:
+            if e.name == "rootfs" or not e.is_dir(follow_symlinks=False):
+                continue
+            todo.append(e.path)
+            if NAME.match(e.name):
+                seen[e.name] = (os.path.basename(root) if root != mnt else "-", e.path)
 
 
 def ctl_state(p):
