@@ -1131,6 +1131,14 @@ static int dm_resize_pool(struct pool *p, uint64_t new_size)
 	r = read_pool_mode(p, &m);
 	if (r < 0)
 		return r;
+	if (strcmp(m.mode, "Fail") == 0) {
+		log_err("dm pool %s: resize-pool: the kernel failed the pool (a metadata commit failed, e.g. the "
+			"metadata space ran out); only a new pool over the same metadata brings it back: unmount every "
+			"device and stop thinfs, and start it again (with a larger dm.loopmetadatasize if the metadata "
+			"was full); the start runs thin_check --clear-needs-check-flag when the kernel asks for a check",
+			p->name);
+		return -EROFS;
+	}
 	if (m.needs_check) {
 		log_err("dm pool %s: resize-pool: the pool is read-only with the kernel's needs_check flag set (a "
 			"metadata operation failed); only an offline check clears it: unmount every device and stop "
