@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "docker.h"
 #include "fault.h"
 #include "fsutil.h"
 #include "idmap.h"
@@ -2071,6 +2072,32 @@ static int verify_pool_identity(struct deviceset *s)
 	return r;
 }
 
+/* Docker's device files name no parent: take the genealogy from its layer
+ * database beside the state directory (docker.h), in memory only, for
+ * devices whose file names none. Docker's files are not written. */
+static void apply_docker_genealogy(struct deviceset *s)
+{
+	struct docker_parent *dp;
+	size_t n, applied = 0;
+
+	if (docker_genealogy(s->state_dir, &dp, &n) < 0) {
+		log_warn("the Docker layer database beside %s could not be read: its devices are shown at the top",
+			 s->state_dir);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct device *d = find_name(s, dp[i].name);
+
+		if (!d || is_base(d) || d->m.parent[0] || !find_name(s, dp[i].parent))
+			continue;
+		snprintf(d->m.parent, sizeof(d->m.parent), "%s", dp[i].parent);
+		applied++;
+	}
+	if (n)
+		log_info("Docker layer database: the parents of %zu devices taken from it", applied);
+	free(dp);
+}
+
 static void mark_id(struct deviceset *s, struct device *d, void *arg)
 {
 	(void)arg;
@@ -2515,6 +2542,7 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 		r = -EUCLEAN;
 		goto fail;
 	}
+	apply_docker_genealogy(s);
 	for_each_device(s, mark_id, NULL);
 
 	s->ops = choose_backend(opts);

@@ -191,7 +191,11 @@ fi
 
 # ---------------------------------------------------------------- 3 ----
 diag "case 3: a foreign dm device named like a thin device is not reused"
-nid=$(($(jq -r .next_device_id "$S/metadata/deviceset-metadata") + 1))
+# The engine hands out the ID after the last one it handed out: learn it
+# from a probe device (deviceset-metadata's next_device_id is saved only
+# at close).
+mkdir "$M/probe" && nid=$(($(jq -r .device_id "$M/probe/info") + 1)) && rmdir "$M/probe"
+ok $? "a probe device says the next device ID is ${nid:-?}"
 foreign=$prefix-$nid
 dmsetup create "$foreign" --table "0 2048 zero" && ext_devs+=("$foreign")
 ok $? "dmsetup create $foreign (zero target), the name of the next device ID"
