@@ -1247,11 +1247,14 @@ int ds_automount(struct deviceset *s, const char *name)
 	if (mounted || !lock_op(s, d))
 		goto out;
 	if (d->mount_count == 0 && !d->automounted) {
+		/* The marker first: a kill between the mount and the marker
+		 * would make the next start adopt a counted read-only mount. */
+		automount_marker(s, d, true);
 		r = mount_device(s, d, true, "automount");
-		if (r == 0) {
-			automount_marker(s, d, true);
+		if (r == 0)
 			TABLE(s, d->automounted = true; d->read_only = true);
-		}
+		else
+			automount_marker(s, d, false);
 	}
 	unlock_op(d);
 out:

@@ -128,17 +128,19 @@ static void fuse_log_adapter(enum fuse_log_level level, const char *fmt, va_list
 	tf_vlog((int)level, fmt, ap);
 }
 
-/* Clean up a mount point left behind by a killed daemon. */
+/* Clean up the mount point left behind by a killed daemon: every dead
+ * mount stacked there (a restart racing a kill can leave more than one). */
 static void clean_stale_mount(const char *mnt)
 {
 	struct stat st;
 
-	if (stat(mnt, &st) == 0 || errno != ENOTCONN)
-		return;
-	if (umount2(mnt, MNT_DETACH) == 0)
+	for (int i = 0; i < 16 && stat(mnt, &st) < 0 && errno == ENOTCONN; i++) {
+		if (umount2(mnt, MNT_DETACH) < 0) {
+			log_warn("%s: stale mount could not be unmounted: %s", mnt, strerror(errno));
+			return;
+		}
 		log_info("%s was the mount of a daemon that died: unmounted it", mnt);
-	else
-		log_warn("%s: stale mount could not be unmounted: %s", mnt, strerror(errno));
+	}
 }
 
 /* mount(8) and mount.fuse3 start helpers with a minimal PATH; thinfs runs
