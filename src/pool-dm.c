@@ -368,15 +368,22 @@ static int reload(const char *name, uint64_t sectors, const char *target, const 
 /* The pool's table again over its data device's current size: after the
  * loopback data file grew (resize-pool, or a larger dm.loopdatasize at a
  * start that found the pool active). */
+/* The thin-pool table over the data device's current size. */
+static int pool_table(struct pool *p, uint64_t *sectors, char *params, size_t len)
+{
+	int r = dev_sectors(p->data_dev, sectors);
+
+	return r < 0 ? r : pool_table_params(p, params, len);
+}
+
 static int reload_pool(struct pool *p)
 {
 	char params[1024];
 	uint64_t sectors;
-	int r = dev_sectors(p->data_dev, &sectors);
+	int r = pool_table(p, &sectors, params, sizeof(params));
 
 	if (r < 0)
 		return r;
-	pool_table_params(p, params, sizeof(params));
 	pthread_mutex_lock(&p->lock);
 	r = reload(p->name, sectors, "thin-pool", params);
 	pthread_mutex_unlock(&p->lock);
@@ -389,11 +396,10 @@ static int create_table(struct pool *p)
 {
 	char params[1024];
 	uint64_t sectors;
-	int r = dev_sectors(p->data_dev, &sectors);
+	int r = pool_table(p, &sectors, params, sizeof(params));
 
 	if (r < 0)
 		return r;
-	pool_table_params(p, params, sizeof(params));
 	r = load_table(DM_DEVICE_CREATE, p->name, sectors, "thin-pool", params);
 	if (r < 0)
 		log_err("dm pool: create %s (thin-pool %s): %s", p->name, params, strerror(-r));
