@@ -36,30 +36,7 @@ diag() { echo "# $*"; }
 # skip N REASON: N checks that cannot run here, said so.
 skip() { local i; for i in $(seq 1 "$1"); do T_N=$((T_N + 1)); echo "ok $T_N # SKIP $2"; done; }
 
-# errno_of OP ARGS: OK or the errno name of one syscall, as a user sees it.
-errno_of() {
-	python3 - "$@" <<'PY'
-import errno, os, sys
-op, *a = sys.argv[1:]
-try:
-    if op == "write":
-        fd = os.open(a[0], os.O_WRONLY | os.O_TRUNC)
-        try:
-            os.write(fd, a[1].encode())
-        finally:
-            os.close(fd)
-    elif op == "mkdir": os.mkdir(a[0])
-    elif op == "rmdir": os.rmdir(a[0])
-    elif op == "rename": os.rename(a[0], a[1])
-    elif op == "unlink": os.unlink(a[0])
-    elif op == "create": open(a[0], "w").close()
-    elif op == "read": open(a[0]).read()
-    elif op == "stat": os.stat(a[0])
-    print("OK")
-except OSError as e:
-    print(errno.errorcode.get(e.errno, str(e.errno)))
-PY
-}
+. "$(dirname "${BASH_SOURCE[0]}")/errno.sh"
 
 is_mounted() { awk -v m="$M" '$5 == m && / - fuse\.thinfs /' /proc/self/mountinfo | grep -q .; }
 

@@ -87,24 +87,6 @@ print("result %s bytes=%d total=%.1f failing_call=%.2f worst_ok=%.2f" %
       (res, n * chunk, end - t0, end - t, worst), flush=True)
 PY
 
-errno_of() {
-	python3 - "$@" <<'PY'
-import errno, os, sys
-op, *a = sys.argv[1:]
-try:
-    if op == "write":
-        fd = os.open(a[0], os.O_WRONLY | os.O_TRUNC)
-        try:
-            os.write(fd, a[1].encode())
-        finally:
-            os.close(fd)
-    elif op == "mkdir": os.mkdir(a[0])
-    elif op == "rmdir": os.rmdir(a[0])
-    print("OK")
-except OSError as e:
-    print(errno.errorcode.get(e.errno, str(e.errno)))
-PY
-}
 # pool_mode SD: the pool's mode from dmsetup status (rw, ro,
 # out_of_data_space, Fail), plus ",needs_check" when the flag is set.
 pool_mode() {

@@ -5,6 +5,8 @@
 # Sourced, not run. Needs THINFS (the daemon binary) in the environment.
 
 : "${THINFS:?THINFS must name the thinfs binary}"
+# errno_of OP ARGS (tests/functional/errno.sh, shared with the functional suite).
+. "$(dirname "${BASH_SOURCE[0]}")/../functional/errno.sh"
 tap_n=0
 tap_failed=0
 # Small sizes: the loop files live in the guest's RAM.

@@ -38,26 +38,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# errno_of OP ARGS: OK or the errno name of one system call, as a user
-# sees it (write: one write(2) of ARG2 to ARG1; as in tests/functional).
-errno_of() {
-	python3 - "$@" <<'PY'
-import errno, os, sys
-op, *a = sys.argv[1:]
-try:
-    if op == "write":
-        fd = os.open(a[0], os.O_WRONLY | os.O_TRUNC)
-        try:
-            os.write(fd, a[1].encode())
-        finally:
-            os.close(fd)
-    elif op == "mkdir": os.mkdir(a[0])
-    elif op == "rmdir": os.rmdir(a[0])
-    print("OK")
-except OSError as e:
-    print(errno.errorcode.get(e.errno, str(e.errno)))
-PY
-}
 ctl() { # ctl DEVDIR COMMAND: echo COMMAND > DEVDIR/ctl; its status
 	echo "$2" >"$1/ctl"
 }
