@@ -54,6 +54,60 @@ struct node {
 	struct ds_device_info dev; /* for device nodes */
 };
 
+void tf_fuse_ctx_init(struct tf_fuse_ctx *c, struct deviceset *ds)
+{
+	memset(c, 0, sizeof(*c));
+	c->ds = ds;
+	c->started = time(NULL);
+	pthread_mutex_init(&c->handles_lock, NULL);
+}
+
+static void handle_link(struct tf_fuse_ctx *c, struct tf_handle *h)
+{
+	pthread_mutex_lock(&c->handles_lock);
+	h->prev = NULL;
+	h->next = c->handles;
+	if (h->next)
+		h->next->prev = h;
+	c->handles = h;
+	pthread_mutex_unlock(&c->handles_lock);
+}
+
+static void handle_unlink(struct tf_fuse_ctx *c, struct tf_handle *h)
+{
+	pthread_mutex_lock(&c->handles_lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		c->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&c->handles_lock);
+}
+
+/* Free a handle the kernel released (or never got: an interrupted open). */
+static void handle_close(struct tf_fuse_ctx *c, struct tf_handle *h)
+{
+	handle_unlink(c, h);
+	h->destroy(h);
+}
+
+void tf_fuse_ctx_fini(struct tf_fuse_ctx *c)
+{
+	size_t n = 0;
+
+	while (c->handles) {
+		struct tf_handle *h = c->handles;
+
+		c->handles = h->next;
+		h->destroy(h);
+		n++;
+	}
+	if (n)
+		log_debug("freed %zu file handle(s) still open at shutdown", n);
+	pthread_mutex_destroy(&c->handles_lock);
+}
+
 static struct tf_fuse_ctx *ctx_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
@@ -311,6 +365,7 @@ static void tf_readlink(fuse_req_t req, fuse_ino_t ino)
 }
 
 struct dir_list {
+	struct tf_handle h; /* first: fi->fh points at it */
 	size_t n;
 	struct dir_ent {
 		char name[DS_NAME_MAX + 1];
@@ -319,9 +374,18 @@ struct dir_list {
 	} *e;
 };
 
+static void dir_list_destroy(struct tf_handle *h)
+{
+	struct dir_list *l = (struct dir_list *)h;
+
+	free(l->e);
+	free(l);
+}
+
 static void tf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct deviceset *ds = ctx_of(req)->ds;
+	struct tf_fuse_ctx *c = ctx_of(req);
+	struct deviceset *ds = c->ds;
 	struct ds_entry *children = NULL;
 	struct dir_list *l = NULL;
 	size_t nchildren = 0, k = 0;
@@ -339,8 +403,10 @@ static void tf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (r < 0)
 		goto err;
 	l = calloc(1, sizeof(*l));
-	if (l)
+	if (l) {
+		l->h.destroy = dir_list_destroy;
 		l->e = calloc(nchildren + 5, sizeof(*l->e));
+	}
 	if (!l || !l->e) {
 		r = -ENOMEM;
 		goto err;
@@ -367,17 +433,14 @@ static void tf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 #undef ADD
 	free(children);
 	fi->fh = (uint64_t)(uintptr_t)l;
-	if (fuse_reply_open(req, fi) == -ENOENT) {
-		free(l->e);
-		free(l);
-	}
+	handle_link(c, &l->h);
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		handle_close(c, &l->h);
 	return;
 err:
 	free(children);
-	if (l) {
-		free(l->e);
-		free(l);
-	}
+	if (l)
+		dir_list_destroy(&l->h);
 	fuse_reply_err(req, -r);
 }
 
@@ -412,10 +475,8 @@ static void tf_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	struct dir_list *l = (struct dir_list *)(uintptr_t)fi->fh;
 
 	(void)ino;
-	if (l) {
-		free(l->e);
-		free(l);
-	}
+	if (l)
+		handle_close(ctx_of(req), &l->h);
 	fuse_reply_err(req, 0);
 }
 
@@ -601,13 +662,23 @@ static void tf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 }
 
 struct open_file {
+	struct tf_handle h; /* first: fi->fh points at it */
 	char *text;
 	size_t len;
 };
 
+static void open_file_destroy(struct tf_handle *h)
+{
+	struct open_file *of = (struct open_file *)h;
+
+	free(of->text);
+	free(of);
+}
+
 static void tf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct deviceset *ds = ctx_of(req)->ds;
+	struct tf_fuse_ctx *c = ctx_of(req);
+	struct deviceset *ds = c->ds;
 	struct open_file *of;
 	struct node n;
 	int r;
@@ -639,15 +710,15 @@ static void tf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	of->h.destroy = open_file_destroy;
 	of->len = strlen(of->text);
 	fi->fh = (uint64_t)(uintptr_t)of;
 	/* The content changes with the device: never cache it. */
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
-	if (fuse_reply_open(req, fi) == -ENOENT) {
-		free(of->text);
-		free(of);
-	}
+	handle_link(c, &of->h);
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		handle_close(c, &of->h);
 }
 
 static void tf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -682,10 +753,8 @@ static void tf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
 
 	(void)ino;
-	if (of) {
-		free(of->text);
-		free(of);
-	}
+	if (of)
+		handle_close(ctx_of(req), &of->h);
 	fuse_reply_err(req, 0);
 }
 

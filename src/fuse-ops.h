@@ -9,14 +9,34 @@
 
 #define FUSE_USE_VERSION 312 /* fuse_loop_cfg: the worker cap set on purpose */
 #include <fuse_lowlevel.h>
+#include <pthread.h>
 #include <time.h>
 
 struct deviceset;
 
+/* What an open file or directory of the namespace holds (its text or
+ * its listing), linked into the context so that whatever the kernel never
+ * released (a client still holding a file when the daemon stops: the
+ * kernel sends RELEASE asynchronously, and not at all once the session
+ * has ended) is freed by tf_fuse_ctx_fini. */
+struct tf_handle {
+	struct tf_handle *prev, *next; /* under tf_fuse_ctx.handles_lock */
+	void (*destroy)(struct tf_handle *h);
+};
+
 struct tf_fuse_ctx {
 	struct deviceset *ds;
 	time_t started;    /* the daemon's start: the times of the pool's ctl and info */
+	/* Guards only the links of the open handles list: taken for a list
+	 * insert or unlink, never with any engine lock, never across I/O. */
+	pthread_mutex_t handles_lock;
+	struct tf_handle *handles;
 };
+
+/* Set up / tear down a context: fini frees every handle still open (call
+ * it after fuse_session_destroy, when no request can run). */
+void tf_fuse_ctx_init(struct tf_fuse_ctx *c, struct deviceset *ds);
+void tf_fuse_ctx_fini(struct tf_fuse_ctx *c);
 
 extern const struct fuse_lowlevel_ops tf_fuse_ops;
 

@@ -188,7 +188,7 @@ int main(int argc, char **argv)
 	struct deviceset *ds = NULL;
 	struct cmdline c = { 0 };
 	char err[512], *state_real = NULL, *mnt_real = NULL;
-	bool mounted = false, handlers = false;
+	bool mounted = false, handlers = false, ctx_ready = false;
 	int ret = 1, r;
 
 	options_init(&c.opts);
@@ -254,8 +254,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "thinfs: cannot start on %s: %s (see the messages above)\n", state_real, strerror(-r));
 		goto out;
 	}
-	ctx.ds = ds;
-	ctx.started = time(NULL);
+	tf_fuse_ctx_init(&ctx, ds);
+	ctx_ready = true;
 
 	fuse_opt_add_arg(&args, "-ofsname=thinfs,subtype=thinfs");
 	se = fuse_session_new(&args, &tf_fuse_ops, sizeof(tf_fuse_ops), &ctx);
@@ -298,6 +298,8 @@ out:
 		fuse_session_destroy(se);
 	if (lc)
 		fuse_loop_cfg_destroy(lc);
+	if (ctx_ready)
+		tf_fuse_ctx_fini(&ctx);
 	ds_close(ds);
 	fuse_opt_free_args(&args);
 	free(fo.mountpoint);
