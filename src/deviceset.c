@@ -2156,16 +2156,69 @@ static void count_children(struct deviceset *s, struct device *d, void *arg)
 /* A device found active from an earlier run: if its filesystem is
  * mounted where this engine mounts it, adopt the mount (mounts outlive
  * the daemon, doc/design.md §1); otherwise deactivate it. */
+/* The pool's active devices at start, sorted by ID, when the backend
+ * lists them in one go (pool_ops.for_each_active). */
+struct active_set {
+	size_t n, cap;
+	struct active_dev {
+		uint32_t id;
+		char path[POOL_DEV_PATH_MAX];
+	} *e;
+};
+
+static int add_active(void *arg, uint32_t dev_id, const char *dev_path)
+{
+	struct active_set *a = arg;
+
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 16;
+		struct active_dev *ne = realloc(a->e, cap * sizeof(*ne));
+
+		if (!ne)
+			return -ENOMEM;
+		a->e = ne;
+		a->cap = cap;
+	}
+	a->e[a->n].id = dev_id;
+	snprintf(a->e[a->n].path, sizeof(a->e[a->n].path), "%s", dev_path);
+	a->n++;
+	return 0;
+}
+
+static int cmp_active(const void *x, const void *y)
+{
+	const struct active_dev *a = x, *b = y;
+
+	return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/* Is d active? From the start's active set if there is one, else the
+ * backend's is_active. */
+static bool active_at_start(struct deviceset *s, struct device *d, const struct active_set *a, char *path,
+			    size_t len)
+{
+	char name[POOL_DEV_NAME_MAX];
+	struct active_dev key = { .id = d->m.device_id }, *hit;
+
+	if (!a) {
+		dm_name_of(s, d->m.device_id, name, sizeof(name));
+		return s->ops->is_active(s->pool, name, d->m.device_id, path, len) == 1;
+	}
+	hit = a->n ? bsearch(&key, a->e, a->n, sizeof(*a->e), cmp_active) : NULL;
+	if (hit)
+		snprintf(path, len, "%s", hit->path);
+	return hit != NULL;
+}
+
 static void adopt_or_deactivate(struct deviceset *s, struct device *d, void *arg)
 {
 	char name[POOL_DEV_NAME_MAX], path[POOL_DEV_PATH_MAX], dir[PATH_MAX];
 	struct stat dev_st, dir_st, top_st;
 	struct statvfs vfs;
 
-	(void)arg;
-	dm_name_of(s, d->m.device_id, name, sizeof(name));
-	if (s->ops->is_active(s->pool, name, d->m.device_id, path, sizeof(path)) != 1)
+	if (!active_at_start(s, d, arg, path, sizeof(path)))
 		return;
+	dm_name_of(s, d->m.device_id, name, sizeof(name));
 	mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
 	if (stat(path, &dev_st) == 0 && stat(dir, &dir_st) == 0 && stat(s->mnt_dir, &top_st) == 0 &&
 	    dir_st.st_dev != top_st.st_dev) {
@@ -2188,6 +2241,28 @@ static void adopt_or_deactivate(struct deviceset *s, struct device *d, void *arg
 			 d->m.name, path);
 	else
 		log_info("device '%s': deactivated %s left active by an earlier run", d->m.name, path);
+}
+
+/* Adopt the mounts of an earlier run, deactivate what it left active. */
+static int adopt_active(struct deviceset *s)
+{
+	struct active_set a = { 0 };
+	int r;
+
+	if (!s->ops->for_each_active) {
+		for_each_device(s, adopt_or_deactivate, NULL);
+		return 0;
+	}
+	r = s->ops->for_each_active(s->pool, add_active, &a);
+	if (r < 0) {
+		log_err("cannot start: listing the pool's active devices failed: %s", strerror(-r));
+	} else {
+		if (a.n)
+			qsort(a.e, a.n, sizeof(*a.e), cmp_active);
+		for_each_device(s, adopt_or_deactivate, &a);
+	}
+	free(a.e);
+	return r;
 }
 
 /* After adoption: what STATEDIR/mnt holds beyond the adopted mounts
@@ -2564,7 +2639,9 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 	if (r < 0)
 		goto fail;
 	for_each_device(s, count_children, NULL);
-	for_each_device(s, adopt_or_deactivate, NULL);
+	r = adopt_active(s);
+	if (r < 0)
+		goto fail;
 	clean_mount_dir(s);
 	r = setup_base(s);
 	if (r < 0)

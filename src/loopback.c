@@ -204,21 +204,44 @@ out:
 	return r;
 }
 
-int loop_find(const char *path, char *dev, size_t len)
+int loop_backing_file(const char *dev, char *buf, size_t len)
 {
-	struct stat want;
-	DIR *d;
+	const char *base = strrchr(dev, '/');
+	char path[PATH_MAX];
+	ssize_t n;
+	int fd, r = 0;
+
+	snprintf(path, sizeof(path), "/sys/block/%s/loop/backing_file", base ? base + 1 : dev);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	if (n < 0)
+		r = -errno;
+	else if (n == 0)
+		r = -ENOENT;
+	close(fd);
+	if (r < 0)
+		return r;
+	buf[n] = '\0';
+	if (buf[n - 1] == '\n')
+		buf[n - 1] = '\0';
+	return 0;
+}
+
+int loop_for_each(int (*fn)(void *arg, const char *dev, uint64_t backing_dev, uint64_t backing_ino),
+		  void *arg)
+{
+	char node[PATH_MAX];
 	struct dirent *e;
+	DIR *d;
 	int r = 0;
 
-	if (stat(path, &want) < 0)
-		return -errno;
 	d = opendir("/sys/block");
 	if (!d)
 		return -errno;
-	while ((e = readdir(d))) {
+	while (r == 0 && (e = readdir(d))) {
 		struct loop_info64 info;
-		char node[PATH_MAX];
 		int fd;
 
 		if (strncmp(e->d_name, "loop", 4) != 0)
@@ -227,18 +250,38 @@ int loop_find(const char *path, char *dev, size_t len)
 		fd = open(node, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			continue;
-		if (ioctl(fd, LOOP_GET_STATUS64, &info) == 0 &&
-		    info.lo_inode == want.st_ino &&
-		    info.lo_device == (uint64_t)want.st_dev) {
-			snprintf(dev, len, "%s", node);
-			r = 1;
-		}
+		/* ENXIO: a loop device with nothing attached. */
+		if (ioctl(fd, LOOP_GET_STATUS64, &info) == 0)
+			r = fn(arg, node, info.lo_device, info.lo_inode);
 		close(fd);
-		if (r)
-			break;
 	}
 	closedir(d);
 	return r;
+}
+
+struct find_arg {
+	struct stat want;
+	char *dev;
+	size_t len;
+};
+
+static int match_backing(void *arg, const char *dev, uint64_t backing_dev, uint64_t backing_ino)
+{
+	struct find_arg *a = arg;
+
+	if (backing_ino != (uint64_t)a->want.st_ino || backing_dev != (uint64_t)a->want.st_dev)
+		return 0;
+	snprintf(a->dev, a->len, "%s", dev);
+	return 1;
+}
+
+int loop_find(const char *path, char *dev, size_t len)
+{
+	struct find_arg a = { .dev = dev, .len = len };
+
+	if (stat(path, &a.want) < 0)
+		return -errno;
+	return loop_for_each(match_backing, &a);
 }
 
 /* An fd on loop device dev for its ioctls; -errno (logged). */

@@ -505,6 +505,22 @@ static int reflink_delete(struct pool *p, uint32_t dev_id)
 	return meta_fsync_path(p->images);
 }
 
+/* The device ID an entry of images/ is the image of; false for anything
+ * else (temporary files, lost+found). */
+static bool image_id(const char *entry, uint32_t *id)
+{
+	char *end;
+	unsigned long v;
+
+	if (entry[0] < '0' || entry[0] > '9')
+		return false;
+	v = strtoul(entry, &end, 10);
+	if (*end || v > POOL_MAX_DEVICE_ID)
+		return false;
+	*id = (uint32_t)v;
+	return true;
+}
+
 static int reflink_list_ids(struct pool *p, uint32_t **ids, size_t *n)
 {
 	DIR *d = opendir(p->images);
@@ -519,10 +535,9 @@ static int reflink_list_ids(struct pool *p, uint32_t **ids, size_t *n)
 		return r;
 	}
 	while ((e = readdir(d))) {
-		char *end;
-		unsigned long v = strtoul(e->d_name, &end, 10);
+		uint32_t v;
 
-		if (e->d_name[0] < '0' || e->d_name[0] > '9' || *end || v > POOL_MAX_DEVICE_ID)
+		if (!image_id(e->d_name, &v))
 			continue;
 		if (count == cap) {
 			uint32_t *nl = realloc(list, (cap ? cap * 2 : 256) * sizeof(*nl));
@@ -534,7 +549,7 @@ static int reflink_list_ids(struct pool *p, uint32_t **ids, size_t *n)
 			list = nl;
 			cap = cap ? cap * 2 : 256;
 		}
-		list[count++] = (uint32_t)v;
+		list[count++] = v;
 	}
 	if (count)
 		qsort(list, count, sizeof(*list), idmap_cmp_id);
@@ -603,6 +618,86 @@ static int reflink_is_active(struct pool *p, const char *name, uint32_t dev_id,
 	image_path(p, dev_id, path, sizeof(path));
 	r = loop_find(path, dev_path, len);
 	return r == -ENOENT ? 0 : r;
+}
+
+/* The loop devices backed by a file on the images' filesystem, as the
+ * walk of reflink_for_each_active collects them. */
+struct attached {
+	dev_t images_dev;
+	size_t n, cap;
+	struct attached_loop {
+		uint64_t ino;
+		char dev[32]; /* "/dev/loopN" */
+	} *loops;
+};
+
+static int collect_attached(void *arg, const char *dev, uint64_t backing_dev, uint64_t backing_ino)
+{
+	struct attached *a = arg;
+
+	if (backing_dev != (uint64_t)a->images_dev)
+		return 0;
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 16;
+		struct attached_loop *nl = realloc(a->loops, cap * sizeof(*nl));
+
+		if (!nl)
+			return -ENOMEM;
+		a->loops = nl;
+		a->cap = cap;
+	}
+	a->loops[a->n].ino = backing_ino;
+	snprintf(a->loops[a->n].dev, sizeof(a->loops[a->n].dev), "%s", dev);
+	a->n++;
+	return 0;
+}
+
+/* One walk of the loop devices and one of images/ (matching inodes), where
+ * is_active for each device walks every loop device: a start with 10,000
+ * devices and a few hundred loop devices on the host took seconds. */
+static int reflink_for_each_active(struct pool *p, int (*fn)(void *arg, uint32_t dev_id, const char *dev_path),
+				   void *arg)
+{
+	struct attached a = { 0 };
+	struct dirent *e;
+	struct stat st;
+	DIR *d = NULL;
+	int r;
+
+	if (stat(p->images, &st) < 0) {
+		r = -errno;
+		log_err("reflink pool: stat %s: %s", p->images, strerror(-r));
+		return r;
+	}
+	a.images_dev = st.st_dev;
+	r = loop_for_each(collect_attached, &a);
+	if (r < 0) {
+		log_err("reflink pool: listing the loop devices: %s", strerror(-r));
+		goto out;
+	}
+	r = 0;
+	if (a.n == 0)
+		goto out;
+	d = opendir(p->images);
+	if (!d) {
+		r = -errno;
+		log_err("reflink pool: opendir %s: %s", p->images, strerror(-r));
+		goto out;
+	}
+	while (r == 0 && (e = readdir(d))) {
+		uint32_t id;
+
+		if (!image_id(e->d_name, &id))
+			continue;
+		for (size_t i = 0; i < a.n && r == 0; i++)
+			if (a.loops[i].ino == (uint64_t)e->d_ino)
+				r = fn(arg, id, a.loops[i].dev);
+	}
+out:
+	if (d)
+		closedir(d);
+	free(a.loops);
+	return r;
 }
 
 static int reflink_dev_status(struct pool *p, const char *name, uint32_t dev_id,
@@ -765,6 +860,7 @@ const struct pool_ops pool_reflink_ops = {
 	.activate = reflink_activate,
 	.deactivate = reflink_deactivate,
 	.is_active = reflink_is_active,
+	.for_each_active = reflink_for_each_active,
 	.dev_status = reflink_dev_status,
 	.resize_thin = reflink_resize_thin,
 	.status = reflink_status,

@@ -12,7 +12,8 @@
  * per device, snapshots by FICLONE, activation by a loop device).
  *
  * Thread safety: the engine calls the verbs that change the pool, and
- * activate/deactivate/is_active, with its pool lock held (deviceset.c),
+ * activate/deactivate/is_active, with its pool lock held (deviceset.c;
+ * for_each_active only at start, before any other thread runs),
  * so those see one call at a time. status and dev_status are called
  * without it, concurrently with anything: a backend answers them from
  * the kernel or the filesystem without touching state the other verbs
@@ -118,6 +119,13 @@ struct pool_ops {
 	/* 1 if active (dev_path filled), 0 if not, or -errno. */
 	int (*is_active)(struct pool *p, const char *name, uint32_t dev_id,
 			 char *dev_path, size_t len);
+	/* Optional: fn(arg, dev_id, dev_path) once for each active device
+	 * of the pool (fn returns 0 to go on, or -errno to stop with it).
+	 * A start asks this, where the backend has it, instead of is_active
+	 * for every device: reflink answers with one walk of the loop
+	 * devices. NULL: the engine asks is_active per device. */
+	int (*for_each_active)(struct pool *p, int (*fn)(void *arg, uint32_t dev_id, const char *dev_path),
+			       void *arg);
 	/* Discard every block of dev_id so the pool (and a sparse data
 	 * file) gets the space back, only if nobody has the device open:
 	 * -EBUSY otherwise, nothing discarded. Leaves it as it found it
