@@ -112,6 +112,10 @@ struct deviceset {
 	uint64_t tid;
 	struct meta_deviceset dsm; /* written at start only (and base growth) */
 	unsigned deferred_count;
+	/* Pool devices that no file names, sorted (find_orphans): set at
+	 * start, read-only after, so read without a lock. */
+	uint32_t *orphans;
+	size_t n_orphans;
 	/* The pool's status for the free-space floor, refreshed at most once
 	 * a second (a mkdir does not wait for a status query); pool lock. */
 	struct pool_status status_cache;
@@ -1578,6 +1582,9 @@ int ds_pool_info(struct deviceset *s, struct ds_pool_info *out)
 	out->deferred_deleted_device_count = s->deferred_count;
 	out->device_count = (unsigned)(s->n_devices - s->deferred_count - (base ? 1 : 0));
 	out->min_free_space = s->opts->min_free_space;
+	out->orphan_count = (unsigned)s->n_orphans;
+	for (size_t i = 0; i < s->n_orphans && i < DS_ORPHANS_SHOWN; i++)
+		out->orphan_ids[i] = s->orphans[i];
 	pthread_mutex_unlock(&s->table_lock);
 	pthread_mutex_lock(&s->err_lock);
 	snprintf(out->last_error, sizeof(out->last_error), "%s", s->last_error);
@@ -1643,6 +1650,12 @@ out:
 /* ------------------------------------------------------------------ */
 /* Consistency                                                        */
 
+/* Is id one of the orphans the start found? */
+static bool is_orphan(const struct deviceset *s, uint32_t id)
+{
+	return s->n_orphans && bsearch(&id, s->orphans, s->n_orphans, sizeof(*s->orphans), idmap_cmp_id);
+}
+
 int ds_check_consistency(struct deviceset *s, char *report, size_t len)
 {
 	struct meta_transaction t;
@@ -1667,9 +1680,12 @@ int ds_check_consistency(struct deviceset *s, char *report, size_t len)
 		PROBLEM("cannot list the pool's devices: %s", strerror(-r));
 		goto out;
 	}
+	/* Orphans the start found are reported again: the check says
+	 * whether files and pool agree, and a crash test must see a leak. */
 	for (size_t i = 0; i < n; i++)
 		if (!find_id(s, ids[i]))
-			PROBLEM("pool device %" PRIu32 " has no metadata file", ids[i]);
+			PROBLEM("pool device %" PRIu32 " has no metadata file%s", ids[i],
+				is_orphan(s, ids[i]) ? " (an orphan, named at start)" : "");
 	for (size_t i = 0; i < s->n_buckets; i++)
 		for (d = s->by_id[i]; d; d = d->next_id) {
 			bool found = n && bsearch(&d->m.device_id, ids, n, sizeof(*ids), idmap_cmp_id) != NULL;
@@ -1682,7 +1698,7 @@ int ds_check_consistency(struct deviceset *s, char *report, size_t len)
 				PROBLEM("device '%s' shares id %" PRIu32 " with another", d->m.name, d->m.device_id);
 		}
 	for (uint32_t id = 0; id <= IDMAP_MAX_ID; id++)
-		if (idmap_is_used(&s->ids, id) && !find_id(s, id))
+		if (idmap_is_used(&s->ids, id) && !find_id(s, id) && !is_orphan(s, id)) /* said above */
 			PROBLEM("device ID %" PRIu32 " is used in the bitmap but by no device (leaked)", id);
 	if (s->ops->get_transaction_id(s->pool, &pool_tid) == 0 && pool_tid != s->tid)
 		PROBLEM("pool transaction ID %" PRIu64 " differs from the engine's %" PRIu64, pool_tid, s->tid);
@@ -2243,6 +2259,41 @@ static void adopt_or_deactivate(struct deviceset *s, struct device *d, void *arg
 		log_info("device '%s': deactivated %s left active by an earlier run", d->m.name, path);
 }
 
+/* Pool devices that no file names (a file lost or removed by hand; every
+ * crash of an operation is rolled back before this): their data may be
+ * all that is left of a device, so they are left as they are, their IDs
+ * never handed out again, each named in the log and all counted in the
+ * pool's info (doc/design.md §4). A pool that cannot list its devices
+ * (dm.thinpooldev, a metadata snapshot already held) starts without the
+ * comparison, saying so. */
+static void find_orphans(struct deviceset *s)
+{
+	uint32_t *ids = NULL;
+	size_t n = 0;
+	int r;
+
+	r = s->ops->list_ids(s->pool, &ids, &n);
+	if (r < 0) {
+		log_warn("pool %s: the pool's devices could not be compared with %s (%s): pool devices without "
+			 "a file go unnoticed", s->prefix, s->meta_dir, strerror(-r));
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (find_id(s, ids[i]))
+			continue;
+		log_err("pool %s: pool device %" PRIu32 " has no file in %s (lost or removed by hand): left "
+			"as it is, its ID not used again", s->prefix, ids[i], s->meta_dir);
+		idmap_mark_used(&s->ids, ids[i]);
+		ids[s->n_orphans++] = ids[i];
+	}
+	if (s->n_orphans) {
+		/* ids is sorted, and the orphans keep its order. */
+		s->orphans = ids;
+		ids = NULL;
+	}
+	free(ids);
+}
+
 /* Adopt the mounts of an earlier run, deactivate what it left active. */
 static int adopt_active(struct deviceset *s)
 {
@@ -2513,6 +2564,7 @@ static void destroy(struct deviceset *s)
 	free(s->deleted_dir);
 	free(s->by_name);
 	free(s->by_id);
+	free(s->orphans);
 	idmap_free(&s->ids);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->table_lock);
@@ -2639,6 +2691,7 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 	if (r < 0)
 		goto fail;
 	for_each_device(s, count_children, NULL);
+	find_orphans(s);
 	r = adopt_active(s);
 	if (r < 0)
 		goto fail;

@@ -67,6 +67,9 @@ struct ds_device_info {
 	int n_children;               /* visible (not deleted) child devices */
 };
 
+/* How many orphan device IDs the pool's info lists (it counts them all). */
+#define DS_ORPHANS_SHOWN 32
+
 struct ds_pool_info {
 	char backend[16];             /* "dm" | "reflink" */
 	char pool_name[PATH_MAX];
@@ -85,6 +88,10 @@ struct ds_pool_info {
 	bool deferred_delete_enabled;
 	unsigned deferred_deleted_device_count;
 	unsigned device_count;        /* visible devices, base excluded */
+	/* Pool devices no metadata file names, found at start and left
+	 * alone (doc/design.md §4): how many, and the first of their IDs. */
+	unsigned orphan_count;
+	uint32_t orphan_ids[DS_ORPHANS_SHOWN];
 	uint64_t transaction_id;
 	unsigned min_free_space;      /* percent */
 	char last_error[DS_ERROR_MAX];

@@ -772,6 +772,22 @@ static struct json_object *space(uint64_t used, uint64_t total, uint64_t avail)
 	return o;
 }
 
+static struct json_object *id_array(const uint32_t *ids, size_t n)
+{
+	struct json_object *a = json_object_new_array();
+
+	for (size_t i = 0; a && i < n; i++) {
+		struct json_object *v = json_object_new_int64(ids[i]);
+
+		if (!v || json_object_array_add(a, v) < 0) {
+			json_object_put(v);
+			json_object_put(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
 char *meta_pool_info_json(const struct ds_pool_info *p)
 {
 	struct json_object *o = json_object_new_object();
@@ -798,6 +814,9 @@ char *meta_pool_info_json(const struct ds_pool_info *p)
 	r = r ?: add(o, "deferred_delete_enabled", json_object_new_boolean(p->deferred_delete_enabled));
 	r = r ?: add(o, "deferred_deleted_device_count", json_object_new_int64(p->deferred_deleted_device_count));
 	r = r ?: add(o, "device_count", json_object_new_int64(p->device_count));
+	r = r ?: add(o, "orphan_device_count", json_object_new_int64(p->orphan_count));
+	r = r ?: add(o, "orphan_device_ids", id_array(p->orphan_ids, p->orphan_count < DS_ORPHANS_SHOWN
+								      ? p->orphan_count : DS_ORPHANS_SHOWN));
 	r = r ?: add(o, "transaction_id", json_object_new_uint64(p->transaction_id));
 	r = r ?: add(o, "min_free_space", json_object_new_string(pct));
 	r = r ?: add_nullable(o, "last_error", str_or_null(p->last_error));

@@ -27,6 +27,27 @@ is "$(cat "$WORK/holder.out")" "held" "a client holds ctl, info and directories 
 stop_daemon; ok $? "the daemon stops cleanly with them still open"
 kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
 start_daemon; ok $? "and starts again"
+
+# A device file lost (removed by hand) while its pool device stays: the
+# start names the pool device, counts it in the pool's info and never
+# hands its ID out again (doc/design.md §4).
+mkdir "$M/lost"; lost_id=$(jq .device_id "$M/lost/info")
+stop_daemon
+rm "$S/metadata/lost"
+# The search for a free ID starts at the lost one (next_device_id is
+# the last ID handed out).
+jq -c ".next_device_id = $((lost_id - 1))" "$S/metadata/deviceset-metadata" > "$WORK/dsm" &&
+	mv "$WORK/dsm" "$S/metadata/deviceset-metadata"
+start_daemon; ok $? "a start with a pool device whose file is gone"
+grep -q "pool device $lost_id has no file in" "$WORK/log"; ok $? "names the pool device in the log"
+is "$(jq -c '[.orphan_device_count, .orphan_device_ids]' "$M/info")" "[1,[$lost_id]]" "and in the pool's info"
+[ ! -e "$M/lost" ]; ok $? "it has no directory"
+for i in 1 2 3; do mkdir "$M/new$i"; done
+ids_new=$(for i in 1 2 3; do jq .device_id "$M/new$i/info"; done | tr '\n' ' ')
+case " $ids_new" in *" $lost_id "*) ok 1 "new devices ($ids_new) never reuse ID $lost_id" ;;
+	*) ok 0 "new devices ($ids_new) never reuse ID $lost_id" ;; esac
+! grep -q "already has device ID $lost_id" "$WORK/log"; ok $? "nor try it first"
+rmdir "$M/new1" "$M/new2" "$M/new3"
 is "$(for d in a a/b c; do jq .device_id "$M/$d/info"; done | tr '\n' ' ')" "$ids" "with the same device IDs"
 ctl a mount; is "$(cat "$M/a/rootfs/file")" "keep" "and the data"
 
