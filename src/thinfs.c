@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "deviceset.h"
@@ -130,12 +131,16 @@ static void fuse_log_adapter(enum fuse_log_level level, const char *fmt, va_list
 }
 
 /* Clean up the mount point left behind by a killed daemon: every dead
- * mount stacked there (a restart racing a kill can leave more than one). */
+ * mount stacked there (a restart racing a kill can leave more than one).
+ * statfs, not stat: the kernel answers a stat of a FUSE root from its
+ * attribute cache for a second after the daemon died, and a dead mount
+ * left in place made the FUSE mount itself fail later (ENOTCONN) once
+ * the cache expired during a long start (the chaos test saw it). */
 static void clean_stale_mount(const char *mnt)
 {
-	struct stat st;
+	struct statfs sf;
 
-	for (int i = 0; i < 16 && stat(mnt, &st) < 0 && errno == ENOTCONN; i++) {
+	for (int i = 0; i < 16 && statfs(mnt, &sf) < 0 && errno == ENOTCONN; i++) {
 		if (umount2(mnt, MNT_DETACH) < 0) {
 			log_warn("%s: stale mount could not be unmounted: %s", mnt, strerror(errno));
 			return;

@@ -64,6 +64,16 @@ is "$(cat "$M/c/ctl")" "mounted 1" "a device mounted when the daemon died is ado
 is "$(cat "$M/c/rootfs/s")" "synced" "with its data"
 ctl c unmount; is "$(cat "$M/c/ctl")" "unmounted" "and unmounts as usual"
 
+# A kill -9 right after a stat of the top: the kernel still answers a stat
+# of the dead mount from its attribute cache, and the start must not take
+# that for a live mount (a dead mount left beneath made a later start's
+# FUSE mount fail with ENOTCONN in the chaos test).
+stat "$M" >/dev/null
+kill -9 "$PID"; wait "$PID" 2>/dev/null; PID=
+start_daemon; ok $? "a start within a second of a kill -9"
+is "$(awk -v m="$M" '$5 == m && / - fuse\.thinfs /' /proc/self/mountinfo | wc -l)" 1 \
+	"leaves one FUSE mount on the mount point, not a dead one beneath"
+
 # fusermount3 -u ends the daemon in order too.
 fusermount3 -u "$M"; ok $? "fusermount3 -u"
 wait_exit 60; st=$?
