@@ -12,7 +12,7 @@
  * per device, snapshots by FICLONE, activation by a loop device).
  *
  * Thread safety: the engine calls the verbs that change the pool, and
- * activate/deactivate/is_active, with its pool lock held (deviceset.c;
+ * activate/deactivate/is_active, with its pool lock held (engine.h;
  * for_each_active only at start, before any other thread runs),
  * so those see one call at a time. status and dev_status are called
  * without it, concurrently with anything: a backend answers them from

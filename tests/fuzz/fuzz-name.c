@@ -1,6 +1,6 @@
 /*
  * fuzz-name.c - libFuzzer harness for the name check ds_check_name
- * (src/deviceset.c). Its answer is compared with the rule of doc/design.md §1,
+ * (src/devtable.c). Its answer is compared with the rule of doc/design.md §1,
  * written again here independently: [A-Za-z0-9][A-Za-z0-9_.-]{0,127},
  * not one of the reserved names; -ENAMETOOLONG past 128 characters,
  * -EINVAL otherwise. A name it accepts must also work as a metadata file:

@@ -1,0 +1,191 @@
+/*
+ * engine.h - what the engine's modules share, and nothing outside them
+ * includes: the device and deviceset structures with their lock notes, the
+ * TABLE macro, and the functions one module offers the others. The
+ * engine, behind deviceset.h, is a C DeviceSet (Docker's devicemapper
+ * graphdriver) over a pool backend: the device table (devtable.c), the
+ * transactions and their recovery (journal.c), the consistency check
+ * (check.c), the background worker (worker.c), start and stop (start.c)
+ * and the operations (deviceset.c). It owns the device table, the ID
+ * bitmap, the transactions that keep the JSON metadata and the pool in
+ * step, the base device, counted mounts, deferred deletion and status.
+ *
+ * Transactions, as the original engine: before the pool changes, the
+ * transaction-metadata file records (pool's transaction ID + 1, device
+ * name, device ID); the change is closed by setting the pool's transaction
+ * ID. A start that finds the open ID ahead of the pool's rolls back: the
+ * device it names is deleted from the pool and from the metadata. An add
+ * interrupted before it returned vanishes; a delete is completed.
+ */
+#ifndef THINFS_ENGINE_H
+#define THINFS_ENGINE_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "deviceset.h"
+#include "idmap.h"
+#include "metadata.h"
+#include "pool.h"
+
+/*
+ * Locks (doc/design.md §3), in the order they are taken:
+ *   a device's op_lock  one long operation on that device at a time;
+ *   the pool lock       (struct deviceset.lock) transactions and every
+ *                       backend call that changes the pool: held across
+ *                       their I/O (pool messages, fsyncs);
+ *   the table lock      the in-memory tables and every field readers
+ *                       see: held for memory operations only, never
+ *                       across I/O, so lookups, getattr, readdir and info
+ *                       never wait behind another operation's I/O;
+ *   err_lock            the last_error strings; a leaf.
+ * A field marked "table" is written under the table lock (and, for the
+ * structure of the tables and the metadata fields, the pool lock too, so
+ * a pool-lock holder may read those without the table lock).
+ */
+struct device {
+	struct meta_device m;     /* the file's contents; table (+ pool to write) */
+	struct device *next_name; /* hash chains; table (+ pool to write) */
+	struct device *next_id;
+	int refs;                 /* table; freed at 0 once removed */
+	bool removed;             /* no longer in the tables; table */
+	/* Deleted, its name free, waiting for the worker to give its space
+	 * back and delete it from the pool; its file is STATEDIR/deleted/ID
+	 * and m.name is "ID" (doc/design.md §4). Table. */
+	bool buried;
+	bool discarded;           /* the worker discarded it; worker only */
+	int n_children;           /* visible children; table (+ pool to write) */
+	/* Serialises the long operations on this device (mount, unmount,
+	 * resize, delete, rename, a snapshot of it), which do I/O; readers of
+	 * the namespace never take it. Taken before the pool lock, and never
+	 * two of them at once. Device filesystems are mounted outside the FUSE
+	 * tree (doc/design.md §3), so nothing done under it waits for a FUSE
+	 * request. */
+	pthread_mutex_t op_lock;
+	/* Mount state: written under op_lock and the table lock, so either
+	 * one is enough to read it. An automount is not counted. */
+	int mount_count;
+	bool automounted;
+	bool read_only;
+	/* Activation as this engine did it: written under the pool lock and
+	 * the table lock. */
+	bool active;
+	char dev_path[POOL_DEV_PATH_MAX];
+	/* DS_ERROR_MAX bytes once a first error is kept, NULL before (most
+	 * devices never have one: 10,000s of devices stay small); err_lock. */
+	char *last_error;
+};
+
+/* In STATEDIR while the base device's filesystem has yet to grow to its
+ * recorded size (see grow_base). */
+#define BASE_GROW_MARKER "base-grow-pending"
+
+struct deviceset {
+	char *state_dir;
+	int state_fd;             /* STATEDIR, O_DIRECTORY */
+	char *meta_dir;
+	char *mnt_dir;            /* STATEDIR/mnt: device filesystems, by ID */
+	char *deleted_dir;        /* STATEDIR/deleted: buried devices' files, by ID */
+	char prefix[64];
+	const struct ds_options *opts;
+	const struct pool_ops *ops;
+	struct pool *pool;
+	/* The pool lock (see the lock notes above struct device): the ID
+	 * bitmap, the transaction ID, the transaction and deviceset files,
+	 * the status cache and every backend call that changes the pool. */
+	pthread_mutex_t lock;
+	/* The table lock: by_name, by_id, n_buckets, n_devices,
+	 * deferred_count and the devices' table fields. */
+	pthread_mutex_t table_lock;
+	struct device **by_name, **by_id;
+	size_t n_buckets, n_devices;
+	struct idmap ids;
+	uint64_t tid;
+	struct meta_deviceset dsm; /* written at start only (and base growth) */
+	unsigned deferred_count;
+	/* Pool devices that no file names, sorted (find_orphans): set at
+	 * start, read-only after, so read without a lock. */
+	uint32_t *orphans;
+	size_t n_orphans;
+	/* The pool's status for the free-space floor, refreshed at most once
+	 * a second (a mkdir does not wait for a status query); pool lock. */
+	struct pool_status status_cache;
+	struct timespec status_at;
+	/* Why changes are refused until a restart ("" normally); pool lock. */
+	char recovery_reason[DS_ERROR_MAX / 2];
+	/* A leaf lock for the last_error strings; nothing is taken under it. */
+	pthread_mutex_t err_lock;
+	char last_error[DS_ERROR_MAX];
+	/* The deferred-deletion worker; pool lock for stop, cond with it. */
+	pthread_t worker;
+	bool worker_running, worker_stop;
+	pthread_cond_t worker_cond;
+};
+
+/* The statements, with the table lock held: the small writes readers see. */
+#define TABLE(s, ...) do { \
+		pthread_mutex_lock(&(s)->table_lock); \
+		__VA_ARGS__; \
+		pthread_mutex_unlock(&(s)->table_lock); \
+	} while (0)
+
+/* devtable.c: the table (each function's comment names the locks it
+ * needs), names, errors */
+void store_error(struct deviceset *s, struct device *d, const char *fmt, va_list ap);
+int fail(struct deviceset *s, struct device *d, int r, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+struct device *find_name(struct deviceset *s, const char *name);
+struct device *find_id(struct deviceset *s, uint32_t id);
+void link_device(struct deviceset *s, struct device *d);
+void unlink_name(struct deviceset *s, struct device *d);
+void unlink_device(struct deviceset *s, struct device *d);
+struct device *device_new(const struct meta_device *m);
+void device_free(struct device *d);
+void insert_device(struct deviceset *s, struct device *d);
+void remove_device(struct deviceset *s, struct device *d);
+struct device *get_device(struct deviceset *s, const char *name, bool include_deleted);
+void put_device(struct deviceset *s, struct device *d);
+void for_each_device(struct deviceset *s, void (*fn)(struct deviceset *, struct device *, void *),
+			    void *arg);
+bool lock_op(struct deviceset *s, struct device *d);
+void unlock_op(struct device *d);
+void dm_name_of(struct deviceset *s, uint32_t id, char *buf, size_t len);
+void mount_dir_of(struct deviceset *s, uint32_t id, char *buf, size_t len);
+bool is_base(const struct device *d);
+
+/* journal.c: transactions (pool lock held), recovery at start */
+int open_transaction(struct deviceset *s, const char *name, uint32_t id);
+int close_transaction(struct deviceset *s);
+void need_recovery(struct deviceset *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int refuse_if_needs_recovery(struct deviceset *s, struct device *d, const char *op);
+int abandon_transaction(struct deviceset *s);
+void abandon_or_stop(struct deviceset *s, const char *name);
+int save_deviceset(struct deviceset *s);
+int finish_renames(struct deviceset *s);
+int recover_transaction(struct deviceset *s);
+
+/* check.c */
+void find_orphans(struct deviceset *s);
+
+/* deviceset.c: the steps of operations that recovery and the worker share */
+int activate(struct deviceset *s, struct device *d);
+int deactivate(struct deviceset *s, struct device *d, bool deferred);
+int remove_device_file(struct deviceset *s, struct device *d);
+int delete_from_pool(struct deviceset *s, struct device *d);
+int bury_files(struct deviceset *s, struct device *d, struct meta_device *m);
+/* for_each_device: point the children of old_name at new_name and save
+ * their files (the first error in r). Pool lock held. */
+struct reparent_arg {
+	const char *old_name, *new_name;
+	int r;
+};
+void reparent_one(struct deviceset *s, struct device *c, void *argp);
+void automount_marker(struct deviceset *s, struct device *d, bool set);
+bool has_automount_marker(struct deviceset *s, struct device *d);
+int unmount_fs(struct deviceset *s, struct device *d, int how);
+int drop_automount(struct deviceset *s, struct device *d, int how);
+#endif

@@ -1,0 +1,230 @@
+/*
+ * journal.c - the transactions that keep the metadata files and the pool
+ * in step (doc/design.md §4): the open record before a pool change, its
+ * close by the pool's transaction ID, its abandon after an undo, the stop
+ * of all changes when an undo fails (need_recovery); and, at start, the
+ * roll-forward of interrupted renames and the roll-back of an open
+ * transaction.
+ */
+#include "engine.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "docker.h"
+#include "fault.h"
+#include "fsutil.h"
+#include "idmap.h"
+#include "log.h"
+#include "metadata.h"
+#include "pool.h"
+
+/* ------------------------------------------------------------------ */
+/* What a start does with the open transaction                        */
+
+enum ds_txn_action ds_txn_decide(uint64_t pool_tid, uint64_t open_tid)
+{
+	if (open_tid == pool_tid)
+		return DS_TXN_CLEAN;
+	return pool_tid != UINT64_MAX && open_tid == pool_tid + 1 ? DS_TXN_ROLLBACK : DS_TXN_MISMATCH;
+}
+
+/* ------------------------------------------------------------------ */
+/* Transactions (pool lock held)                                      */
+
+int open_transaction(struct deviceset *s, const char *name, uint32_t id)
+{
+	struct meta_transaction t = { .open_transaction_id = s->tid + 1, .device_id = id };
+
+	snprintf(t.device_hash, sizeof(t.device_hash), "%s", name);
+	return meta_transaction_save(s->meta_dir, &t);
+}
+
+int close_transaction(struct deviceset *s)
+{
+	int r = s->ops->set_transaction_id(s->pool, s->tid, s->tid + 1);
+
+	if (r == 0)
+		s->tid++;
+	return r;
+}
+
+/* Stop taking changes: an undo could not complete, and what is on disk
+ * (an open transaction, a roll-forward record) is only safe if the next
+ * start is the next thing to touch it. Pool lock held. */
+void need_recovery(struct deviceset *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s->recovery_reason, sizeof(s->recovery_reason), fmt, ap);
+	va_end(ap);
+	log_err("pool %s: %s; no more changes are taken until thinfs is restarted, which repairs it",
+		s->prefix, s->recovery_reason);
+}
+
+/* -EIO (with the reason) once need_recovery() was called. Pool lock held. */
+int refuse_if_needs_recovery(struct deviceset *s, struct device *d, const char *op)
+{
+	if (!s->recovery_reason[0])
+		return 0;
+	return fail(s, d, -EIO, "%s '%s': refused until thinfs is restarted: %s", op, d->m.name,
+		    s->recovery_reason);
+}
+
+/* Give up an open transaction whose pool change did not happen (or was
+ * undone), so a restart does not roll back a device it should keep. */
+int abandon_transaction(struct deviceset *s)
+{
+	struct meta_transaction t = { .open_transaction_id = s->tid };
+	int r = meta_transaction_save(s->meta_dir, &t);
+
+	if (r < 0)
+		log_err("pool %s: could not reset the open transaction: %s", s->prefix, strerror(-r));
+	return r;
+}
+
+/* Abandon after a pool change that did not happen; if even that fails,
+ * the next start must decide (pool lock held). */
+void abandon_or_stop(struct deviceset *s, const char *name)
+{
+	if (abandon_transaction(s) < 0)
+		need_recovery(s, "the open transaction for '%s' could not be reset", name);
+}
+
+int save_deviceset(struct deviceset *s)
+{
+	s->dsm.next_device_id = s->ids.next_id;
+	return meta_deviceset_save(s->meta_dir, &s->dsm);
+}
+
+/* ------------------------------------------------------------------ */
+/* Recovery at start (before any other thread runs)                  */
+
+/* Roll forward a rename a crash interrupted (see ds_rename_device). */
+int finish_renames(struct deviceset *s)
+{
+	struct device *d, *next;
+	int r;
+
+	for (size_t i = 0; i < s->n_buckets; i++)
+		for (d = s->by_name[i]; d; d = next) {
+			struct reparent_arg ra;
+			struct device *old;
+
+			next = d->next_name;
+			if (!d->m.renamed_from[0])
+				continue;
+			ra.old_name = d->m.renamed_from;
+			ra.new_name = d->m.name;
+			ra.r = 0;
+			old = find_name(s, d->m.renamed_from);
+			/* (A file marked as renamed from itself only loses the
+			 * mark: removing "the old file" would remove its own.) */
+			if (old && old != d && old->m.device_id == d->m.device_id) {
+				r = meta_device_remove(s->meta_dir, old->m.name);
+				if (r < 0 && r != -ENOENT)
+					return r;
+				if (next == old)
+					next = old->next_name;
+				remove_device(s, old);
+			}
+			for_each_device(s, reparent_one, &ra);
+			log_info("completed the interrupted rename of '%s' to '%s'", ra.old_name, d->m.name);
+			d->m.renamed_from[0] = '\0';
+			r = meta_device_save(s->meta_dir, &d->m);
+			if (r < 0 || ra.r < 0)
+				return r < 0 ? r : ra.r;
+			/* The table changed under the iteration: start over. */
+			return finish_renames(s);
+		}
+	return 0;
+}
+
+/* Roll back the open transaction (ds_txn_decide said so: open = pool + 1).
+ * Only a record this engine's protocol leaves is acted on: the device it
+ * names, if it has a file, has the record's ID, and no other device holds
+ * that ID. Anything else stops the start, naming what does not match. */
+static int rollback(struct deviceset *s, const struct meta_transaction *t, uint64_t pool_tid)
+{
+	struct device *holder = find_id(s, t->device_id), *d;
+	char name[POOL_DEV_NAME_MAX];
+	int r;
+
+	/* A buried device's record names it "#ID" (txn_name_of). */
+	d = holder && holder->buried ? holder : t->device_hash[0] == '#' ? NULL : find_name(s, t->device_hash);
+
+	if (d && d->m.device_id != t->device_id) {
+		log_err("cannot start: the open transaction %" PRIu64 " in %s/transaction-metadata names device '%s' "
+			"with ID %" PRIu32 ", but %s/%s has ID %" PRIu32 ": not rolling back", t->open_transaction_id,
+			s->meta_dir, t->device_hash, t->device_id, s->meta_dir, d->m.name, d->m.device_id);
+		return -EUCLEAN;
+	}
+	if (holder && holder != d) {
+		log_err("cannot start: the open transaction %" PRIu64 " in %s/transaction-metadata names device '%s' "
+			"with ID %" PRIu32 ", which %s/%s holds: not rolling back", t->open_transaction_id,
+			s->meta_dir, t->device_hash, t->device_id, s->meta_dir, holder->m.name);
+		return -EUCLEAN;
+	}
+	log_info("rolling back transaction %" PRIu64 " (device '%s', id %" PRIu32 "): the pool is at %" PRIu64,
+		 t->open_transaction_id, t->device_hash, t->device_id, pool_tid);
+	dm_name_of(s, t->device_id, name, sizeof(name));
+	s->ops->deactivate(s->pool, name, t->device_id, false);
+	r = s->ops->delete_thin(s->pool, t->device_id);
+	if (r < 0 && r != -ENOENT) {
+		log_err("rollback: cannot delete pool device %" PRIu32 ": %s", t->device_id, strerror(-r));
+		return r;
+	}
+	if (d) {
+		r = remove_device_file(s, d);
+		if (r < 0 && r != -ENOENT)
+			return r;
+		remove_device(s, d);
+	}
+	idmap_mark_free(&s->ids, t->device_id);
+	s->tid = pool_tid;
+	return abandon_transaction(s);
+}
+
+int recover_transaction(struct deviceset *s)
+{
+	struct meta_transaction t;
+	uint64_t pool_tid;
+	int r;
+
+	r = s->ops->get_transaction_id(s->pool, &pool_tid);
+	if (r < 0)
+		return r;
+	s->tid = pool_tid;
+	r = meta_transaction_load(s->meta_dir, &t);
+	if (r == -ENOENT)
+		return abandon_transaction(s);
+	if (r < 0)
+		return r;
+	switch (ds_txn_decide(pool_tid, t.open_transaction_id)) {
+	case DS_TXN_CLEAN:
+		return 0;
+	case DS_TXN_ROLLBACK:
+		return rollback(s, &t, pool_tid);
+	case DS_TXN_MISMATCH:
+	default:
+		log_err("cannot start: the pool's transaction ID is %" PRIu64 " but %s/transaction-metadata records "
+			"%" PRIu64 " (device '%s'); an interrupted change leaves exactly one more than the pool: "
+			"this metadata does not belong to this pool, or the pool was reset or restored. "
+			"Nothing was changed", pool_tid, s->meta_dir, t.open_transaction_id, t.device_hash);
+		return -EUCLEAN;
+	}
+}

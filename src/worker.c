@@ -1,0 +1,185 @@
+/*
+ * worker.c - the engine's background worker: buried devices discarded and
+ * deleted from the pool, automounts expired (doc/design.md §1 and §4).
+ */
+#include "engine.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "docker.h"
+#include "fault.h"
+#include "fsutil.h"
+#include "idmap.h"
+#include "log.h"
+#include "metadata.h"
+#include "pool.h"
+
+/* ------------------------------------------------------------------ */
+/* Deferred deletion                                                  */
+
+/* References to the devices one worker round deals with, collected
+ * under the table lock and worked on without it. */
+struct devrefs {
+	struct device **d;
+	size_t n, cap;
+	bool (*want)(const struct device *d);
+};
+
+static bool is_automounted(const struct device *d)
+{
+	return d->automounted;
+}
+
+static bool is_buried(const struct device *d)
+{
+	return d->buried;
+}
+
+static void collect(struct deviceset *s, struct device *d, void *arg)
+{
+	struct devrefs *a = arg;
+	struct device **nd;
+
+	(void)s;
+	if (!a->want(d))
+		return;
+	if (a->n == a->cap) {
+		nd = realloc(a->d, (a->cap ? a->cap * 2 : 16) * sizeof(*nd));
+		if (!nd)
+			return; /* this round skips it; the next one tries again */
+		a->d = nd;
+		a->cap = a->cap ? a->cap * 2 : 16;
+	}
+	d->refs++;
+	a->d[a->n++] = d;
+}
+
+/* One expiry round, as autofs does it: umount2(MNT_EXPIRE) marks an
+ * automount the first time and unmounts it the next time if nothing used
+ * it in between. Pool lock held on entry and exit, dropped meanwhile (the
+ * op locks come first in the lock order). */
+static void expire_automounts(struct deviceset *s)
+{
+	struct devrefs a = { .want = is_automounted };
+
+	TABLE(s, for_each_device(s, collect, &a));
+	pthread_mutex_unlock(&s->lock);
+	for (size_t i = 0; i < a.n; i++) {
+		if (lock_op(s, a.d[i])) {
+			drop_automount(s, a.d[i], MNT_EXPIRE);
+			unlock_op(a.d[i]);
+		}
+		put_device(s, a.d[i]);
+	}
+	free(a.d);
+	pthread_mutex_lock(&s->lock);
+}
+
+/* Give the buried devices' space back and delete them from the pool.
+ * The discard (activate, BLKDISCARD, deactivate: most of a delete's time
+ * on a loopback dm pool) runs without the pool lock: nobody else can
+ * reach a buried device, and other changes need not wait for it. A device
+ * still in use stays for a later round. Pool lock held on entry and exit. */
+static void process_buried(struct deviceset *s)
+{
+	bool discard = options_blk_discard(s->opts) && s->ops->discard;
+	struct devrefs a = { .want = is_buried };
+	char name[POOL_DEV_NAME_MAX];
+	int r;
+
+	/* After need_recovery() the open transaction on disk belongs to the
+	 * next start: a new one must not overwrite it. */
+	if (s->recovery_reason[0])
+		return;
+	TABLE(s, for_each_device(s, collect, &a));
+	pthread_mutex_unlock(&s->lock);
+	for (size_t i = 0; i < a.n; i++) {
+		struct device *d = a.d[i];
+		char id[DS_NAME_MAX + 1];
+
+		snprintf(id, sizeof(id), "%s", d->m.name);
+		r = 0;
+		if (discard && !d->discarded) {
+			dm_name_of(s, d->m.device_id, name, sizeof(name));
+			r = s->ops->discard(s->pool, name, d->m.device_id, d->m.size);
+			if (r < 0 && r != -EBUSY && r != -EOPNOTSUPP)
+				log_warn("deleted device %s: discard failed (%s); deleting it anyway, its blocks' "
+					 "space stays in the data file", d->m.name, strerror(-r));
+			d->discarded = r != -EBUSY;
+		}
+		pthread_mutex_lock(&s->lock);
+		if (r != -EBUSY && !d->removed && !s->recovery_reason[0]) {
+			r = delete_from_pool(s, d);
+			if (r == 0)
+				log_info("deleted device %s: gone from the pool", id);
+			else if (r != -EBUSY)
+				log_err("deleted device %s: %s", id, strerror(-r));
+		}
+		pthread_mutex_unlock(&s->lock);
+		put_device(s, d);
+	}
+	free(a.d);
+	pthread_mutex_lock(&s->lock);
+}
+
+static void *worker_main(void *arg)
+{
+	struct deviceset *s = arg;
+	/* An automount goes after dm.automount_timeout to twice that unused. */
+	time_t tick = s->opts->automount_timeout < 10 ? (time_t)s->opts->automount_timeout : 10;
+	time_t last_expiry = time(NULL);
+	struct timespec until;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->worker_stop) {
+		if (s->deferred_count > 0)
+			process_buried(s);
+		if (s->opts->automount && time(NULL) - last_expiry >= (time_t)s->opts->automount_timeout) {
+			last_expiry = time(NULL);
+			expire_automounts(s);
+			continue;
+		}
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += tick;
+		pthread_cond_timedwait(&s->worker_cond, &s->lock, &until);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+int ds_start_worker(struct deviceset *s)
+{
+	int r;
+
+	if (s->worker_running)
+		return 0;
+	r = -pthread_create(&s->worker, NULL, worker_main, s);
+	if (r < 0)
+		return fail(s, NULL, r, "cannot start the deferred-deletion worker: %s", strerror(-r));
+	s->worker_running = true;
+	return 0;
+}
+
+void ds_kick_deferred(struct deviceset *s)
+{
+	pthread_mutex_lock(&s->lock);
+	if (s->worker_running)
+		pthread_cond_signal(&s->worker_cond);
+	else if (s->deferred_count > 0)
+		process_buried(s);
+	pthread_mutex_unlock(&s->lock);
+}
