@@ -105,6 +105,8 @@ static size_t hash_name(const char *name)
 	return h;
 }
 
+/* find_name, find_id: the table lock held, or the pool lock (every
+ * writer of the tables holds both). */
 struct device *find_name(struct deviceset *s, const char *name)
 {
 	struct device *d = s->by_name[hash_name(name) % s->n_buckets];
@@ -124,7 +126,8 @@ struct device *find_id(struct deviceset *s, uint32_t id)
 }
 
 /* A buried device (deleted, waiting for the worker) is in the ID table
- * only: its name is free. */
+ * only: its name is free. link_device, unlink_name, unlink_device: the
+ * table lock and the pool lock held (or the start, one thread). */
 void link_device(struct deviceset *s, struct device *d)
 {
 	size_t hn = hash_name(d->m.name) % s->n_buckets, hi = d->m.device_id % s->n_buckets;
