@@ -941,20 +941,39 @@ out:
 	return r;
 }
 
+/* Grow the pool's data to data_size bytes, if the metadata space can map
+ * it: -E2BIG with *max set otherwise (nothing changed). Pool lock held;
+ * shared by resize-pool and dm.autoextend. */
+int resize_pool_locked(struct deviceset *s, uint64_t data_size, uint64_t *max)
+{
+	int r;
+
+	*max = s->ops->max_data_size ? s->ops->max_data_size(s->pool) : UINT64_MAX;
+	if (data_size > *max)
+		return -E2BIG;
+	r = s->ops->resize_pool(s->pool, data_size);
+	s->status_at.tv_sec = 0; /* the free-space floor reads the new size */
+	return r;
+}
+
+/* Is less than percent of total free? The one rule behind low_space and
+ * the space watch. */
+bool space_below(unsigned percent, uint64_t used, uint64_t total)
+{
+	uint64_t free_ = total > used ? total - used : 0;
+
+	return total > 0 && free_ < total / 100 * percent + total % 100 * percent / 100;
+}
+
 int ds_resize_pool(struct deviceset *s, uint64_t data_size)
 {
 	uint64_t max;
-	bool too_big;
-	int r = 0;
+	int r;
 
 	pthread_mutex_lock(&s->lock);
-	max = s->ops->max_data_size ? s->ops->max_data_size(s->pool) : UINT64_MAX;
-	too_big = data_size > max;
-	if (!too_big)
-		r = s->ops->resize_pool(s->pool, data_size);
-	s->status_at.tv_sec = 0; /* the free-space floor reads the new size */
+	r = resize_pool_locked(s, data_size, &max);
 	pthread_mutex_unlock(&s->lock);
-	if (too_big)
+	if (r == -E2BIG)
 		return fail(s, NULL, -EINVAL, "resize-pool %" PRIu64 ": more than the %" PRIu64
 			    " bytes the pool's metadata space can map (a typo?); nothing changed", data_size, max);
 	if (r < 0)
@@ -1094,7 +1113,10 @@ int ds_pool_info(struct deviceset *s, struct ds_pool_info *out)
 		out->udev_sync_supported = st.udev_sync_supported;
 		out->deferred_remove_enabled = s->opts->deferred_removal && st.deferred_remove_supported;
 		out->transaction_id = st.transaction_id;
+		out->low_space = space_below(s->opts->low_space_threshold, st.data_used, st.data_total) ||
+				 space_below(s->opts->low_space_threshold, st.metadata_used, st.metadata_total);
 	}
+	out->low_space_threshold = s->opts->low_space_threshold;
 	pthread_mutex_lock(&s->table_lock);
 	base = find_name(s, DS_BASE_NAME);
 	out->base_device_size = base ? base->m.size : 0;

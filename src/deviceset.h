@@ -94,6 +94,9 @@ struct ds_pool_info {
 	uint32_t orphan_ids[DS_ORPHANS_SHOWN];
 	uint64_t transaction_id;
 	unsigned min_free_space;      /* percent */
+	/* Free data or metadata space under dm.low_space_threshold. */
+	bool low_space;
+	unsigned low_space_threshold; /* percent */
 	char last_error[DS_ERROR_MAX];
 };
 

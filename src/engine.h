@@ -119,6 +119,11 @@ struct deviceset {
 	/* A leaf lock for the last_error strings; nothing is taken under it. */
 	pthread_mutex_t err_lock;
 	char last_error[DS_ERROR_MAX];
+	/* The space watch's state (worker.c): below dm.low_space_threshold
+	 * at the last look, and dm.autoextend's refusal said once; worker
+	 * only. */
+	bool space_low;
+	bool autoextend_said;
 	/* The deferred-deletion worker; pool lock for stop, cond with it. */
 	pthread_t worker;
 	bool worker_running, worker_stop;
@@ -172,6 +177,8 @@ int recover_transaction(struct deviceset *s);
 void find_orphans(struct deviceset *s);
 
 /* deviceset.c: the steps of operations that recovery and the worker share */
+bool space_below(unsigned percent, uint64_t used, uint64_t total);
+int resize_pool_locked(struct deviceset *s, uint64_t data_size, uint64_t *max);
 int activate(struct deviceset *s, struct device *d);
 int deactivate(struct deviceset *s, struct device *d, bool deferred);
 int remove_device_file(struct deviceset *s, struct device *d);

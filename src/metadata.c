@@ -819,6 +819,9 @@ char *meta_pool_info_json(const struct ds_pool_info *p)
 								      ? p->orphan_count : DS_ORPHANS_SHOWN));
 	r = r ?: add(o, "transaction_id", json_object_new_uint64(p->transaction_id));
 	r = r ?: add(o, "min_free_space", json_object_new_string(pct));
+	snprintf(pct, sizeof(pct), "%u%%", p->low_space_threshold);
+	r = r ?: add(o, "low_space", json_object_new_boolean(p->low_space));
+	r = r ?: add(o, "low_space_threshold", json_object_new_string(pct));
 	r = r ?: add_nullable(o, "last_error", str_or_null(p->last_error));
 	return to_text(o, r);
 }

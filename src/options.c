@@ -30,6 +30,7 @@ void options_init(struct ds_options *o)
 	o->blk_discard = true;
 	o->block_size = 64 * KiB;
 	o->min_free_space = 10;
+	o->low_space_threshold = 20;
 	o->libdm_log_level = 3;
 	o->automount = true;
 	o->automount_timeout = 60;
@@ -51,6 +52,7 @@ void options_free(struct ds_options *o)
 
 static int refuse(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
 
 /* A message quotes the user's value; keep it one line. */
 static void one_line(char *err)
@@ -162,6 +164,19 @@ static int parse_uint(const char *s, uint64_t *out)
 		return -EINVAL;
 	*out = v;
 	return 0;
+}
+
+/* "N%": N, an unsigned integer. 0 or -EINVAL. */
+static int parse_percent(const char *value, uint64_t *out)
+{
+	size_t len = strlen(value);
+	char num[32];
+
+	if (len < 2 || value[len - 1] != '%' || len - 1 >= sizeof(num))
+		return -EINVAL;
+	memcpy(num, value, len - 1);
+	num[len - 1] = '\0';
+	return parse_uint(num, out);
 }
 
 /* Seconds, as "90", "90s", "5m" or "1h" (whole numbers). */
@@ -345,18 +360,34 @@ int options_set(struct ds_options *o, const char *key, const char *value,
 		return 0;
 	}
 	if (strcmp(key, "dm.min_free_space") == 0) {
-		size_t len = strlen(value);
-		char num[32];
-
-		if (len < 2 || value[len - 1] != '%' || len - 1 >= sizeof(num))
-			return refuse(err, errlen, "dm.min_free_space: invalid value '%s', should be a percentage (e.g. 10%%)", value);
-		memcpy(num, value, len - 1);
-		num[len - 1] = '\0';
-		if (parse_uint(num, &v) < 0)
+		if (parse_percent(value, &v) < 0)
 			return refuse(err, errlen, "dm.min_free_space: invalid value '%s', should be a percentage (e.g. 10%%)", value);
 		if (v >= 100)
 			return refuse(err, errlen, "dm.min_free_space: %s must be less than 100%%", value);
 		o->min_free_space = (unsigned)v;
+		return 0;
+	}
+	if (strcmp(key, "dm.low_space_threshold") == 0) {
+		if (parse_percent(value, &v) < 0 || v < 1 || v > 99)
+			return refuse(err, errlen, "dm.low_space_threshold: invalid value '%s', should be a percentage "
+				      "from 1%% to 99%% (e.g. 20%%)", value);
+		o->low_space_threshold = (unsigned)v;
+		return 0;
+	}
+	if (strcmp(key, "dm.autoextend") == 0) {
+		uint64_t bytes = 0;
+
+		if (parse_percent(value, &v) == 0) {
+			if (v < 1 || v > 1000)
+				return refuse(err, errlen, "dm.autoextend: %s is outside 1%%..1000%%", value);
+		} else if (parse_size(value, &bytes) < 0 || bytes < MiB) {
+			return refuse(err, errlen, "dm.autoextend: invalid value '%s' (a size of at least 1M, e.g. 10G, "
+				      "or a percentage of the data size, e.g. 20%%)", value);
+		} else {
+			v = 0;
+		}
+		o->autoextend_bytes = bytes;
+		o->autoextend_percent = (unsigned)v;
 		return 0;
 	}
 	if (strcmp(key, "dm.xfs_nospace_max_retries") == 0) {
@@ -452,6 +483,8 @@ void options_print_help(void)
 		{ "dm.use_deferred_removal=BOOL", "let the kernel remove busy devices at last close (default false)" },
 		{ "dm.use_deferred_deletion=BOOL", "delete busy devices later, from a worker (default false)" },
 		{ "dm.min_free_space=N%", "refuse new devices below this free space (default 10%)" },
+		{ "dm.low_space_threshold=N%", "warn once, and say low_space in the pool's info, below this free space (default 20%)" },
+		{ "dm.autoextend=SIZE|N%", "grow a loopback data file by this much below the threshold (default off)" },
 		{ "dm.xfs_nospace_max_retries=N", "XFS metadata ENOSPC retries (default: the kernel's)" },
 		{ "dm.libdm_log_level=2..7", "libdevmapper log level kept (default 3)" },
 	};

@@ -35,6 +35,11 @@ struct ds_options {
 	bool deferred_removal;         /* dm.use_deferred_removal, default false */
 	bool deferred_deletion;        /* dm.use_deferred_deletion, default false */
 	unsigned min_free_space;       /* dm.min_free_space, percent 0..99, default 10 */
+	unsigned low_space_threshold;  /* dm.low_space_threshold, percent 1..99, default 20 */
+	/* dm.autoextend=SIZE|N%: grow a loopback data file by this much when
+	 * free space falls under the threshold; both 0: off (the default). */
+	uint64_t autoextend_bytes;
+	unsigned autoextend_percent;
 	uint64_t xfs_nospace_max_retries; /* dm.xfs_nospace_max_retries; */
 	bool xfs_nospace_max_retries_set; /* unset: leave the kernel's default */
 	int libdm_log_level;           /* dm.libdm_log_level 2..7, default 3 */

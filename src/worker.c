@@ -1,6 +1,9 @@
 /*
  * worker.c - the engine's background worker: buried devices discarded and
- * deleted from the pool, automounts expired (doc/design.md §1 and §4).
+ * deleted from the pool, automounts expired (doc/design.md §1 and §4),
+ * and the space watch: a warning when free space falls under
+ * dm.low_space_threshold, dm.autoextend of a loopback data file
+ * (doc/design.md §6).
  */
 #include "engine.h"
 
@@ -136,11 +139,103 @@ static void process_buried(struct deviceset *s)
 	pthread_mutex_lock(&s->lock);
 }
 
+/* ------------------------------------------------------------------ */
+/* The space watch (pool lock held)                                   */
+
+/* How often the worker looks at the pool's free space. */
+#define SPACE_WATCH_SECONDS 5
+
+/* How far dm.autoextend grows the data file from data_size, within what
+ * the host filesystem holding it can still take (the file is sparse: what
+ * counts is what the pool could come to use). 0 when it cannot grow;
+ * why in *why. */
+static uint64_t autoextend_to(struct deviceset *s, const char *data_file, uint64_t data_total,
+			      const char **why)
+{
+	char dir[PATH_MAX], *slash;
+	struct stat st;
+	struct statvfs vfs;
+	uint64_t grow, room, to;
+
+	grow = s->opts->autoextend_bytes ? s->opts->autoextend_bytes
+					 : data_total / 100 * s->opts->autoextend_percent;
+	snprintf(dir, sizeof(dir), "%s", data_file);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	if (stat(data_file, &st) < 0 || statvfs(dir, &vfs) < 0) {
+		*why = "the data file or its directory cannot be examined";
+		return 0;
+	}
+	/* What the file does not hold yet must fit in the host's free space. */
+	room = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	to = (uint64_t)st.st_size + grow;
+	if (to - (uint64_t)st.st_blocks * 512 > room)
+		to = (uint64_t)st.st_blocks * 512 + room;
+	to &= ~((1ULL << 20) - 1); /* whole MiB */
+	if (to <= (uint64_t)st.st_size) {
+		*why = "the host filesystem has no room for a larger data file";
+		return 0;
+	}
+	return to;
+}
+
+/* Look at the pool's free space: say once when it falls under the
+ * threshold (and once when it is back), and grow a loopback data file by
+ * dm.autoextend while its data is short. */
+static void watch_space(struct deviceset *s)
+{
+	unsigned pct = s->opts->low_space_threshold;
+	struct pool_status st;
+	const char *why = NULL;
+	uint64_t to, max;
+	bool data_low, low;
+	int r;
+
+	if (s->ops->status(s->pool, &st) < 0)
+		return;
+	data_low = space_below(pct, st.data_used, st.data_total);
+	if (data_low && (s->opts->autoextend_bytes || s->opts->autoextend_percent)) {
+		to = st.data_file[0] ? autoextend_to(s, st.data_file, st.data_total, &why) : 0;
+		if (!st.data_file[0])
+			why = "the pool's data is not a loopback file";
+		r = to ? resize_pool_locked(s, to, &max) : -ENOSPC;
+		if (r == 0) {
+			log_info("pool %s: data space under %u%% free: dm.autoextend grew %s to %" PRIu64 " bytes",
+				 s->prefix, pct, st.data_file, to);
+			s->autoextend_said = false;
+			if (s->ops->status(s->pool, &st) < 0)
+				return;
+		} else if (!s->autoextend_said) {
+			if (r == -E2BIG)
+				log_warn("pool %s: dm.autoextend: %" PRIu64 " bytes are more than the metadata space can "
+					 "map (%" PRIu64 "); not extended", s->prefix, to, max);
+			else if (why)
+				log_warn("pool %s: dm.autoextend: %s; not extended", s->prefix, why);
+			else
+				log_warn("pool %s: dm.autoextend to %" PRIu64 " bytes failed: %s", s->prefix, to,
+					 strerror(-r));
+			s->autoextend_said = true;
+		}
+	}
+	low = space_below(pct, st.data_used, st.data_total) ||
+	      space_below(pct, st.metadata_used, st.metadata_total);
+	if (low && !s->space_low)
+		log_warn("pool %s: low on space (threshold %u%%): data %" PRIu64 " of %" PRIu64 " bytes used, "
+			 "metadata %" PRIu64 " of %" PRIu64, s->prefix, pct, st.data_used, st.data_total,
+			 st.metadata_used, st.metadata_total);
+	else if (!low && s->space_low)
+		log_info("pool %s: free space is back above %u%%", s->prefix, pct);
+	s->space_low = low;
+}
+
 static void *worker_main(void *arg)
 {
 	struct deviceset *s = arg;
-	/* An automount goes after dm.automount_timeout to twice that unused. */
-	time_t tick = s->opts->automount_timeout < 10 ? (time_t)s->opts->automount_timeout : 10;
+	/* An automount goes after dm.automount_timeout to twice that unused;
+	 * the space watch looks at least every SPACE_WATCH_SECONDS. */
+	time_t tick = s->opts->automount_timeout < SPACE_WATCH_SECONDS ? (time_t)s->opts->automount_timeout
+								       : SPACE_WATCH_SECONDS;
 	time_t last_expiry = time(NULL);
 	struct timespec until;
 
@@ -148,6 +243,7 @@ static void *worker_main(void *arg)
 	while (!s->worker_stop) {
 		if (s->deferred_count > 0)
 			process_buried(s);
+		watch_space(s);
 		if (s->opts->automount && time(NULL) - last_expiry >= (time_t)s->opts->automount_timeout) {
 			last_expiry = time(NULL);
 			expire_automounts(s);

@@ -30,6 +30,7 @@ static const char populate[] =
 	"dm.mkfsarg=-m0,dm.mountopt=noatime,dm.datadev=/dev/sdb,dm.metadatadev=/dev/sdc,"
 	"dm.thinpooldev=pool,dm.blkdiscard=false,dm.blocksize=128K,dm.override_udev_sync_check=1,"
 	"dm.use_deferred_removal=true,dm.use_deferred_deletion=T,dm.min_free_space=5%,"
+	"dm.low_space_threshold=35%,dm.autoextend=3G,"
 	"dm.xfs_nospace_max_retries=3,dm.libdm_log_level=6";
 
 static int same_str(const char *a, const char *b)
@@ -52,6 +53,8 @@ static int same(const struct ds_options *a, const struct ds_options *b)
 	    a->override_udev_sync_check != b->override_udev_sync_check ||
 	    a->deferred_removal != b->deferred_removal || a->deferred_deletion != b->deferred_deletion ||
 	    a->min_free_space != b->min_free_space ||
+	    a->low_space_threshold != b->low_space_threshold ||
+	    a->autoextend_bytes != b->autoextend_bytes || a->autoextend_percent != b->autoextend_percent ||
 	    a->xfs_nospace_max_retries != b->xfs_nospace_max_retries ||
 	    a->xfs_nospace_max_retries_set != b->xfs_nospace_max_retries_set ||
 	    a->libdm_log_level != b->libdm_log_level)
@@ -124,7 +127,8 @@ int main(void)
 		"backend", "dm.basesize", "dm.loopdatasize", "dm.loopmetadatasize", "dm.fs", "dm.mkfsarg",
 		"dm.mountopt", "dm.datadev", "dm.metadatadev", "dm.thinpooldev", "dm.blkdiscard",
 		"dm.blocksize", "dm.override_udev_sync_check", "dm.use_deferred_removal",
-		"dm.use_deferred_deletion", "dm.min_free_space", "dm.xfs_nospace_max_retries",
+		"dm.use_deferred_deletion", "dm.min_free_space", "dm.low_space_threshold", "dm.autoextend",
+		"dm.xfs_nospace_max_retries",
 		"dm.libdm_log_level", NULL
 	};
 
@@ -135,6 +139,8 @@ int main(void)
 	is_int(o.loop_metadata_size, 2 * GiB, "dm.loopmetadatasize defaults to 2G");
 	is_int(o.block_size, 65536, "dm.blocksize defaults to 64K");
 	is_int(o.min_free_space, 10, "dm.min_free_space defaults to 10%%");
+	is_int(o.low_space_threshold, 20, "dm.low_space_threshold defaults to 20%%");
+	ok(!o.autoextend_bytes && !o.autoextend_percent, "dm.autoextend is off by default");
 	ok(o.blk_discard && !o.deferred_removal && !o.deferred_deletion && !o.override_udev_sync_check,
 	   "bool defaults");
 	is_int(o.backend, TF_BACKEND_AUTO, "backend defaults to auto");
@@ -222,6 +228,11 @@ int main(void)
 	ok(set1(&o, "dm.use_deferred_deletion", "True") == 0 && o.deferred_deletion, "dm.use_deferred_deletion=True");
 	ok(set1(&o, "dm.min_free_space", "0%") == 0 && o.min_free_space == 0, "dm.min_free_space=0%%");
 	ok(set1(&o, "dm.min_free_space", "99%") == 0 && o.min_free_space == 99, "dm.min_free_space=99%%");
+	ok(set1(&o, "dm.low_space_threshold", "1%") == 0 && o.low_space_threshold == 1, "dm.low_space_threshold=1%%");
+	ok(set1(&o, "dm.autoextend", "10G") == 0 && o.autoextend_bytes == 10 * GiB && !o.autoextend_percent,
+	   "dm.autoextend=10G");
+	ok(set1(&o, "dm.autoextend", "20%") == 0 && o.autoextend_percent == 20 && !o.autoextend_bytes,
+	   "dm.autoextend=20%% replaces a size");
 	ok(set1(&o, "dm.xfs_nospace_max_retries", "7") == 0 && o.xfs_nospace_max_retries == 7 &&
 	   o.xfs_nospace_max_retries_set, "dm.xfs_nospace_max_retries=7");
 	ok(set1(&o, "dm.libdm_log_level", "7") == 0 && o.libdm_log_level == 7, "dm.libdm_log_level=7");
@@ -265,6 +276,14 @@ int main(void)
 	refused("dm.min_free_space", "150%");
 	refused("dm.min_free_space", "10%%");
 	refused("dm.min_free_space", " 10%");
+	refused("dm.low_space_threshold", "0%");
+	refused("dm.low_space_threshold", "100%");
+	refused("dm.low_space_threshold", "20");
+	refused("dm.autoextend", "0");
+	refused("dm.autoextend", "512K");
+	refused("dm.autoextend", "0%");
+	refused("dm.autoextend", "1001%");
+	refused("dm.autoextend", "lots");
 	refused("dm.xfs_nospace_max_retries", "");
 	refused("dm.xfs_nospace_max_retries", "1.5");
 	refused("dm.libdm_log_level", "3x");

@@ -172,6 +172,8 @@ line=$(timeout 30 cat "$M/ctl" | head -n 1)
 case $line in "ok dm "*) ok 0 "A: the pool's ctl answers on a full pool ($line)" ;; *) ok 1 "A: the pool's ctl answers on a full pool (got '$line')" ;; esac
 jq -e .device_id "$M/w/info" >/dev/null
 ok $? "A: info of the full device answers"
+is "$(jq -r .low_space "$M/info")" "true" "A: the pool's info says low_space"
+grep -q "low on space (threshold 20%)" "$S.log"; ok $? "A: the space watch warned in the log"
 is "$(errno_of mkdir "$M/new")" "ENOSPC" "A: mkdir on a full pool: ENOSPC"
 before=$(used_data "$M")
 t0=$(date +%s%N)
@@ -187,6 +189,8 @@ is "$(errno_of write "$M/ctl" "resize-pool 2G")" "OK" "A: resize-pool 2G on the 
 diag "timing: A: resize-pool took $((($(date +%s%N) - t0) / 1000000)) ms"
 is "$(pool_mode "$S")" "rw" "A: after resize-pool the pool is rw"
 is "$(jq -r .data.total "$M/info")" "$((2 * 1024 * 1024 * 1024))" "A: info shows 2 GiB of data space"
+for _ in $(seq 100); do [ "$(jq -r .low_space "$M/info")" = false ] && break; sleep 0.1; done
+is "$(jq -r .low_space "$M/info")" "false" "A: after resize-pool low_space is false"
 mkdir "$M/after" && ctl "$M/after" mount &&
 	dd if=/dev/urandom of="$M/after/rootfs/f" bs=1M count=50 conv=fsync status=none &&
 	ctl "$M/after" unmount && rmdir "$M/after"
