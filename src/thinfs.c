@@ -31,6 +31,10 @@
 #include "metadata.h"
 #include "options.h"
 
+#ifndef FUSE_SUPER_MAGIC
+#define FUSE_SUPER_MAGIC 0x65735546
+#endif
+
 struct cmdline {
 	struct ds_options opts;
 	char *state_dir;
@@ -133,20 +137,31 @@ static void fuse_log_adapter(enum fuse_log_level level, const char *fmt, va_list
 /* Clean up the mount point left behind by a killed daemon: every dead
  * mount stacked there (a restart racing a kill can leave more than one).
  * statfs, not stat: the kernel answers a stat of a FUSE root from its
- * attribute cache for a second after the daemon died, and a dead mount
- * left in place made the FUSE mount itself fail later (ENOTCONN) once
- * the cache expired during a long start (the chaos test saw it). */
-static void clean_stale_mount(const char *mnt)
+ * attribute cache for a second after the daemon died. How many were
+ * removed. */
+static int clean_stale_mount(const char *mnt)
 {
 	struct statfs sf;
+	int n = 0;
 
-	for (int i = 0; i < 16 && statfs(mnt, &sf) < 0 && errno == ENOTCONN; i++) {
+	for (int i = 0; i < 16; i++) {
+		if (statfs(mnt, &sf) == 0) {
+			if (sf.f_type == FUSE_SUPER_MAGIC)
+				log_warn("%s: a live FUSE filesystem is mounted there; mounting over it", mnt);
+			break;
+		}
+		if (errno != ENOTCONN) {
+			log_debug("%s: statfs: %s", mnt, strerror(errno));
+			break;
+		}
 		if (umount2(mnt, MNT_DETACH) < 0) {
 			log_warn("%s: stale mount could not be unmounted: %s", mnt, strerror(errno));
-			return;
+			break;
 		}
 		log_info("%s was the mount of a daemon that died: unmounted it", mnt);
+		n++;
 	}
+	return n;
 }
 
 /* mount(8) and mount.fuse3 start helpers with a minimal PATH; thinfs runs
@@ -277,7 +292,12 @@ int main(int argc, char **argv)
 	if (fuse_set_signal_handlers(se) < 0)
 		goto out;
 	handlers = true;
-	if (fuse_session_mount(se, mnt_real) < 0) {
+	/* Once more right before the mount: the chaos test saw a start whose
+	 * first look found the mount point alive fail here, the dead mount
+	 * found only by libfuse's own stat seconds later. */
+	clean_stale_mount(mnt_real);
+	if (fuse_session_mount(se, mnt_real) < 0 &&
+	    (clean_stale_mount(mnt_real) == 0 || fuse_session_mount(se, mnt_real) < 0)) {
 		fprintf(stderr, "thinfs: cannot mount on %s\n", mnt_real);
 		goto out;
 	}

@@ -80,8 +80,11 @@ def mount_count(path):
 
 
 def daemon_gone():
+    # statvfs, not stat: the kernel answers a stat from its caches for a
+    # while after the daemon died (a request cut off by the kill then
+    # looked like an EIO of a live daemon).
     try:
-        os.stat(os.path.join(mnt, "ctl"))
+        os.statvfs(mnt)
         return False
     except OSError as e:
         return e.errno in GONE
