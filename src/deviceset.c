@@ -1011,6 +1011,9 @@ static void fill_info(struct deviceset *s, struct device *d, struct ds_device_in
 	pthread_mutex_unlock(&s->err_lock);
 	out->n_children = d->n_children;
 	mount_dir_of(s, d->m.device_id, out->mount_dir, sizeof(out->mount_dir));
+	out->exclusive_bytes = d->exclusive_bytes;
+	out->shared_bytes = d->shared_bytes;
+	out->usage_at = d->usage_at;
 }
 
 int ds_device_info(struct deviceset *s, const char *name, struct ds_device_info *out)
@@ -1032,6 +1035,7 @@ void ds_device_usage(struct deviceset *s, struct ds_device_info *info)
 {
 	struct pool_dev_status st;
 
+	want_usage(s);
 	/* The backend's per-device status is safe to ask concurrently
 	 * (pool.h); no engine lock is held, so nobody waits on it. A device
 	 * deleted meanwhile just stays unknown. */
@@ -1084,8 +1088,36 @@ void ds_clear_error(struct deviceset *s, const char *name)
 		put_device(s, d);
 }
 
+/* The DS_TOP_USAGE visible devices with the most exclusive bytes, most
+ * first (table lock held). */
+static void rank_usage(struct deviceset *s, struct ds_pool_info *out)
+{
+	struct device *d;
+
+	out->usage_at = atomic_load(&s->usage_at);
+	for (size_t b = 0; b < s->n_buckets; b++)
+		for (d = s->by_name[b]; d; d = d->next_name) {
+			unsigned i = out->n_top_usage;
+
+			if (!d->usage_at)
+				continue;
+			while (i > 0 && out->top_usage[i - 1].exclusive_bytes < d->exclusive_bytes)
+				i--;
+			if (i >= DS_TOP_USAGE)
+				continue;
+			memmove(&out->top_usage[i + 1], &out->top_usage[i],
+				(DS_TOP_USAGE - 1 - i) * sizeof(out->top_usage[0]));
+			snprintf(out->top_usage[i].name, sizeof(out->top_usage[i].name), "%s", d->m.name);
+			out->top_usage[i].exclusive_bytes = d->exclusive_bytes;
+			out->top_usage[i].shared_bytes = d->shared_bytes;
+			if (out->n_top_usage < DS_TOP_USAGE)
+				out->n_top_usage++;
+		}
+}
+
 int ds_pool_info(struct deviceset *s, struct ds_pool_info *out)
 {
+	want_usage(s);
 	struct pool_status st;
 	struct device *base;
 	int r;
@@ -1125,6 +1157,7 @@ int ds_pool_info(struct deviceset *s, struct ds_pool_info *out)
 	out->deferred_deleted_device_count = s->deferred_count;
 	out->device_count = (unsigned)(s->n_devices - s->deferred_count - (base ? 1 : 0));
 	out->min_free_space = s->opts->min_free_space;
+	rank_usage(s, out);
 	out->orphan_count = (unsigned)s->n_orphans;
 	for (size_t i = 0; i < s->n_orphans && i < DS_ORPHANS_SHOWN; i++)
 		out->orphan_ids[i] = s->orphans[i];

@@ -63,9 +63,16 @@ struct ds_device_info {
 	int64_t created;              /* unix seconds */
 	bool mapped_known;            /* false: mapped_bytes is null */
 	uint64_t mapped_bytes;
+	/* What only it maps (freed if deleted), what it shares, and when the
+	 * worker looked (unix seconds); usage_at 0: not yet (all null). */
+	uint64_t exclusive_bytes, shared_bytes;
+	int64_t usage_at;
 	char last_error[DS_ERROR_MAX];/* "" if none */
 	int n_children;               /* visible (not deleted) child devices */
 };
+
+/* How many devices the pool's info ranks by exclusive bytes. */
+#define DS_TOP_USAGE 20
 
 /* How many orphan device IDs the pool's info lists (it counts them all). */
 #define DS_ORPHANS_SHOWN 32
@@ -94,6 +101,14 @@ struct ds_pool_info {
 	uint32_t orphan_ids[DS_ORPHANS_SHOWN];
 	uint64_t transaction_id;
 	unsigned min_free_space;      /* percent */
+	/* The visible devices with the most exclusive bytes, most first, as
+	 * the worker last looked (usage_at; 0: not yet). */
+	struct ds_usage_entry {
+		char name[DS_NAME_MAX + 1];
+		uint64_t exclusive_bytes, shared_bytes;
+	} top_usage[DS_TOP_USAGE];
+	unsigned n_top_usage;
+	int64_t usage_at;
 	/* Free data or metadata space under dm.low_space_threshold. */
 	bool low_space;
 	unsigned low_space_threshold; /* percent */

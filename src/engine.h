@@ -22,6 +22,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -74,6 +75,10 @@ struct device {
 	 * the table lock. */
 	bool active;
 	char dev_path[POOL_DEV_PATH_MAX];
+	/* Space (the worker's last look, at usage_at; 0: not looked yet):
+	 * what only this device maps, what it shares with others; table. */
+	uint64_t exclusive_bytes, shared_bytes;
+	int64_t usage_at;
 	/* DS_ERROR_MAX bytes once a first error is kept, NULL before (most
 	 * devices never have one: 10,000s of devices stay small); err_lock. */
 	char *last_error;
@@ -124,6 +129,11 @@ struct deviceset {
 	 * only. */
 	bool space_low;
 	bool autoextend_said;
+	/* A reader of an info file wants fresh usage figures: set with no
+	 * lock (reading info never waits for the pool lock), taken by the
+	 * worker. usage_at: when the worker last looked (unix seconds). */
+	atomic_bool usage_wanted;
+	_Atomic int64_t usage_at;
 	/* The deferred-deletion worker; pool lock for stop, cond with it. */
 	pthread_t worker;
 	bool worker_running, worker_stop;
@@ -172,6 +182,9 @@ void abandon_or_stop(struct deviceset *s, const char *name);
 int save_deviceset(struct deviceset *s);
 int finish_renames(struct deviceset *s);
 int recover_transaction(struct deviceset *s);
+
+/* worker.c */
+void want_usage(struct deviceset *s);
 
 /* check.c */
 void find_orphans(struct deviceset *s);

@@ -752,6 +752,9 @@ char *meta_device_info_json(const struct ds_device_info *d)
 	r = r ?: add(o, "created_unix", json_object_new_int64(d->created));
 	r = r ?: add_nullable(o, "mapped_bytes",
 			      d->mapped_known ? json_object_new_uint64(d->mapped_bytes) : NULL);
+	r = r ?: add_nullable(o, "exclusive_bytes", d->usage_at ? json_object_new_uint64(d->exclusive_bytes) : NULL);
+	r = r ?: add_nullable(o, "shared_bytes", d->usage_at ? json_object_new_uint64(d->shared_bytes) : NULL);
+	r = r ?: add_nullable(o, "usage_at", d->usage_at ? json_object_new_int64(d->usage_at) : NULL);
 	r = r ?: add_nullable(o, "last_error", str_or_null(d->last_error));
 	r = r ?: add(o, "children", json_object_new_int(d->n_children));
 	return to_text(o, r);
@@ -788,6 +791,27 @@ static struct json_object *id_array(const uint32_t *ids, size_t n)
 	return a;
 }
 
+/* [{"name", "exclusive_bytes", "shared_bytes"}...], most exclusive first. */
+static struct json_object *usage_ranking(const struct ds_pool_info *p)
+{
+	struct json_object *a = json_object_new_array();
+
+	for (unsigned i = 0; a && i < p->n_top_usage; i++) {
+		struct json_object *e = json_object_new_object();
+		int r = e ? 0 : -ENOMEM;
+
+		r = r ?: add(e, "name", json_object_new_string(p->top_usage[i].name));
+		r = r ?: add(e, "exclusive_bytes", json_object_new_uint64(p->top_usage[i].exclusive_bytes));
+		r = r ?: add(e, "shared_bytes", json_object_new_uint64(p->top_usage[i].shared_bytes));
+		if (r < 0 || json_object_array_add(a, e) < 0) {
+			json_object_put(e);
+			json_object_put(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
 char *meta_pool_info_json(const struct ds_pool_info *p)
 {
 	struct json_object *o = json_object_new_object();
@@ -814,6 +838,8 @@ char *meta_pool_info_json(const struct ds_pool_info *p)
 	r = r ?: add(o, "deferred_delete_enabled", json_object_new_boolean(p->deferred_delete_enabled));
 	r = r ?: add(o, "deferred_deleted_device_count", json_object_new_int64(p->deferred_deleted_device_count));
 	r = r ?: add(o, "device_count", json_object_new_int64(p->device_count));
+	r = r ?: add(o, "top_exclusive", usage_ranking(p));
+	r = r ?: add_nullable(o, "usage_at", p->usage_at ? json_object_new_int64(p->usage_at) : NULL);
 	r = r ?: add(o, "orphan_device_count", json_object_new_int64(p->orphan_count));
 	r = r ?: add(o, "orphan_device_ids", id_array(p->orphan_ids, p->orphan_count < DS_ORPHANS_SHOWN
 								      ? p->orphan_count : DS_ORPHANS_SHOWN));

@@ -876,6 +876,38 @@ out:
 	return r;
 }
 
+/* Every device's exclusive and shared bytes: thin_ls of a metadata
+ * snapshot (its own walk of the mappings, done outside the kernel). */
+static int dm_usage(struct pool *p, int (*fn)(void *arg, uint32_t dev_id, uint64_t exclusive, uint64_t shared),
+		    void *arg)
+{
+	const char *argv[] = { "thin_ls", "--metadata-snap", "--no-headers", "-o", "DEV,EXCLUSIVE_BYTES,SHARED_BYTES",
+			       p->meta_dev, NULL };
+	char *out = NULL, *line, *save = NULL;
+	int r;
+
+	if (p->external)
+		return -EOPNOTSUPP;
+	r = message_fmt(p, "reserve_metadata_snap", "reserve_metadata_snap");
+	if (r < 0)
+		return r;
+	r = fsutil_run_output((char *const *)argv, &out);
+	if (message_fmt(p, "release_metadata_snap", "release_metadata_snap") < 0 && r == 0)
+		r = -EIO; /* logged; a held metadata snapshot blocks the next one */
+	for (line = r == 0 ? strtok_r(out, "\n", &save) : NULL; line && r == 0; line = strtok_r(NULL, "\n", &save)) {
+		unsigned long long dev, exclusive, shared;
+
+		if (sscanf(line, "%llu %llu %llu", &dev, &exclusive, &shared) != 3 || dev > POOL_MAX_DEVICE_ID) {
+			log_err("dm pool %s: thin_ls: unexpected line '%s'", p->name, line);
+			r = -EPROTO;
+			break;
+		}
+		r = fn(arg, (uint32_t)dev, exclusive, shared);
+	}
+	free(out);
+	return r;
+}
+
 static int dm_is_active(struct pool *p, const char *name, uint32_t dev_id, char *dev_path, size_t len)
 {
 	struct dm_info info;
@@ -1231,6 +1263,7 @@ const struct pool_ops pool_dm_ops = {
 	.create_snap = dm_create_snap,
 	.delete_thin = dm_delete,
 	.list_ids = dm_list_ids,
+	.usage = dm_usage,
 	.activate = dm_activate,
 	.deactivate = dm_deactivate,
 	.is_active = dm_is_active,

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -700,6 +701,82 @@ out:
 	return r;
 }
 
+/* Exclusive and shared bytes of one image, from its extents' shared flag. */
+static int image_usage(const char *path, uint64_t *exclusive, uint64_t *shared)
+{
+	enum { EXTENTS = 256 };
+	struct fiemap *fm;
+	uint64_t start = 0;
+	int fd, r = 0;
+	bool last = false;
+
+	*exclusive = *shared = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	fm = calloc(1, sizeof(*fm) + EXTENTS * sizeof(struct fiemap_extent));
+	if (!fm) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (!last) {
+		memset(fm, 0, sizeof(*fm));
+		fm->fm_start = start;
+		fm->fm_length = FIEMAP_MAX_OFFSET - start;
+		fm->fm_extent_count = EXTENTS;
+		if (ioctl(fd, FS_IOC_FIEMAP, fm) < 0) {
+			r = -errno;
+			break;
+		}
+		if (fm->fm_mapped_extents == 0)
+			break;
+		for (unsigned i = 0; i < fm->fm_mapped_extents; i++) {
+			const struct fiemap_extent *e = &fm->fm_extents[i];
+
+			if (e->fe_flags & FIEMAP_EXTENT_SHARED)
+				*shared += e->fe_length;
+			else
+				*exclusive += e->fe_length;
+			start = e->fe_logical + e->fe_length;
+			last = e->fe_flags & FIEMAP_EXTENT_LAST;
+		}
+	}
+	free(fm);
+	close(fd);
+	return r;
+}
+
+static int reflink_usage(struct pool *p, int (*fn)(void *arg, uint32_t dev_id, uint64_t exclusive, uint64_t shared),
+			 void *arg)
+{
+	char path[PATH_MAX + 16];
+	struct dirent *e;
+	DIR *d = opendir(p->images);
+	int r = 0;
+
+	if (!d) {
+		r = -errno;
+		log_err("reflink pool: opendir %s: %s", p->images, strerror(-r));
+		return r;
+	}
+	while (r == 0 && (e = readdir(d))) {
+		uint64_t exclusive, shared;
+		uint32_t id;
+		int u;
+
+		if (!image_id(e->d_name, &id))
+			continue;
+		image_path(p, id, path, sizeof(path));
+		u = image_usage(path, &exclusive, &shared);
+		if (u == 0)
+			r = fn(arg, id, exclusive, shared);
+		else if (u != -ENOENT) /* ENOENT: deleted meanwhile */
+			log_warn("reflink pool: usage of image %" PRIu32 ": FIEMAP: %s", id, strerror(-u));
+	}
+	closedir(d);
+	return r;
+}
+
 static int reflink_dev_status(struct pool *p, const char *name, uint32_t dev_id,
 			      struct pool_dev_status *st)
 {
@@ -861,6 +938,7 @@ const struct pool_ops pool_reflink_ops = {
 	.deactivate = reflink_deactivate,
 	.is_active = reflink_is_active,
 	.for_each_active = reflink_for_each_active,
+	.usage = reflink_usage,
 	.dev_status = reflink_dev_status,
 	.resize_thin = reflink_resize_thin,
 	.status = reflink_status,

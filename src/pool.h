@@ -140,6 +140,13 @@ struct pool_ops {
 	 * active to tell and it is not (the engine reports null then). */
 	int (*dev_status)(struct pool *p, const char *name, uint32_t dev_id,
 			  struct pool_dev_status *st);
+	/* Optional: fn(arg, dev_id, exclusive, shared) for every device of
+	 * the pool: the bytes only it maps (what deleting it would free) and
+	 * the bytes it shares with others (dm: thin_ls of a metadata
+	 * snapshot; reflink: FIEMAP's shared flag). fn returns 0 to go on.
+	 * Called with the engine's pool lock held, from its worker. */
+	int (*usage)(struct pool *p, int (*fn)(void *arg, uint32_t dev_id, uint64_t exclusive, uint64_t shared),
+		     void *arg);
 	/* Grow a thin device to new_size bytes (active or not). */
 	int (*resize_thin)(struct pool *p, const char *name, uint32_t dev_id,
 			   uint64_t new_size);

@@ -125,6 +125,14 @@ static void process_buried(struct deviceset *s)
 			d->discarded = r != -EBUSY;
 		}
 		pthread_mutex_lock(&s->lock);
+		if (s->worker_stop) {
+			/* The daemon stops: the rest keep their tombstones and
+			 * the next start goes on with them. */
+			pthread_mutex_unlock(&s->lock);
+			for (; i < a.n; i++)
+				put_device(s, a.d[i]);
+			break;
+		}
 		if (r != -EBUSY && !d->removed && !s->recovery_reason[0]) {
 			r = delete_from_pool(s, d);
 			if (r == 0)
@@ -229,6 +237,59 @@ static void watch_space(struct deviceset *s)
 	s->space_low = low;
 }
 
+/* ------------------------------------------------------------------ */
+/* Usage: exclusive and shared bytes (pool lock held)                 */
+
+/* Figures older than this are looked at again when an info file is read. */
+#define USAGE_MAX_AGE_SECONDS 30
+
+static int set_usage(void *arg, uint32_t dev_id, uint64_t exclusive, uint64_t shared)
+{
+	struct deviceset *s = arg;
+	int64_t now = (int64_t)time(NULL);
+	struct device *d;
+
+	pthread_mutex_lock(&s->table_lock);
+	d = find_id(s, dev_id);
+	if (d) {
+		d->exclusive_bytes = exclusive;
+		d->shared_bytes = shared;
+		d->usage_at = now;
+	}
+	pthread_mutex_unlock(&s->table_lock);
+	return 0;
+}
+
+/* The backend's figures for every device, applied to the table. */
+static void refresh_usage(struct deviceset *s)
+{
+	struct timespec t0, t1;
+	int r;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r = s->ops->usage(s->pool, set_usage, s);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (r < 0) {
+		log_warn("pool %s: the devices' exclusive and shared bytes could not be read: %s", s->prefix,
+			 strerror(-r));
+		return;
+	}
+	atomic_store(&s->usage_at, (int64_t)time(NULL));
+	log_debug("pool %s: usage of the devices read in %ld ms", s->prefix,
+		  (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
+}
+
+/* An info file is being read: have the worker look at usage if the
+ * figures are stale. Never waits: the reader gets the figures there are,
+ * with their time. */
+void want_usage(struct deviceset *s)
+{
+	if (!s->ops->usage || (int64_t)time(NULL) - atomic_load(&s->usage_at) < USAGE_MAX_AGE_SECONDS)
+		return;
+	if (!atomic_exchange(&s->usage_wanted, true))
+		pthread_cond_signal(&s->worker_cond);
+}
+
 static void *worker_main(void *arg)
 {
 	struct deviceset *s = arg;
@@ -243,7 +304,13 @@ static void *worker_main(void *arg)
 	while (!s->worker_stop) {
 		if (s->deferred_count > 0)
 			process_buried(s);
+		/* A stop asked while process_buried had the lock dropped (for
+		 * the discards) signalled nobody: look before going on. */
+		if (s->worker_stop)
+			break;
 		watch_space(s);
+		if (atomic_exchange(&s->usage_wanted, false))
+			refresh_usage(s);
 		if (s->opts->automount && time(NULL) - last_expiry >= (time_t)s->opts->automount_timeout) {
 			last_expiry = time(NULL);
 			expire_automounts(s);

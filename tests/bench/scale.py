@@ -76,7 +76,7 @@ def measure(daemon, work, floor, a, n, empty_dir):
     r["pool_open_s"] = pool_open(floor, a.backend, work.state, a.opts)
     r["start_s"] = round(daemon.start(), 3)
     pool_line = daemon.line_time(r"image store .* (mounted on|already mounted)|reflink pool: using|"
-                                 r"pool .* (created|activated|reusing|taken over)")
+                                 r"pool:?.* (created|activated|reusing it|taken over)")
     ready_line = daemon.line_time(r"pool .* ready: ")
     r["log_pool_open_s"] = round(pool_line, 3) if pool_line is not None else None
     r["log_ready_s"] = round(ready_line, 3) if ready_line is not None else None

@@ -17,6 +17,7 @@
 #     ext4 on a second daemon)
 #  6. resize-pool 200P is EINVAL and leaves the pool rw and resumed
 #  7. a kill -9 with a device mounted: the restart adopts the mount
+#  8. each device's exclusive_bytes and shared_bytes equal thin_ls's
 # At the end the oracle (thin_check, pool IDs == metadata files' IDs).
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -440,6 +441,45 @@ if start_daemon "$S" "$M" "$DM_SMALL,dm.fs=ext4"; then
 	detach_loops "$S/devicemapper/data" "$S/devicemapper/metadata"
 else
 	ok 1 "daemon starts with dm.fs=ext4"
+	show_log 30
+fi
+
+# Case 8: where the space goes. Each device's exclusive_bytes and
+# shared_bytes (the worker's thin_ls of a metadata snapshot, looked at when
+# an info file is read) equal thin_ls's own view of the same pool.
+S=$work/s8 M=$work/m8
+if start_daemon "$S" "$M" "$DM_SMALL,dm.fs=ext4"; then
+	ok 0 "usage: daemon starts"
+	save_pool_name "$M" "$S"
+	pool=$(cat "$S.pool")
+	check "usage: a holds 32 MiB, its snapshot b 16 MiB more" sh -c "
+		mkdir '$M/a' && echo mount >'$M/a/ctl' &&
+		dd if=/dev/urandom of='$M/a/rootfs/big' bs=1M count=32 conv=fsync status=none &&
+		echo unmount >'$M/a/ctl' && mkdir '$M/a/b' && echo mount >'$M/a/b/ctl' &&
+		dd if=/dev/urandom of='$M/a/b/rootfs/more' bs=1M count=16 conv=fsync status=none &&
+		echo unmount >'$M/a/b/ctl'"
+	for _ in $(seq 300); do
+		[ "$(jq -r .usage_at "$M/a/info")" != null ] && break
+		sleep 0.1
+	done
+	check "usage: reading info has the worker look (usage_at set)" jq -e '.usage_at > 0' "$M/a/info"
+	meta=$(jq -r .metadata_loopback "$M/info")
+	dmsetup message "$pool" 0 reserve_metadata_snap &&
+		thin_ls -m --no-headers -o DEV,EXCLUSIVE_BYTES,SHARED_BYTES "$meta" >"$work/thin_ls.out"
+	dmsetup message "$pool" 0 release_metadata_snap
+	for d in a a/b; do
+		id=$(jq .device_id "$M/$d/info")
+		is "$(jq -r '"\(.exclusive_bytes) \(.shared_bytes)"' "$M/$d/info")" \
+			"$(awk -v id="$id" '$1 == id {print $2, $3}' "$work/thin_ls.out")" \
+			"usage: $d: exclusive and shared bytes as thin_ls sees them"
+	done
+	check "usage: b has 16 MiB of its own" jq -e '.exclusive_bytes >= 16777216' "$M/a/b/info"
+	check "usage: the pool's info ranks b first" jq -e '.top_exclusive[0].name == "b"' "$M/info"
+	check "stop the daemon" stop_daemon "$M"
+	full_oracle "$S" "after the usage case"
+	detach_loops "$S/devicemapper/data" "$S/devicemapper/metadata"
+else
+	ok 1 "usage: daemon starts"
 	show_log 30
 fi
 
