@@ -81,13 +81,16 @@ def mount_count(path):
 
 def daemon_gone():
     # statvfs, not stat: the kernel answers a stat from its caches for a
-    # while after the daemon died (a request cut off by the kill then
-    # looked like an EIO of a live daemon).
-    try:
-        os.statvfs(mnt)
-        return False
-    except OSError as e:
-        return e.errno in GONE
+    # while after the daemon died. Asked a few times: a kill -9 does not
+    # stop the daemon's threads at once, and one may still answer while
+    # the reply another was writing came back cut off (EIO).
+    for _ in range(5):
+        try:
+            os.statvfs(mnt)
+        except OSError as e:
+            return e.errno in GONE
+        time.sleep(0.1)
+    return False
 
 
 devs = scan()
