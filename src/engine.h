@@ -131,9 +131,11 @@ struct deviceset {
 	bool autoextend_said;
 	/* A reader of an info file wants fresh usage figures: set with no
 	 * lock (reading info never waits for the pool lock), taken by the
-	 * worker. usage_at: when the worker last looked (unix seconds). */
+	 * worker. usage_tried_at: when the worker last tried (a failing
+	 * backend is asked again at most every 30 s); usage_at: when it last
+	 * succeeded (unix seconds). */
 	atomic_bool usage_wanted;
-	_Atomic int64_t usage_at;
+	_Atomic int64_t usage_tried_at, usage_at;
 	/* The deferred-deletion worker; pool lock for stop, cond with it. */
 	pthread_t worker;
 	bool worker_running, worker_stop;

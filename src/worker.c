@@ -266,12 +266,16 @@ static void refresh_usage(struct deviceset *s)
 	struct timespec t0, t1;
 	int r;
 
+	atomic_store(&s->usage_tried_at, (int64_t)time(NULL));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r = s->ops->usage(s->pool, set_usage, s);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (r < 0) {
-		log_warn("pool %s: the devices' exclusive and shared bytes could not be read: %s", s->prefix,
-			 strerror(-r));
+		/* dm.thinpooldev: the metadata device is not known; nothing to
+		 * say each time. */
+		if (r != -EOPNOTSUPP)
+			log_warn("pool %s: the devices' exclusive and shared bytes could not be read: %s",
+				 s->prefix, strerror(-r));
 		return;
 	}
 	atomic_store(&s->usage_at, (int64_t)time(NULL));
@@ -284,7 +288,7 @@ static void refresh_usage(struct deviceset *s)
  * with their time. */
 void want_usage(struct deviceset *s)
 {
-	if (!s->ops->usage || (int64_t)time(NULL) - atomic_load(&s->usage_at) < USAGE_MAX_AGE_SECONDS)
+	if (!s->ops->usage || (int64_t)time(NULL) - atomic_load(&s->usage_tried_at) < USAGE_MAX_AGE_SECONDS)
 		return;
 	if (!atomic_exchange(&s->usage_wanted, true))
 		pthread_cond_signal(&s->worker_cond);
