@@ -135,7 +135,9 @@ save_pool_name() { # save_pool_name MOUNTPOINT STATEDIR
 # dm names of the thin devices that sit on pool POOL (by major:minor).
 thin_devs_of_pool() {
 	local pool=$1 mm
-	mm=$(dmsetup info -c --noheadings -o major,minor "$pool" 2>/dev/null | tr -d ' ') || return 0
+	mm=$(dmsetup info -c --noheadings -o major,minor "$pool" 2>/dev/null | tr -d ' ')
+	# No pool, no thin devices on it ("No devices found" is no line to match).
+	[ -n "$mm" ] || return 0
 	dmsetup table --target thin 2>/dev/null | while IFS= read -r line; do
 		# "name: 0 LEN thin MAJ:MIN ID"
 		set -- $line
