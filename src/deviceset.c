@@ -62,6 +62,15 @@ int deactivate(struct deviceset *s, struct device *d, bool deferred)
 /* ------------------------------------------------------------------ */
 /* Free space                                                         */
 
+/* Is less than percent of total free? The one rule behind low_space and
+ * the space watch. */
+bool space_below(unsigned percent, uint64_t used, uint64_t total)
+{
+	uint64_t free_ = total > used ? total - used : 0;
+
+	return total > 0 && free_ < total / 100 * percent + total % 100 * percent / 100;
+}
+
 /* The pool's status, at most a second old (pool lock held). */
 static int cached_status(struct deviceset *s, struct pool_status *st)
 {
@@ -956,15 +965,6 @@ int resize_pool_locked(struct deviceset *s, uint64_t data_size, uint64_t *max)
 	return r;
 }
 
-/* Is less than percent of total free? The one rule behind low_space and
- * the space watch. */
-bool space_below(unsigned percent, uint64_t used, uint64_t total)
-{
-	uint64_t free_ = total > used ? total - used : 0;
-
-	return total > 0 && free_ < total / 100 * percent + total % 100 * percent / 100;
-}
-
 int ds_resize_pool(struct deviceset *s, uint64_t data_size)
 {
 	uint64_t max;
@@ -1035,7 +1035,7 @@ void ds_device_usage(struct deviceset *s, struct ds_device_info *info)
 {
 	struct pool_dev_status st;
 
-	want_usage(s);
+	ds_want_usage(s);
 	/* The backend's per-device status is safe to ask concurrently
 	 * (pool.h); no engine lock is held, so nobody waits on it. A device
 	 * deleted meanwhile just stays unknown. */
@@ -1099,7 +1099,7 @@ static void rank_usage(struct deviceset *s, struct ds_pool_info *out)
 		for (d = s->by_name[b]; d; d = d->next_name) {
 			unsigned i = out->n_top_usage;
 
-			if (!d->usage_at)
+			if (!d->usage_at || is_base(d))
 				continue;
 			while (i > 0 && out->top_usage[i - 1].exclusive_bytes < d->exclusive_bytes)
 				i--;
@@ -1117,7 +1117,6 @@ static void rank_usage(struct deviceset *s, struct ds_pool_info *out)
 
 int ds_pool_info(struct deviceset *s, struct ds_pool_info *out)
 {
-	want_usage(s);
 	struct pool_status st;
 	struct device *base;
 	int r;

@@ -188,6 +188,10 @@ void ds_device_usage(struct deviceset *ds, struct ds_device_info *info);
 int ds_device_info_by_id(struct deviceset *ds, uint32_t device_id,
 			 struct ds_device_info *out);
 int ds_pool_info(struct deviceset *ds, struct ds_pool_info *out);
+/* An info file is being read: have the worker read the devices'
+ * exclusive and shared bytes if the last figures are over 30 s old.
+ * Never waits (ds_device_usage calls it; the pool's info reader too). */
+void ds_want_usage(struct deviceset *ds);
 /* Visible children of parent (DS_BASE_NAME for the top), sorted by name;
  * caller frees *out. -ENOENT if parent is unknown. */
 int ds_list(struct deviceset *ds, const char *parent, struct ds_entry **out,

@@ -84,9 +84,6 @@ struct device {
 	char *last_error;
 };
 
-/* In STATEDIR while the base device's filesystem has yet to grow to its
- * recorded size (see grow_base). */
-#define BASE_GROW_MARKER "base-grow-pending"
 
 struct deviceset {
 	char *state_dir;
@@ -185,13 +182,11 @@ int save_deviceset(struct deviceset *s);
 int finish_renames(struct deviceset *s);
 int recover_transaction(struct deviceset *s);
 
-/* worker.c */
-void want_usage(struct deviceset *s);
-
 /* check.c */
 void find_orphans(struct deviceset *s);
 
-/* deviceset.c: the steps of operations that recovery and the worker share */
+/* deviceset.c: the steps of operations that the start, recovery and the
+ * worker share */
 bool space_below(unsigned percent, uint64_t used, uint64_t total);
 int resize_pool_locked(struct deviceset *s, uint64_t data_size, uint64_t *max);
 int activate(struct deviceset *s, struct device *d);

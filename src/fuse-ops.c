@@ -170,6 +170,8 @@ static char *render(struct deviceset *ds, const struct node *n)
 	}
 	case N_POOL_CTL:
 	case N_POOL_INFO:
+		if (n->kind == N_POOL_INFO)
+			ds_want_usage(ds);
 		if (ds_pool_info(ds, &pi) < 0 && n->kind == N_POOL_CTL)
 			return strdup("error: pool status unavailable (see the log)\n");
 		if (n->kind == N_POOL_INFO)

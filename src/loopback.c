@@ -204,31 +204,6 @@ out:
 	return r;
 }
 
-int loop_backing_file(const char *dev, char *buf, size_t len)
-{
-	const char *base = strrchr(dev, '/');
-	char path[PATH_MAX];
-	ssize_t n;
-	int fd, r = 0;
-
-	snprintf(path, sizeof(path), "/sys/block/%s/loop/backing_file", base ? base + 1 : dev);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
-	if (n < 0)
-		r = -errno;
-	else if (n == 0)
-		r = -ENOENT;
-	close(fd);
-	if (r < 0)
-		return r;
-	buf[n] = '\0';
-	if (buf[n - 1] == '\n')
-		buf[n - 1] = '\0';
-	return 0;
-}
-
 int loop_for_each(int (*fn)(void *arg, const char *dev, uint64_t backing_dev, uint64_t backing_ino),
 		  void *arg)
 {

@@ -24,9 +24,8 @@ int loop_file_size(const char *path, uint64_t size, bool grow, const char *what)
  * buffered I/O where refused. */
 int loop_attach(const char *path, bool read_only, bool autoclear,
 		unsigned block_size, char *dev, size_t len);
-/* The loop device whose backing file is path (same st_dev and st_ino),
- * via /sys/block/loopN/loop/backing_file or LOOP_GET_STATUS64. 1 found,
- * 0 none, -errno. */
+/* The loop device whose backing file is path (same st_dev and st_ino, by
+ * LOOP_GET_STATUS64 of each loop device). 1 found, 0 none, -errno. */
 int loop_find(const char *path, char *dev, size_t len);
 /* Call fn for every attached loop device: its node ("/dev/loopN") and
  * the st_dev and st_ino of its backing file. One LOOP_GET_STATUS64 per
@@ -35,9 +34,6 @@ int loop_find(const char *path, char *dev, size_t len);
  * (loop_for_each then returns 1), or -errno (returned). */
 int loop_for_each(int (*fn)(void *arg, const char *dev, uint64_t backing_dev, uint64_t backing_ino),
 		  void *arg);
-/* The path of dev's backing file as the kernel gives it (sysfs
- * backing_file: " (deleted)" appended to a removed file). 0, or -errno. */
-int loop_backing_file(const char *dev, char *buf, size_t len);
 /* Undo a pending detach: a LOOP_CLR_FD of a device still open only marks
  * it autoclear, and a device found again for reuse must not vanish at its
  * old user's last close. */

@@ -108,6 +108,12 @@ static void setup_libdm(int level)
  * so the engine may call the backend from several threads (pool.h). */
 static pthread_mutex_t libdm_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* One metadata snapshot at a time (the kernel refuses a second reserve):
+ * held from reserve_metadata_snap to release_metadata_snap by the device
+ * list (the check, the start's orphan search) and the usage read (the
+ * worker, without the engine's pool lock). Taken before libdm_lock. */
+static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* Run a task; -errno from the kernel on failure. */
 static int run_task(struct dm_task *dmt, bool with_cookie)
 {
@@ -297,6 +303,7 @@ static int read_pool_status(struct pool *p, uint64_t *tid, uint64_t *mu, uint64_
 struct pool_mode {
 	char mode[32];
 	bool needs_check;
+	bool snap_held;     /* a metadata snapshot is reserved (held root not "-") */
 	uint64_t mu, mt, du, dt;
 };
 
@@ -319,6 +326,7 @@ static int read_pool_mode(struct pool *p, struct pool_mode *m)
 		return 0;
 	}
 	snprintf(m->mode, sizeof(m->mode), "%s", mode);
+	m->snap_held = strcmp(held, "-") != 0;
 	for (int i = 0; i < n - 7; i++)
 		if (strcmp(w[i], "needs_check") == 0)
 			m->needs_check = true;
@@ -597,6 +605,8 @@ out:
 	dm_task_destroy(dmt);
 }
 
+static void release_stale_snapshot(struct pool *p);
+
 static int dm_open(const struct pool_config *cfg, struct pool **out)
 {
 	const struct ds_options *o = cfg->opts;
@@ -731,6 +741,7 @@ static int dm_open(const struct pool_config *cfg, struct pool **out)
 	p->pool_major = info.major;
 	p->pool_minor = info.minor;
 	resume_left_suspended(cfg->prefix);
+	release_stale_snapshot(p);
 	*out = p;
 	return 0;
 fail:
@@ -780,6 +791,21 @@ static int message_fmt(struct pool *p, const char *what, const char *fmt, ...)
 		log_err("dm pool %s: %s (message '%s'): %s", p->name, what, msg, strerror(-r));
 	}
 	return r;
+}
+
+/* A metadata snapshot still reserved at start was left by a run killed
+ * between reserve_metadata_snap and release_metadata_snap (the check's
+ * device list, the usage read): the kernel keeps it across restarts and
+ * refuses the next reserve, so it is released here, before anything else
+ * may reserve one. */
+static void release_stale_snapshot(struct pool *p)
+{
+	struct pool_mode m;
+
+	if (p->external || read_pool_mode(p, &m) < 0 || !m.snap_held)
+		return;
+	if (message_fmt(p, "release_metadata_snap", "release_metadata_snap") == 0)
+		log_warn("dm pool %s: released a metadata snapshot an earlier run left reserved", p->name);
 }
 
 static int dm_set_tid(struct pool *p, uint64_t old_tid, uint64_t new_tid)
@@ -842,12 +868,14 @@ static int dm_list_ids(struct pool *p, uint32_t **ids, size_t *n)
 	 * caller says what it goes without. */
 	if (p->external)
 		return -EOPNOTSUPP;
+	pthread_mutex_lock(&snap_lock);
 	r = message_fmt(p, "reserve_metadata_snap", "reserve_metadata_snap");
-	if (r < 0)
-		return r;
-	r = fsutil_run_output((char *const *)argv, &out);
-	if (message_fmt(p, "release_metadata_snap", "release_metadata_snap") < 0 && r == 0)
-		r = -EIO; /* logged; a held metadata snapshot blocks the next listing */
+	if (r == 0) {
+		r = fsutil_run_output((char *const *)argv, &out);
+		if (message_fmt(p, "release_metadata_snap", "release_metadata_snap") < 0 && r == 0)
+			r = -EIO; /* logged; a held metadata snapshot blocks the next listing */
+	}
+	pthread_mutex_unlock(&snap_lock);
 	if (r < 0) {
 		free(out);
 		return r;
@@ -888,12 +916,14 @@ static int dm_usage(struct pool *p, int (*fn)(void *arg, uint32_t dev_id, uint64
 
 	if (p->external)
 		return -EOPNOTSUPP;
+	pthread_mutex_lock(&snap_lock);
 	r = message_fmt(p, "reserve_metadata_snap", "reserve_metadata_snap");
-	if (r < 0)
-		return r;
-	r = fsutil_run_output((char *const *)argv, &out);
-	if (message_fmt(p, "release_metadata_snap", "release_metadata_snap") < 0 && r == 0)
-		r = -EIO; /* logged; a held metadata snapshot blocks the next one */
+	if (r == 0) {
+		r = fsutil_run_output((char *const *)argv, &out);
+		if (message_fmt(p, "release_metadata_snap", "release_metadata_snap") < 0 && r == 0)
+			r = -EIO; /* logged; a held metadata snapshot blocks the next one */
+	}
+	pthread_mutex_unlock(&snap_lock);
 	for (line = r == 0 ? strtok_r(out, "\n", &save) : NULL; line && r == 0; line = strtok_r(NULL, "\n", &save)) {
 		unsigned long long dev, exclusive, shared;
 

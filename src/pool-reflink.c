@@ -685,6 +685,9 @@ static int reflink_for_each_active(struct pool *p, int (*fn)(void *arg, uint32_t
 		log_err("reflink pool: opendir %s: %s", p->images, strerror(-r));
 		goto out;
 	}
+	/* d_ino is the image's st_ino on the store's own filesystem (XFS, or
+	 * a reflinking STATEDIR); a stacking filesystem such as overlayfs
+	 * cannot hold the images (it cannot reflink). */
 	while (r == 0 && (e = readdir(d))) {
 		uint32_t id;
 
@@ -737,8 +740,12 @@ static int image_usage(const char *path, uint64_t *exclusive, uint64_t *shared)
 				*shared += e->fe_length;
 			else
 				*exclusive += e->fe_length;
-			start = e->fe_logical + e->fe_length;
-			last = e->fe_flags & FIEMAP_EXTENT_LAST;
+			if (e->fe_logical + e->fe_length <= start && i + 1 == fm->fm_mapped_extents)
+				last = true; /* no progress: do not ask again */
+			else if (e->fe_logical + e->fe_length > start)
+				start = e->fe_logical + e->fe_length;
+			if (e->fe_flags & FIEMAP_EXTENT_LAST)
+				last = true;
 		}
 	}
 	free(fm);

@@ -144,7 +144,9 @@ struct pool_ops {
 	 * the pool: the bytes only it maps (what deleting it would free) and
 	 * the bytes it shares with others (dm: thin_ls of a metadata
 	 * snapshot; reflink: FIEMAP's shared flag). fn returns 0 to go on.
-	 * Called with the engine's pool lock held, from its worker. */
+	 * Called from the engine's worker without its pool lock, concurrently
+	 * with anything: the backend serialises what must be (dm: one
+	 * metadata snapshot at a time). */
 	int (*usage)(struct pool *p, int (*fn)(void *arg, uint32_t dev_id, uint64_t exclusive, uint64_t shared),
 		     void *arg);
 	/* Grow a thin device to new_size bytes (active or not). */

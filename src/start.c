@@ -30,6 +30,10 @@
 #include "metadata.h"
 #include "pool.h"
 
+/* In STATEDIR while the base device's filesystem has yet to grow to its
+ * recorded size (see grow_base). */
+#define BASE_GROW_MARKER "base-grow-pending"
+
 /* ------------------------------------------------------------------ */
 /* Start                                                              */
 

@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,14 +140,14 @@ static void fuse_log_adapter(enum fuse_log_level level, const char *fmt, va_list
  * statfs, not stat: the kernel answers a stat of a FUSE root from its
  * attribute cache for a second after the daemon died. How many were
  * removed. */
-static int clean_stale_mount(const char *mnt)
+static int clean_stale_mount(const char *mnt, bool say_live)
 {
 	struct statfs sf;
 	int n = 0;
 
 	for (int i = 0; i < 16; i++) {
 		if (statfs(mnt, &sf) == 0) {
-			if (sf.f_type == FUSE_SUPER_MAGIC)
+			if (sf.f_type == FUSE_SUPER_MAGIC && say_live)
 				log_warn("%s: a live FUSE filesystem is mounted there; mounting over it", mnt);
 			break;
 		}
@@ -259,7 +260,7 @@ int main(int argc, char **argv)
 	}
 	tf_log_init(true, fo.debug ? LOG_DEBUG : LOG_INFO);
 
-	clean_stale_mount(c.mountpoint);
+	clean_stale_mount(c.mountpoint, true);
 	mnt_real = realpath(c.mountpoint, NULL);
 	if (!mnt_real) {
 		fprintf(stderr, "thinfs: mount point %s: %s\n", c.mountpoint, strerror(errno));
@@ -295,9 +296,9 @@ int main(int argc, char **argv)
 	/* Once more right before the mount: the chaos test saw a start whose
 	 * first look found the mount point alive fail here, the dead mount
 	 * found only by libfuse's own stat seconds later. */
-	clean_stale_mount(mnt_real);
+	clean_stale_mount(mnt_real, false);
 	if (fuse_session_mount(se, mnt_real) < 0 &&
-	    (clean_stale_mount(mnt_real) == 0 || fuse_session_mount(se, mnt_real) < 0)) {
+	    (clean_stale_mount(mnt_real, false) == 0 || fuse_session_mount(se, mnt_real) < 0)) {
 		fprintf(stderr, "thinfs: cannot mount on %s\n", mnt_real);
 		goto out;
 	}

@@ -153,34 +153,48 @@ static void process_buried(struct deviceset *s)
 /* How often the worker looks at the pool's free space. */
 #define SPACE_WATCH_SECONDS 5
 
-/* How far dm.autoextend grows the data file from data_size, within what
- * the host filesystem holding it can still take (the file is sparse: what
- * counts is what the pool could come to use). 0 when it cannot grow;
- * why in *why. */
-static uint64_t autoextend_to(struct deviceset *s, const char *data_file, uint64_t data_total,
-			      const char **why)
+/* Room kept free on the host filesystem beyond what the pool's sparse
+ * files could still take. */
+#define AUTOEXTEND_HOST_MARGIN (256ULL << 20)
+
+/* What a sparse file could still take: its size less what it holds. */
+static uint64_t unallocated(const char *path)
+{
+	struct stat st;
+
+	if (!path[0] || stat(path, &st) < 0 || (uint64_t)st.st_blocks * 512 >= (uint64_t)st.st_size)
+		return 0;
+	return (uint64_t)st.st_size - (uint64_t)st.st_blocks * 512;
+}
+
+/* How far dm.autoextend grows the data file from its size, within what
+ * the host filesystem holding it can still take: the pool's files are
+ * sparse, so what counts is what they could come to hold (the data
+ * file's growth, and what it and a metadata file beside it hold not yet),
+ * plus a margin. 0 when it cannot grow; why in *why. */
+static uint64_t autoextend_to(struct deviceset *s, const struct pool_status *ps, const char **why)
 {
 	char dir[PATH_MAX], *slash;
 	struct stat st;
 	struct statvfs vfs;
-	uint64_t grow, room, to;
+	uint64_t grow, room, owed, to;
 
 	grow = s->opts->autoextend_bytes ? s->opts->autoextend_bytes
-					 : data_total / 100 * s->opts->autoextend_percent;
-	snprintf(dir, sizeof(dir), "%s", data_file);
+					 : ps->data_total / 100 * s->opts->autoextend_percent;
+	snprintf(dir, sizeof(dir), "%s", ps->data_file);
 	slash = strrchr(dir, '/');
 	if (slash)
 		*(slash == dir ? slash + 1 : slash) = '\0';
-	if (stat(data_file, &st) < 0 || statvfs(dir, &vfs) < 0) {
+	if (stat(ps->data_file, &st) < 0 || statvfs(dir, &vfs) < 0) {
 		*why = "the data file or its directory cannot be examined";
 		return 0;
 	}
-	/* What the file does not hold yet must fit in the host's free space. */
 	room = (uint64_t)vfs.f_bavail * vfs.f_frsize;
-	to = (uint64_t)st.st_size + grow;
-	if (to - (uint64_t)st.st_blocks * 512 > room)
-		to = (uint64_t)st.st_blocks * 512 + room;
-	to &= ~((1ULL << 20) - 1); /* whole MiB */
+	owed = unallocated(ps->data_file) + unallocated(ps->metadata_file) + AUTOEXTEND_HOST_MARGIN;
+	room = room > owed ? room - owed : 0;
+	if (grow > room)
+		grow = room;
+	to = ((uint64_t)st.st_size + grow) & ~((1ULL << 20) - 1); /* whole MiB */
 	if (to <= (uint64_t)st.st_size) {
 		*why = "the host filesystem has no room for a larger data file";
 		return 0;
@@ -204,8 +218,10 @@ static void watch_space(struct deviceset *s)
 		return;
 	data_low = space_below(pct, st.data_used, st.data_total);
 	if (data_low && (s->opts->autoextend_bytes || s->opts->autoextend_percent)) {
-		to = st.data_file[0] ? autoextend_to(s, st.data_file, st.data_total, &why) : 0;
-		if (!st.data_file[0])
+		/* A loop device says the data is a file (dm.datadev: a block
+		 * device, which only its owner can grow). */
+		to = st.data_loopback[0] ? autoextend_to(s, &st, &why) : 0;
+		if (!st.data_loopback[0])
 			why = "the pool's data is not a loopback file";
 		r = to ? resize_pool_locked(s, to, &max) : -ENOSPC;
 		if (r == 0) {
@@ -238,7 +254,7 @@ static void watch_space(struct deviceset *s)
 }
 
 /* ------------------------------------------------------------------ */
-/* Usage: exclusive and shared bytes (pool lock held)                 */
+/* Usage: exclusive and shared bytes                                  */
 
 /* Figures older than this are looked at again when an info file is read. */
 #define USAGE_MAX_AGE_SECONDS 30
@@ -260,7 +276,10 @@ static int set_usage(void *arg, uint32_t dev_id, uint64_t exclusive, uint64_t sh
 	return 0;
 }
 
-/* The backend's figures for every device, applied to the table. */
+/* The backend's figures for every device, applied to the table. Called
+ * with the pool lock held, and dropped meanwhile: the read takes seconds
+ * on a large pool, and mkdir, mount and automounts take the pool lock
+ * (the backend serialises its metadata snapshots itself). */
 static void refresh_usage(struct deviceset *s)
 {
 	struct timespec t0, t1;
@@ -268,7 +287,9 @@ static void refresh_usage(struct deviceset *s)
 
 	atomic_store(&s->usage_tried_at, (int64_t)time(NULL));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pthread_mutex_unlock(&s->lock);
 	r = s->ops->usage(s->pool, set_usage, s);
+	pthread_mutex_lock(&s->lock);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (r < 0) {
 		/* dm.thinpooldev: the metadata device is not known; nothing to
@@ -286,7 +307,7 @@ static void refresh_usage(struct deviceset *s)
 /* An info file is being read: have the worker look at usage if the
  * figures are stale. Never waits: the reader gets the figures there are,
  * with their time. */
-void want_usage(struct deviceset *s)
+void ds_want_usage(struct deviceset *s)
 {
 	if (!s->ops->usage || (int64_t)time(NULL) - atomic_load(&s->usage_tried_at) < USAGE_MAX_AGE_SECONDS)
 		return;
@@ -313,8 +334,11 @@ static void *worker_main(void *arg)
 		if (s->worker_stop)
 			break;
 		watch_space(s);
-		if (atomic_exchange(&s->usage_wanted, false))
+		if (atomic_exchange(&s->usage_wanted, false)) {
 			refresh_usage(s);
+			if (s->worker_stop) /* asked while the lock was dropped */
+				break;
+		}
 		if (s->opts->automount && time(NULL) - last_expiry >= (time_t)s->opts->automount_timeout) {
 			last_expiry = time(NULL);
 			expire_automounts(s);

@@ -4,8 +4,8 @@
 # once; dm.autoextend grows a loopback data file (here reflink's image
 # store in STATEDIR/devicemapper/data) and the pool with it, and the log
 # says so; bad values are refused at start. The dm counterpart is in
-# tests/vm/dm-fullpool.sh (the warning and low_space; dm.autoextend is
-# the same resize-pool path, tested here).
+# tests/vm/dm-fullpool.sh (the warning and low_space; dm.autoextend itself
+# is tested on reflink only).
 . "$(dirname "$0")/lib.sh"
 [ "$BACKEND" = reflink ] || skip_all "reflink only (dm: tests/vm/dm-fullpool.sh)"
 MiB=$((1024 * 1024))

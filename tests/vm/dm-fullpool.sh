@@ -173,6 +173,7 @@ case $line in "ok dm "*) ok 0 "A: the pool's ctl answers on a full pool ($line)"
 jq -e .device_id "$M/w/info" >/dev/null
 ok $? "A: info of the full device answers"
 is "$(jq -r .low_space "$M/info")" "true" "A: the pool's info says low_space"
+for _ in $(seq 100); do grep -q "low on space (threshold 20%)" "$S.log" && break; sleep 0.1; done
 grep -q "low on space (threshold 20%)" "$S.log"; ok $? "A: the space watch warned in the log"
 is "$(errno_of mkdir "$M/new")" "ENOSPC" "A: mkdir on a full pool: ENOSPC"
 before=$(used_data "$M")
