@@ -852,8 +852,30 @@ static int dm_delete(struct pool *p, uint32_t dev_id)
 	return r == -ENODATA ? -ENOENT : r;
 }
 
+/* Run argv, a thin-provisioning tool reading p->meta_dev's metadata
+ * snapshot, with the snapshot reserved around it; its output in *out
+ * (the caller frees it, whatever is returned). -EOPNOTSUPP for a
+ * dm.thinpooldev pool, whose metadata device is not known: the caller
+ * says what it goes without. */
+static int with_metadata_snap(struct pool *p, const char *const *argv, char **out)
+{
+	int r;
+
+	if (p->external)
+		return -EOPNOTSUPP;
+	pthread_mutex_lock(&snap_lock);
+	r = message_fmt(p, "reserve_metadata_snap", "reserve_metadata_snap");
+	if (r == 0) {
+		r = fsutil_run_output((char *const *)argv, out);
+		if (message_fmt(p, "release_metadata_snap", "release_metadata_snap") < 0 && r == 0)
+			r = -EIO; /* logged; a held metadata snapshot blocks the next one */
+	}
+	pthread_mutex_unlock(&snap_lock);
+	return r;
+}
+
 /* The kernel has no "list devices" message: read them from a metadata
- * snapshot with thin_dump. Used by the consistency check only. */
+ * snapshot with thin_dump. The consistency check's and the start's. */
 static int dm_list_ids(struct pool *p, uint32_t **ids, size_t *n)
 {
 	/* Only the device list is parsed: leave out the block mappings,
@@ -864,18 +886,7 @@ static int dm_list_ids(struct pool *p, uint32_t **ids, size_t *n)
 	char *out = NULL, *s;
 	int r;
 
-	/* The metadata device of a dm.thinpooldev pool is not known: the
-	 * caller says what it goes without. */
-	if (p->external)
-		return -EOPNOTSUPP;
-	pthread_mutex_lock(&snap_lock);
-	r = message_fmt(p, "reserve_metadata_snap", "reserve_metadata_snap");
-	if (r == 0) {
-		r = fsutil_run_output((char *const *)argv, &out);
-		if (message_fmt(p, "release_metadata_snap", "release_metadata_snap") < 0 && r == 0)
-			r = -EIO; /* logged; a held metadata snapshot blocks the next listing */
-	}
-	pthread_mutex_unlock(&snap_lock);
+	r = with_metadata_snap(p, argv, &out);
 	if (r < 0) {
 		free(out);
 		return r;
@@ -914,16 +925,7 @@ static int dm_usage(struct pool *p, int (*fn)(void *arg, uint32_t dev_id, uint64
 	char *out = NULL, *line, *save = NULL;
 	int r;
 
-	if (p->external)
-		return -EOPNOTSUPP;
-	pthread_mutex_lock(&snap_lock);
-	r = message_fmt(p, "reserve_metadata_snap", "reserve_metadata_snap");
-	if (r == 0) {
-		r = fsutil_run_output((char *const *)argv, &out);
-		if (message_fmt(p, "release_metadata_snap", "release_metadata_snap") < 0 && r == 0)
-			r = -EIO; /* logged; a held metadata snapshot blocks the next one */
-	}
-	pthread_mutex_unlock(&snap_lock);
+	r = with_metadata_snap(p, argv, &out);
 	for (line = r == 0 ? strtok_r(out, "\n", &save) : NULL; line && r == 0; line = strtok_r(NULL, "\n", &save)) {
 		unsigned long long dev, exclusive, shared;
 
