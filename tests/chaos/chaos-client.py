@@ -84,11 +84,14 @@ def daemon_gone():
     # while after the daemon died. Asked a few times: a kill -9 does not
     # stop the daemon's threads at once, and one may still answer while
     # the reply another was writing came back cut off (EIO).
-    for _ in range(5):
+    # statvfs itself may get EIO (its reply cut off by the kill too):
+    # only GONE or a run of answers decides.
+    for _ in range(10):
         try:
             os.statvfs(mnt)
         except OSError as e:
-            return e.errno in GONE
+            if e.errno in GONE:
+                return True
         time.sleep(0.1)
     return False
 
