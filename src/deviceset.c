@@ -1035,7 +1035,7 @@ void ds_device_usage(struct deviceset *s, struct ds_device_info *info)
 {
 	struct pool_dev_status st;
 
-	ds_want_usage(s);
+	want_usage(s);
 	/* The backend's per-device status is safe to ask concurrently
 	 * (pool.h); no engine lock is held, so nobody waits on it. A device
 	 * deleted meanwhile just stays unknown. */
@@ -1115,6 +1115,14 @@ static void rank_usage(struct deviceset *s, struct ds_pool_info *out)
 		}
 }
 
+void ds_pool_usage(struct deviceset *s, struct ds_pool_info *out)
+{
+	want_usage(s);
+	pthread_mutex_lock(&s->table_lock);
+	rank_usage(s, out);
+	pthread_mutex_unlock(&s->table_lock);
+}
+
 int ds_pool_info(struct deviceset *s, struct ds_pool_info *out)
 {
 	struct pool_status st;
@@ -1156,7 +1164,6 @@ int ds_pool_info(struct deviceset *s, struct ds_pool_info *out)
 	out->deferred_deleted_device_count = s->deferred_count;
 	out->device_count = (unsigned)(s->n_devices - s->deferred_count - (base ? 1 : 0));
 	out->min_free_space = s->opts->min_free_space;
-	rank_usage(s, out);
 	out->orphan_count = (unsigned)s->n_orphans;
 	for (size_t i = 0; i < s->n_orphans && i < DS_ORPHANS_SHOWN; i++)
 		out->orphan_ids[i] = s->orphans[i];

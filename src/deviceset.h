@@ -182,16 +182,18 @@ int ds_resize_pool(struct deviceset *ds, uint64_t data_size);
  * mapped_bytes is not filled here (see ds_device_usage). */
 int ds_device_info(struct deviceset *ds, const char *name,
 		   struct ds_device_info *out);
-/* Fill info's mapped_bytes from the pool (for reading a device's info
- * file, never for lookup or getattr). Takes no engine lock. */
+/* Fill info's mapped_bytes from the pool, and have the worker read the
+ * devices' exclusive and shared bytes if the last figures are over 30 s
+ * old (for reading a device's info file, never for lookup or getattr).
+ * Takes no engine lock; never waits for the worker. */
 void ds_device_usage(struct deviceset *ds, struct ds_device_info *info);
 int ds_device_info_by_id(struct deviceset *ds, uint32_t device_id,
 			 struct ds_device_info *out);
 int ds_pool_info(struct deviceset *ds, struct ds_pool_info *out);
-/* An info file is being read: have the worker read the devices'
- * exclusive and shared bytes if the last figures are over 30 s old.
- * Never waits (ds_device_usage calls it; the pool's info reader too). */
-void ds_want_usage(struct deviceset *ds);
+/* Add to out (from ds_pool_info) the ranking of the devices by exclusive
+ * bytes, and have the worker read them again as ds_device_usage does
+ * (for reading the pool's info file; statfs and ctl need neither). */
+void ds_pool_usage(struct deviceset *ds, struct ds_pool_info *out);
 /* Visible children of parent (DS_BASE_NAME for the top), sorted by name;
  * caller frees *out. -ENOENT if parent is unknown. */
 int ds_list(struct deviceset *ds, const char *parent, struct ds_entry **out,

@@ -182,6 +182,9 @@ int save_deviceset(struct deviceset *s);
 int finish_renames(struct deviceset *s);
 int recover_transaction(struct deviceset *s);
 
+/* worker.c: an info file is being read; see ds_device_usage */
+void want_usage(struct deviceset *s);
+
 /* check.c */
 void find_orphans(struct deviceset *s);
 

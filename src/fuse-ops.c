@@ -170,12 +170,12 @@ static char *render(struct deviceset *ds, const struct node *n)
 	}
 	case N_POOL_CTL:
 	case N_POOL_INFO:
-		if (n->kind == N_POOL_INFO)
-			ds_want_usage(ds);
 		if (ds_pool_info(ds, &pi) < 0 && n->kind == N_POOL_CTL)
 			return strdup("error: pool status unavailable (see the log)\n");
-		if (n->kind == N_POOL_INFO)
+		if (n->kind == N_POOL_INFO) {
+			ds_pool_usage(ds, &pi);
 			return meta_pool_info_json(&pi);
+		}
 		if (asprintf(&text, "ok %s %u devices\n%s%s%s", pi.backend, pi.device_count,
 			     pi.last_error[0] ? "error: " : "", pi.last_error, pi.last_error[0] ? "\n" : "") < 0)
 			text = NULL;

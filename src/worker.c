@@ -307,7 +307,7 @@ static void refresh_usage(struct deviceset *s)
 /* An info file is being read: have the worker look at usage if the
  * figures are stale. Never waits: the reader gets the figures there are,
  * with their time. */
-void ds_want_usage(struct deviceset *s)
+void want_usage(struct deviceset *s)
 {
 	if (!s->ops->usage || (int64_t)time(NULL) - atomic_load(&s->usage_tried_at) < USAGE_MAX_AGE_SECONDS)
 		return;
