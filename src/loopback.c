@@ -234,6 +234,24 @@ int loop_for_each(int (*fn)(void *arg, const char *dev, uint64_t backing_dev, ui
 	return r;
 }
 
+int loop_backing(const char *dev, uint64_t *backing_dev, uint64_t *backing_ino)
+{
+	struct loop_info64 info;
+	int fd, r = 0;
+
+	fd = open(dev, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ENXIO : -errno;
+	if (ioctl(fd, LOOP_GET_STATUS64, &info) < 0) {
+		r = -errno;
+	} else {
+		*backing_dev = info.lo_device;
+		*backing_ino = info.lo_inode;
+	}
+	close(fd);
+	return r;
+}
+
 struct find_arg {
 	struct stat want;
 	char *dev;

@@ -34,6 +34,10 @@ int loop_find(const char *path, char *dev, size_t len);
  * (loop_for_each then returns 1), or -errno (returned). */
 int loop_for_each(int (*fn)(void *arg, const char *dev, uint64_t backing_dev, uint64_t backing_ino),
 		  void *arg);
+/* The st_dev and st_ino of the file behind loop device dev: 0; -ENXIO if
+ * nothing is attached (or the node is gone); -errno. Not logged: asking
+ * is how a caller learns that a device it knew was detached. */
+int loop_backing(const char *dev, uint64_t *backing_dev, uint64_t *backing_ino);
 /* Undo a pending detach: a LOOP_CLR_FD of a device still open only marks
  * it autoclear, and a device found again for reuse must not vanish at its
  * old user's last close. */

@@ -35,16 +35,37 @@
 #include "metadata.h"
 #include "pool.h"
 
+/* A loop device attached to an image, as this process knows it. */
+struct attached_loop {
+	uint32_t id;
+	uint64_t ino;      /* the image's st_ino when it was attached */
+	char dev[32];      /* "/dev/loopN" */
+};
+
 struct pool {
 	char store[PATH_MAX];      /* where images/ and transaction_id live */
 	char images[PATH_MAX];
+	dev_t images_dev;          /* st_dev of the images */
 	char data_file[PATH_MAX];  /* loopback file of the XFS store, or "" */
 	char data_loop[64];        /* its loop device, or "" */
 	bool we_attached;          /* close() detaches what open() attached */
 	bool we_mounted;
-	/* Serialises changes of the transaction ID file; everything else in
-	 * the struct is read-only after open. Taken with no other lock. */
+	/* Serialises changes of the transaction ID file; everything above is
+	 * read-only after open. Taken with no other lock. */
 	pthread_mutex_t lock;
+	/* The images' loop devices: filled by one walk of every loop device
+	 * at open, then kept by activate, deactivate and delete, so that
+	 * those do not walk a host's hundreds of loop devices each time (two
+	 * walks were half of an rmdir's cost). An entry is believed only
+	 * after LOOP_GET_STATUS64 of its device still names the image, so a
+	 * device the kernel detached at its last close (autoclear) drops out.
+	 * thinfs owns the images: only activate, which must never put a
+	 * second loop device on an image, walks them all again and so also
+	 * sees one attached by hand. attach_lock guards the array; it is
+	 * taken with no other lock and never held across a system call. */
+	pthread_mutex_t attach_lock;
+	struct attached_loop *att;
+	size_t n_att, cap_att;
 };
 
 static void image_path(const struct pool *p, uint32_t id, char *buf, size_t len)
@@ -206,6 +227,107 @@ static void remove_stale(const char *dir, const char *prefix)
 	closedir(d);
 }
 
+/* Remember that image id is attached to dev (attach_lock taken here);
+ * id UINT32_MAX (the walk at open, image not yet known) always adds. */
+static int attached_note(struct pool *p, uint32_t id, uint64_t ino, const char *dev)
+{
+	size_t i;
+	int r = 0;
+
+	pthread_mutex_lock(&p->attach_lock);
+	if (id != UINT32_MAX)
+		for (i = 0; i < p->n_att && p->att[i].id != id; i++)
+			;
+	else
+		i = p->n_att;
+	if (i == p->n_att) {
+		if (p->n_att == p->cap_att) {
+			size_t cap = p->cap_att ? p->cap_att * 2 : 16;
+			struct attached_loop *na = realloc(p->att, cap * sizeof(*na));
+
+			if (!na) {
+				r = -ENOMEM;
+				goto out;
+			}
+			p->att = na;
+			p->cap_att = cap;
+		}
+		p->n_att++;
+	}
+	p->att[i].id = id;
+	p->att[i].ino = ino;
+	snprintf(p->att[i].dev, sizeof(p->att[i].dev), "%s", dev);
+out:
+	pthread_mutex_unlock(&p->attach_lock);
+	return r;
+}
+
+/* Forget image id's entry if it still names dev (NULL: any). */
+static void attached_forget(struct pool *p, uint32_t id, const char *dev)
+{
+	pthread_mutex_lock(&p->attach_lock);
+	for (size_t i = 0; i < p->n_att; i++) {
+		if (p->att[i].id == id && (!dev || strcmp(p->att[i].dev, dev) == 0)) {
+			p->att[i] = p->att[--p->n_att];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&p->attach_lock);
+}
+
+/* The loop device image id is attached to: 1 (dev filled), 0 none,
+ * -errno. The entry is checked against the device outside the lock and
+ * dropped if the device no longer holds the image. */
+static int attached_find(struct pool *p, uint32_t id, char *dev, size_t len)
+{
+	struct attached_loop a = { 0 };
+	uint64_t bdev, bino;
+	bool known = false;
+	int r;
+
+	pthread_mutex_lock(&p->attach_lock);
+	for (size_t i = 0; i < p->n_att; i++) {
+		if (p->att[i].id == id) {
+			a = p->att[i];
+			known = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&p->attach_lock);
+	if (!known)
+		return 0;
+	r = loop_backing(a.dev, &bdev, &bino);
+	if (r == 0 && bdev == (uint64_t)p->images_dev && bino == a.ino) {
+		snprintf(dev, len, "%s", a.dev);
+		return 1;
+	}
+	if (r < 0 && r != -ENXIO) {
+		log_err("reflink pool: device %" PRIu32 ": LOOP_GET_STATUS64 of %s: %s", id, a.dev, strerror(-r));
+		return r;
+	}
+	attached_forget(p, id, a.dev);
+	return 0;
+}
+
+/* After activate attached (or found) image path on dev. */
+static int note_attached(struct pool *p, uint32_t id, const char *path, const char *dev)
+{
+	struct stat st;
+	int r;
+
+	if (stat(path, &st) < 0) {
+		r = -errno;
+		log_err("reflink pool: stat %s: %s", path, strerror(-r));
+		return r;
+	}
+	r = attached_note(p, id, (uint64_t)st.st_ino, dev);
+	if (r < 0)
+		log_err("reflink pool: remember %s on %s: %s", path, dev, strerror(-r));
+	return r;
+}
+
+static int walk_attached(struct pool *p);
+
 static void reflink_close(struct pool *p)
 {
 	if (!p)
@@ -215,6 +337,8 @@ static void reflink_close(struct pool *p)
 	if (p->we_attached && p->data_loop[0])
 		loop_detach(p->data_loop);
 	pthread_mutex_destroy(&p->lock);
+	pthread_mutex_destroy(&p->attach_lock);
+	free(p->att);
 	free(p);
 }
 
@@ -263,6 +387,7 @@ static void thaw_left_frozen(const char *state_dir)
 static int reflink_open(const struct pool_config *cfg, struct pool **out)
 {
 	const struct ds_options *o = cfg->opts;
+	struct stat st;
 	struct pool *p;
 	int r;
 
@@ -275,6 +400,7 @@ static int reflink_open(const struct pool_config *cfg, struct pool **out)
 	if (!p)
 		return -ENOMEM;
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->attach_lock, NULL);
 	snprintf(p->store, sizeof(p->store), "%s/reflink", cfg->state_dir);
 	r = meta_mkdir_p(p->store, 0700);
 	if (r < 0)
@@ -288,6 +414,15 @@ static int reflink_open(const struct pool_config *cfg, struct pool **out)
 	}
 	r = snprintf(p->images, sizeof(p->images), "%s/images", p->store) < (int)sizeof(p->images) ?
 		meta_mkdir_p(p->images, 0700) : -ENAMETOOLONG;
+	if (r < 0)
+		goto out;
+	if (stat(p->images, &st) < 0) {
+		r = -errno;
+		log_err("reflink pool: stat %s: %s", p->images, strerror(-r));
+		goto out;
+	}
+	p->images_dev = st.st_dev;
+	r = walk_attached(p);
 	if (r < 0)
 		goto out;
 	thaw_left_frozen(cfg->state_dir);
@@ -490,9 +625,9 @@ static int reflink_delete(struct pool *p, uint32_t dev_id)
 	int r;
 
 	image_path(p, dev_id, path, sizeof(path));
-	r = loop_find(path, loop, sizeof(loop));
-	if (r == -ENOENT)
-		return -ENOENT;
+	r = attached_find(p, dev_id, loop, sizeof(loop));
+	if (r < 0)
+		return r;
 	if (r == 1) {
 		log_err("reflink pool: delete %" PRIu32 ": still attached to %s", dev_id, loop);
 		return -EBUSY;
@@ -503,6 +638,7 @@ static int reflink_delete(struct pool *p, uint32_t dev_id)
 			log_err("reflink pool: delete %s: %s", path, strerror(-r));
 		return r;
 	}
+	attached_forget(p, dev_id, NULL);
 	return meta_fsync_path(p->images);
 }
 
@@ -579,7 +715,8 @@ static int reflink_activate(struct pool *p, const char *name, uint32_t dev_id,
 	}
 	if (r == 1) {
 		log_debug("reflink pool: %s (%" PRIu32 ") already active on %s", name, dev_id, dev_path);
-		return loop_cancel_autoclear(dev_path);
+		r = loop_cancel_autoclear(dev_path);
+		return r < 0 ? r : note_attached(p, dev_id, path, dev_path);
 	}
 	/* 4K sectors where the filesystem allows them: direct I/O on a
 	 * reflinked file must be 4K aligned on XFS (statx DIOALIGN), so with
@@ -590,19 +727,26 @@ static int reflink_activate(struct pool *p, const char *name, uint32_t dev_id,
 		block_size = 512;
 	/* Not autoclear: that would detach it at our own close. Deactivation's
 	 * LOOP_CLR_FD turns into autoclear when the device is still open. */
-	return loop_attach(path, false, false, block_size, dev_path, len);
+	r = loop_attach(path, false, false, block_size, dev_path, len);
+	if (r < 0)
+		return r;
+	r = note_attached(p, dev_id, path, dev_path);
+	if (r < 0)
+		loop_detach(dev_path); /* unknown to delete, it must not stay */
+	return r;
 }
 
 static int reflink_deactivate(struct pool *p, const char *name, uint32_t dev_id, bool deferred)
 {
-	char path[PATH_MAX + 16], dev[64];
+	char dev[64];
 	int r;
 
 	(void)deferred; /* autoclear makes every detach deferred */
-	image_path(p, dev_id, path, sizeof(path));
-	r = loop_find(path, dev, sizeof(dev));
+	r = attached_find(p, dev_id, dev, sizeof(dev));
 	if (r <= 0)
-		return r == -ENOENT ? 0 : r;
+		return r;
+	/* The entry stays: a device still open is only marked autoclear and
+	 * stays attached (delete says EBUSY) until its last close. */
 	r = loop_detach(dev);
 	if (r < 0)
 		log_err("reflink pool: deactivate %s (%" PRIu32 ") on %s: %s", name, dev_id, dev, strerror(-r));
@@ -612,96 +756,87 @@ static int reflink_deactivate(struct pool *p, const char *name, uint32_t dev_id,
 static int reflink_is_active(struct pool *p, const char *name, uint32_t dev_id,
 			     char *dev_path, size_t len)
 {
-	char path[PATH_MAX + 16];
-	int r;
-
 	(void)name;
-	image_path(p, dev_id, path, sizeof(path));
-	r = loop_find(path, dev_path, len);
-	return r == -ENOENT ? 0 : r;
+	return attached_find(p, dev_id, dev_path, len);
 }
 
-/* The loop devices backed by a file on the images' filesystem, as the
- * walk of reflink_for_each_active collects them. */
-struct attached {
-	dev_t images_dev;
-	size_t n, cap;
-	struct attached_loop {
-		uint64_t ino;
-		char dev[32]; /* "/dev/loopN" */
-	} *loops;
-};
-
+/* loop_for_each: each loop device backed by a file on the images'
+ * filesystem, its image not yet known (id UINT32_MAX). */
 static int collect_attached(void *arg, const char *dev, uint64_t backing_dev, uint64_t backing_ino)
 {
-	struct attached *a = arg;
+	struct pool *p = arg;
 
-	if (backing_dev != (uint64_t)a->images_dev)
+	if (backing_dev != (uint64_t)p->images_dev)
 		return 0;
-	if (a->n == a->cap) {
-		size_t cap = a->cap ? a->cap * 2 : 16;
-		struct attached_loop *nl = realloc(a->loops, cap * sizeof(*nl));
-
-		if (!nl)
-			return -ENOMEM;
-		a->loops = nl;
-		a->cap = cap;
-	}
-	a->loops[a->n].ino = backing_ino;
-	snprintf(a->loops[a->n].dev, sizeof(a->loops[a->n].dev), "%s", dev);
-	a->n++;
-	return 0;
+	return attached_note(p, UINT32_MAX, backing_ino, dev) < 0 ? -ENOMEM : 0;
 }
 
-/* One walk of the loop devices and one of images/ (matching inodes), where
- * is_active for each device walks every loop device: a start with 10,000
- * devices and a few hundred loop devices on the host took seconds. */
-static int reflink_for_each_active(struct pool *p, int (*fn)(void *arg, uint32_t dev_id, const char *dev_path),
-				   void *arg)
+/* Fill the loop device table at open: one walk of the loop devices and
+ * one of images/ (matching inodes), where a loop_find per device walks
+ * every loop device: a start with 10,000 devices and a few hundred loop
+ * devices on the host took seconds. Before any other thread runs. */
+static int walk_attached(struct pool *p)
 {
-	struct attached a = { 0 };
 	struct dirent *e;
-	struct stat st;
 	DIR *d = NULL;
+	size_t i;
 	int r;
 
-	if (stat(p->images, &st) < 0) {
-		r = -errno;
-		log_err("reflink pool: stat %s: %s", p->images, strerror(-r));
-		return r;
-	}
-	a.images_dev = st.st_dev;
-	r = loop_for_each(collect_attached, &a);
+	r = loop_for_each(collect_attached, p);
 	if (r < 0) {
 		log_err("reflink pool: listing the loop devices: %s", strerror(-r));
-		goto out;
+		return r;
 	}
 	r = 0;
-	if (a.n == 0)
-		goto out;
+	if (p->n_att == 0)
+		return 0;
 	d = opendir(p->images);
 	if (!d) {
 		r = -errno;
 		log_err("reflink pool: opendir %s: %s", p->images, strerror(-r));
-		goto out;
+		return r;
 	}
 	/* d_ino is the image's st_ino on the store's own filesystem (XFS, or
 	 * a reflinking STATEDIR); a stacking filesystem such as overlayfs
 	 * cannot hold the images (it cannot reflink). */
-	while (r == 0 && (e = readdir(d))) {
+	while ((e = readdir(d))) {
 		uint32_t id;
 
 		if (!image_id(e->d_name, &id))
 			continue;
-		for (size_t i = 0; i < a.n && r == 0; i++)
-			if (a.loops[i].ino == (uint64_t)e->d_ino)
-				r = fn(arg, id, a.loops[i].dev);
+		for (i = 0; i < p->n_att; i++)
+			if (p->att[i].ino == (uint64_t)e->d_ino)
+				p->att[i].id = id;
 	}
-out:
-	if (d)
-		closedir(d);
-	free(a.loops);
-	return r;
+	closedir(d);
+	/* Loop devices on other files of that filesystem are not ours. */
+	for (i = 0; i < p->n_att;) {
+		if (p->att[i].id == UINT32_MAX)
+			p->att[i] = p->att[--p->n_att];
+		else
+			i++;
+	}
+	return 0;
+}
+
+static int reflink_for_each_active(struct pool *p, int (*fn)(void *arg, uint32_t dev_id, const char *dev_path),
+				   void *arg)
+{
+	char dev[32];
+	int r = 0;
+
+	/* Only at start, before any other thread: the table stays still. */
+	for (size_t i = 0; i < p->n_att && r == 0;) {
+		uint32_t id = p->att[i].id;
+		size_t n = p->n_att;
+
+		r = attached_find(p, id, dev, sizeof(dev));
+		if (r == 1)
+			r = fn(arg, id, dev);
+		if (p->n_att == n) /* else entry i was dropped and replaced */
+			i++;
+	}
+	return r < 0 ? r : 0;
 }
 
 /* Exclusive and shared bytes of one image, from its extents' shared flag. */
@@ -862,11 +997,9 @@ static int reflink_resize_thin(struct pool *p, const char *name, uint32_t dev_id
 		log_err("reflink pool: resize %s: fsync %s: %s", name, path, strerror(-r));
 		goto out;
 	}
-	r = loop_find(path, dev, sizeof(dev));
-	if (r < 0) {
-		log_err("reflink pool: resize %s: find the loop device of %s: %s", name, path, strerror(-r));
+	r = attached_find(p, dev_id, dev, sizeof(dev));
+	if (r < 0)
 		goto out;
-	}
 	r = r == 1 ? loop_set_capacity(dev) : 0;
 out:
 	close(fd);
