@@ -78,13 +78,16 @@ int ds_check_consistency(struct deviceset *s, char *report, size_t len)
 				PROBLEM("device '%s' (id %" PRIu32 ") is free in the ID bitmap", d->m.name, d->m.device_id);
 			if (find_id(s, d->m.device_id) != d)
 				PROBLEM("device '%s' shares id %" PRIu32 " with another", d->m.name, d->m.device_id);
+			if (d->m.transaction_id > s->tid)
+				PROBLEM("device '%s' records transaction %" PRIu64 ", past the pool's %" PRIu64
+					" (an add left open)", d->m.name, d->m.transaction_id, s->tid);
 		}
 	for (uint32_t id = 0; id <= IDMAP_MAX_ID; id++)
 		if (idmap_is_used(&s->ids, id) && !find_id(s, id) && !is_orphan(s, id)) /* said above */
 			PROBLEM("device ID %" PRIu32 " is used in the bitmap but by no device (leaked)", id);
 	if (s->ops->get_transaction_id(s->pool, &pool_tid) == 0 && pool_tid != s->tid)
 		PROBLEM("pool transaction ID %" PRIu64 " differs from the engine's %" PRIu64, pool_tid, s->tid);
-	if (meta_transaction_load(s->meta_dir, &t) == 0 && t.open_transaction_id != pool_tid)
+	if (meta_transaction_load(s->meta_dir, &t) == 0 && ds_txn_decide(pool_tid, t.open_transaction_id) != DS_TXN_CLEAN)
 		PROBLEM("transaction %" PRIu64 " is open (pool at %" PRIu64 ")", t.open_transaction_id, pool_tid);
 out:
 	pthread_mutex_unlock(&s->lock);

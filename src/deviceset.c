@@ -119,10 +119,11 @@ static int check_free_space(struct deviceset *s, struct device *d)
 /* ------------------------------------------------------------------ */
 /* Add                                                                */
 
-/* Create name as a snapshot of parent in the pool and the metadata; set
+/* Create name as a snapshot of parent in the pool and the metadata; pool
  * lock held. On failure nothing is left behind: either the undo completes
- * or the transaction stays open for the next start to roll back, and the
- * set stops taking changes until then (needs_recovery). */
+ * or the device's file stays one transaction past the pool for the next
+ * start to roll back, and the set stops taking changes until then
+ * (need_recovery). */
 static int create_device(struct deviceset *s, const char *name, struct device *parent,
 			 struct device *scratch)
 {
@@ -140,8 +141,7 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 	dm_name_of(s, parent->m.device_id, origin_name, sizeof(origin_name));
 	if (!s->ops->engine_freezes_origin) {
 		/* Only a backend that suspends the origin itself (dm) needs
-		 * to know; on reflink the engine freezes a mounted origin, and
-		 * asking would scan every loop device. */
+		 * to know; on reflink the engine freezes a mounted origin. */
 		r = s->ops->is_active(s->pool, origin_name, parent->m.device_id, origin_path,
 				      sizeof(origin_path));
 		if (r < 0)
@@ -150,16 +150,28 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 		if (r == 1)
 			origin_active = origin_name;
 	}
+	snprintf(m.name, sizeof(m.name), "%s", name);
+	snprintf(m.parent, sizeof(m.parent), "%s", parent->m.name);
+	m.size = parent->m.size;
+	m.initialized = true;
+	m.created = (int64_t)time(NULL);
 	for (;;) {
 		r = idmap_alloc(&s->ids, &id);
 		if (r < 0)
 			return fail(s, scratch, r, "device '%s': no free device ID left in the pool", name);
-		r = open_transaction(s, name, id);
+		/* The device's own file, one transaction past the pool, is the
+		 * record of the add in flight (doc/design.md §4): a start that
+		 * finds it so rolls the add back. One durable write instead of
+		 * a transaction record and the file. */
+		m.device_id = id;
+		m.transaction_id = s->tid + 1;
+		r = meta_device_save(s->meta_dir, &m);
 		if (r < 0) {
 			idmap_mark_free(&s->ids, id);
-			return fail(s, scratch, r, "device '%s': cannot open a transaction: %s", name, strerror(-r));
+			return fail(s, scratch, r, "device '%s': cannot record the new device: %s", name,
+				    strerror(-r));
 		}
-		fault_point("add-after-open-txn");
+		fault_point("add-after-intent");
 		r = s->ops->create_snap(s->pool, id, parent->m.device_id, parent->m.size, origin_active);
 		if (r != -EEXIST)
 			break;
@@ -169,25 +181,16 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 	}
 	if (r < 0) {
 		idmap_mark_free(&s->ids, id);
-		abandon_or_stop(s, name);
+		u = meta_device_remove(s->meta_dir, name);
+		if (u < 0 && u != -ENOENT)
+			need_recovery(s, "device '%s' could not be undone (its file stays: %s)", name, strerror(-u));
 		return fail(s, scratch, r, "device '%s': snapshot of '%s' failed in the pool: %s", name,
 			    parent->m.name, strerror(-r));
 	}
 	fault_point("add-after-pool-create");
-	snprintf(m.name, sizeof(m.name), "%s", name);
-	snprintf(m.parent, sizeof(m.parent), "%s", parent->m.name);
-	m.device_id = id;
-	m.size = parent->m.size;
-	m.transaction_id = s->tid + 1;
-	m.initialized = true;
-	m.created = (int64_t)time(NULL);
-	r = meta_device_save(s->meta_dir, &m);
-	if (r < 0)
-		goto undo;
-	fault_point("add-after-register");
 	r = close_transaction(s);
 	if (r < 0)
-		goto undo_file;
+		goto undo;
 	fault_point("add-after-close-txn");
 	/* next_device_id is not saved here (one atomic write less per
 	 * mkdir): a start marks every ID the files hold as used, so a stale
@@ -202,23 +205,22 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 	TABLE(s, parent->n_children++);
 	return 0;
 
-undo_file:
-	u = meta_device_remove(s->meta_dir, name);
-	if (u < 0 && u != -ENOENT) {
-		/* Deleting the pool device now would leave its file behind. */
-		need_recovery(s, "device '%s' could not be undone (its file stays: %s)", name, strerror(-u));
-		return fail(s, scratch, r, "device '%s': could not record the new device: %s", name, strerror(-r));
-	}
 undo:
+	/* The pool device goes first: a file left alone is still the record
+	 * the next start rolls back; a pool device left alone would leak. */
 	u = s->ops->delete_thin(s->pool, id);
-	if (u == 0 || u == -ENOENT) {
-		idmap_mark_free(&s->ids, id);
-		abandon_or_stop(s, name);
-	} else {
+	if (u < 0 && u != -ENOENT) {
 		need_recovery(s, "device '%s' (id %" PRIu32 ") could not be deleted from the pool after a failed add",
 			      name, id);
+	} else {
+		u = meta_device_remove(s->meta_dir, name);
+		if (u < 0 && u != -ENOENT)
+			need_recovery(s, "device '%s' could not be undone (its file stays: %s)", name,
+				      strerror(-u));
+		else
+			idmap_mark_free(&s->ids, id);
 	}
-	return fail(s, scratch, r, "device '%s': could not record the new device: %s", name, strerror(-r));
+	return fail(s, scratch, r, "device '%s': could not commit the new device: %s", name, strerror(-r));
 }
 
 int ds_add_device(struct deviceset *s, const char *name, const char *parent_name)

@@ -1,7 +1,7 @@
 /*
  * fault.h - crash points for tests.
  *
- * fault_point("add-after-open-txn") kills the process with SIGKILL when the
+ * fault_point("add-after-intent") kills the process with SIGKILL when the
  * environment variable THINFS_FAULT names that point, so tests can check
  * that a restart rolls the operation back or forward. With THINFS_FAULT
  * unset it costs one getenv at the first call. fault_points[] lists every

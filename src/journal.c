@@ -35,9 +35,11 @@
 /* ------------------------------------------------------------------ */
 /* What a start does with the open transaction                        */
 
+/* A record older than the pool is closed: an add does not write the record
+ * (its device's file is its record), so the pool moves past it. */
 enum ds_txn_action ds_txn_decide(uint64_t pool_tid, uint64_t open_tid)
 {
-	if (open_tid == pool_tid)
+	if (open_tid <= pool_tid)
 		return DS_TXN_CLEAN;
 	return pool_tid != UINT64_MAX && open_tid == pool_tid + 1 ? DS_TXN_ROLLBACK : DS_TXN_MISMATCH;
 }
@@ -199,6 +201,81 @@ static int rollback(struct deviceset *s, const struct meta_transaction *t, uint6
 	return abandon_transaction(s);
 }
 
+/* Does any device name d as its parent? */
+static bool has_children(struct deviceset *s, const struct device *d)
+{
+	for (size_t i = 0; i < s->n_buckets; i++)
+		for (struct device *c = s->by_id[i]; c; c = c->next_id)
+			if (!c->buried && strcmp(c->m.parent, d->m.name) == 0)
+				return true;
+	return false;
+}
+
+/* A device file further ahead of the pool than an add in flight leaves
+ * means the pool was reset or restored, or the metadata is another
+ * pool's: nothing may be rolled back then, not even the open record. */
+static int refuse_files_ahead(struct deviceset *s, uint64_t pool_tid)
+{
+	if (pool_tid == UINT64_MAX)
+		return 0;
+	for (size_t i = 0; i < s->n_buckets; i++)
+		for (struct device *d = s->by_id[i]; d; d = d->next_id)
+			if (d->m.transaction_id > pool_tid + 1) {
+				log_err("cannot start: %s/%s records transaction %" PRIu64 ", but the pool is at %"
+					PRIu64 ": this metadata does not belong to this pool, or the pool was reset "
+					"or restored. Nothing was changed", d->buried ? s->deleted_dir : s->meta_dir,
+					d->m.name, d->m.transaction_id, pool_tid);
+				return -EUCLEAN;
+			}
+	return 0;
+}
+
+/* Roll back an add a crash interrupted: its device's file, written
+ * before the pool was asked, holds the pool's transaction ID + 1 until
+ * the add closes by setting the pool's ID (doc/design.md §4). Only what
+ * the protocol leaves is acted on: one such file, not the base, not
+ * buried, with no children (an add in flight has none). Anything else
+ * stops the start, naming the file, and changes nothing. */
+static int rollback_unfinished_add(struct deviceset *s, uint64_t pool_tid)
+{
+	struct device *found = NULL;
+	char name[POOL_DEV_NAME_MAX];
+	int r;
+
+	if (pool_tid == UINT64_MAX)
+		return 0;
+	for (size_t i = 0; i < s->n_buckets; i++)
+		for (struct device *d = s->by_id[i]; d; d = d->next_id) {
+			if (d->buried || d->m.transaction_id != pool_tid + 1)
+				continue;
+			if (found || is_base(d) || has_children(s, d)) {
+				log_err("cannot start: %s/%s records transaction %" PRIu64 ", one past the pool's, "
+					"but it is %s: an interrupted add leaves one such file, of a new device; "
+					"not rolling back", s->meta_dir, d->m.name, d->m.transaction_id,
+					found ? "not the only one" : is_base(d) ? "the base device" : "a parent");
+				return -EUCLEAN;
+			}
+			found = d;
+		}
+	if (!found)
+		return 0;
+	log_info("rolling back the interrupted add of device '%s' (id %" PRIu32 "): the pool is at transaction %"
+		 PRIu64, found->m.name, found->m.device_id, pool_tid);
+	dm_name_of(s, found->m.device_id, name, sizeof(name));
+	s->ops->deactivate(s->pool, name, found->m.device_id, false);
+	r = s->ops->delete_thin(s->pool, found->m.device_id);
+	if (r < 0 && r != -ENOENT) {
+		log_err("rollback: cannot delete pool device %" PRIu32 ": %s", found->m.device_id, strerror(-r));
+		return r;
+	}
+	r = remove_device_file(s, found);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	idmap_mark_free(&s->ids, found->m.device_id);
+	remove_device(s, found);
+	return 0;
+}
+
 int recover_transaction(struct deviceset *s)
 {
 	struct meta_transaction t;
@@ -209,16 +286,23 @@ int recover_transaction(struct deviceset *s)
 	if (r < 0)
 		return r;
 	s->tid = pool_tid;
+	r = refuse_files_ahead(s, pool_tid);
+	if (r < 0)
+		return r;
 	r = meta_transaction_load(s->meta_dir, &t);
-	if (r == -ENOENT)
-		return abandon_transaction(s);
+	if (r == -ENOENT) {
+		r = abandon_transaction(s);
+		return r < 0 ? r : rollback_unfinished_add(s, pool_tid);
+	}
 	if (r < 0)
 		return r;
 	switch (ds_txn_decide(pool_tid, t.open_transaction_id)) {
 	case DS_TXN_CLEAN:
-		return 0;
+		return rollback_unfinished_add(s, pool_tid);
 	case DS_TXN_ROLLBACK:
-		return rollback(s, &t, pool_tid);
+		/* A delete (or an add of an older thinfs) in flight. */
+		r = rollback(s, &t, pool_tid);
+		return r < 0 ? r : rollback_unfinished_add(s, pool_tid);
 	case DS_TXN_MISMATCH:
 	default:
 		log_err("cannot start: the pool's transaction ID is %" PRIu64 " but %s/transaction-metadata records "

@@ -122,10 +122,10 @@ ecleanup() {
 }
 mkdir -p "$E"
 
-# A crash after an add's file is written, before its commit: the child is
+# A crash after an add's file and pool device are made, before its commit: the child is
 # rolled back at the next start, and its parent's child count with it.
 ecli init && ecli add p base
-THINFS_FAULT=add-after-register "$cli" "$E" "$eo" add c p >/dev/null 2>>"$WORK/engine.log"
+THINFS_FAULT=add-after-pool-create "$cli" "$E" "$eo" add c p >/dev/null 2>>"$WORK/engine.log"
 is "$?" "137" "killed between the child's file and its commit"
 ecli delete p; ok $? "after the restart the parent can be deleted (no stale child count)"
 
@@ -138,8 +138,22 @@ rm "$E/reflink/transaction_id"
 umount "$E/reflink"; losetup -d "$store"
 out=$("$cli" "$E" "$eo" list 2>&1); st=$?
 [ "$st" -ne 0 ]; ok $? "a start whose pool lost its transaction ID is refused"
-echo "$out" | grep -q "transaction-metadata records"; ok $? "naming the mismatch"
+echo "$out" | grep -q "metadata/[a-z]* records transaction .*the pool was reset or restored"; ok $? "naming a file ahead of the pool"
 [ -e "$E/metadata/x" ] && [ -e "$E/metadata/y" ]; ok $? "and no device was rolled back"
+ecleanup
+
+# An add in flight is recorded by its own file, one transaction past the
+# pool: only a new leaf can be that. A parent's file that says so (hand
+# edits, corruption) stops the start, naming it, and nothing is deleted.
+rm -rf "$E"; mkdir -p "$E"
+ecli init && ecli add p base && ecli add c p
+tid=$(jq .transaction_id "$E/metadata/c")
+jq -c ".transaction_id = $((tid + 1))" "$E/metadata/p" >"$WORK/p.json" && cp "$WORK/p.json" "$E/metadata/p"
+out=$("$cli" "$E" "$eo" list 2>&1); st=$?
+[ "$st" -ne 0 ] && echo "$out" | grep -q "metadata/p records transaction $((tid + 1)), one past the pool's, but it is a parent"
+ok $? "a parent whose file reads as an add in flight stops the start, named (status $st)"
+jq -c ".transaction_id = $tid" "$E/metadata/p" >"$WORK/p.json" && cp "$WORK/p.json" "$E/metadata/p"
+[ "$(ecli list | sort | tr '\n' ' ')" = "c p 3 p base 2 " ]; ok $? "put back, both devices are there"
 ecleanup
 
 done_testing
