@@ -689,6 +689,7 @@ static unsigned mount_how(struct deviceset *s, bool ro)
 static int mount_device(struct deviceset *s, struct device *d, bool ro, const char *why)
 {
 	char dev_path[POOL_DEV_PATH_MAX], dir[PATH_MAX];
+	bool layout;
 	int r;
 
 	mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
@@ -709,6 +710,8 @@ static int mount_device(struct deviceset *s, struct device *d, bool ro, const ch
 		return fail(s, d, r, "%s '%s' on %s: %s", why, d->m.name, dir, strerror(-r));
 	}
 	set_xfs_retries(s, d, dev_path);
+	layout = docker_layer_layout(dir);
+	TABLE(s, d->docker_layout = layout);
 	log_info("%s device '%s' (%s) on %s%s", strcmp(why, "mount") == 0 ? "mounted" : "automounted",
 		 d->m.name, dev_path, dir, ro ? " read-only" : "");
 	return 0;
@@ -1013,6 +1016,7 @@ static void fill_info(struct deviceset *s, struct device *d, struct ds_device_in
 	pthread_mutex_unlock(&s->err_lock);
 	out->n_children = d->n_children;
 	mount_dir_of(s, d->m.device_id, out->mount_dir, sizeof(out->mount_dir));
+	snprintf(out->rootfs, sizeof(out->rootfs), "%s%s", out->mount_dir, d->docker_layout ? "/rootfs" : "");
 	out->exclusive_bytes = d->exclusive_bytes;
 	out->shared_bytes = d->shared_bytes;
 	out->usage_at = d->usage_at;

@@ -59,6 +59,7 @@ struct ds_device_info {
 	char dm_name[DS_DM_NAME_MAX]; /* active name (PREFIX-ID) */
 	char dev_path[POOL_DEV_PATH_MAX]; /* block device node, "" when inactive */
 	char mount_dir[PATH_MAX];     /* where it is (or would be) mounted: STATEDIR/mnt/ID */
+	char rootfs[PATH_MAX + 8];    /* the rootfs link: mount_dir, or mount_dir/rootfs for a Docker layer */
 	char filesystem[16];          /* "xfs" / "ext4" */
 	int64_t created;              /* unix seconds */
 	bool mapped_known;            /* false: mapped_bytes is null */

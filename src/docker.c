@@ -360,3 +360,30 @@ int docker_pool_name(const char *prefix, char *buf, size_t len)
 		return -ENAMETOOLONG;
 	return 0;
 }
+
+bool docker_layer_layout(const char *dir)
+{
+	bool id = false, rootfs = false, other = false;
+	struct dirent *e;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return false;
+	while (!other && (e = readdir(d))) {
+		struct stat st;
+
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+		    strcmp(e->d_name, "lost+found") == 0)
+			continue;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			other = true;
+		else if (strcmp(e->d_name, "id") == 0 && S_ISREG(st.st_mode))
+			id = true;
+		else if (strcmp(e->d_name, "rootfs") == 0 && S_ISDIR(st.st_mode))
+			rootfs = true;
+		else
+			other = true;
+	}
+	closedir(d);
+	return id && rootfs && !other;
+}

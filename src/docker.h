@@ -19,6 +19,7 @@
 #ifndef THINFS_DOCKER_H
 #define THINFS_DOCKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "deviceset.h"
@@ -46,5 +47,12 @@ int docker_genealogy(const char *state_dir, struct docker_parent **out, size_t *
  * the same directory, "docker-MAJ:MIN-INO-pool". 0; -EINVAL for a prefix
  * not of that form; -ENAMETOOLONG if len is too small. */
 int docker_pool_name(const char *prefix, char *buf, size_t len);
+
+/* Is the filesystem mounted on dir laid out as Docker's devicemapper
+ * driver lays out a layer: an "id" file (the layer's ID) and a "rootfs"
+ * directory holding the layer's files, nothing else but "lost+found"?
+ * Then a device's rootfs link leads into that directory, so that its
+ * files are at NAME/rootfs as for any device. */
+bool docker_layer_layout(const char *dir);
 
 #endif

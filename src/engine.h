@@ -71,6 +71,9 @@ struct device {
 	int mount_count;
 	bool automounted;
 	bool read_only;
+	/* Its filesystem, when last mounted, was laid out as a Docker layer
+	 * (docker_layer_layout): rootfs leads into its rootfs/. Same locks. */
+	bool docker_layout;
 	/* Activation as this engine did it: written under the pool lock and
 	 * the table lock. */
 	bool active;

@@ -205,7 +205,7 @@ static void fill_attr(struct tf_fuse_ctx *c, fuse_ino_t ino, const struct node *
 	case N_ROOTFS:
 		st->st_mode = S_IFLNK | 0777;
 		st->st_nlink = 1;
-		st->st_size = (off_t)strlen(n->dev.mount_dir);
+		st->st_size = (off_t)strlen(n->dev.rootfs);
 		break;
 	case N_CTL:
 	case N_POOL_CTL:
@@ -361,9 +361,11 @@ static void tf_readlink(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_err(req, -r);
 		return;
 	}
-	if (n.dev.mount_count == 0 && !n.dev.automounted)
-		ds_automount(ds, n.dev.name);
-	fuse_reply_readlink(req, n.dev.mount_dir);
+	/* Mounted now, the device's info says where its files are (a
+	 * Docker layer keeps them in rootfs/ of its filesystem). */
+	if (n.dev.mount_count == 0 && !n.dev.automounted && ds_automount(ds, n.dev.name) == 0)
+		ds_device_info(ds, n.dev.name, &n.dev);
+	fuse_reply_readlink(req, n.dev.rootfs);
 }
 
 struct dir_list {

@@ -748,6 +748,7 @@ char *meta_device_info_json(const struct ds_device_info *d)
 	r = r ?: add(o, "dm_name", json_object_new_string(d->dm_name));
 	r = r ?: add_nullable(o, "dev_path", str_or_null(d->dev_path));
 	r = r ?: add(o, "filesystem", json_object_new_string(d->filesystem));
+	r = r ?: add(o, "rootfs", json_object_new_string(d->rootfs));
 	r = r ?: add_nullable(o, "created", str_or_null(created));
 	r = r ?: add(o, "created_unix", json_object_new_int64(d->created));
 	r = r ?: add_nullable(o, "mapped_bytes",

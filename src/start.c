@@ -300,6 +300,7 @@ static void adopt_or_deactivate(struct deviceset *s, struct device *d, void *arg
 		d->automounted = has_automount_marker(s, d);
 		d->mount_count = d->automounted ? 0 : 1;
 		d->read_only = statvfs(dir, &vfs) == 0 && (vfs.f_flag & ST_RDONLY);
+		d->docker_layout = docker_layer_layout(dir);
 		log_info("device '%s': adopted its %s on %s (%s) from an earlier run", d->m.name,
 			 d->automounted ? "automount" : "mount", dir, path);
 		return;

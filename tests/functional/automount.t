@@ -100,4 +100,20 @@ ok $r "suid kept as asked, nodev still added ($o)"
 ctl img unmount
 stop_daemon
 
+# A Docker layer keeps its files in rootfs/ of its filesystem, beside an
+# id file: the link leads into that rootfs/, so NAME/rootfs shows them.
+start_daemon; ok $? "restart"
+mkdir "$M/dk"
+ctl dk mount
+top=$(readlink "$M/dk/rootfs")
+mkdir "$top/rootfs" && echo layer-id > "$top/id" && echo from-layer > "$top/rootfs/hello"
+ctl dk unmount
+dir=$S/mnt/$(jq .device_id "$M/dk/info")
+is "$(cat "$M/dk/rootfs/hello" 2>&1)" "from-layer" "a Docker-laid-out device shows its layer's files at rootfs/"
+is "$(readlink "$M/dk/rootfs")" "$dir/rootfs" "its link leads into the filesystem's rootfs/"
+is "$(jq -r .rootfs "$M/dk/info")" "$dir/rootfs" "info's rootfs says so"
+ctl dk mount; echo junk > "$dir/other"; ctl dk unmount
+is "$(readlink "$M/dk/rootfs")" "$dir" "anything else beside id and rootfs/: the link leads to the filesystem's top"
+stop_daemon
+
 done_testing

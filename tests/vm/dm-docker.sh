@@ -227,23 +227,26 @@ is "$(jq -r .children "$M/$l1/info" 2>/dev/null)" 2 "img:1's layer has 2 childre
 I=$M/$l1 C=$M/$l1/$init_id/$mount_id
 
 # ---------------------------------------------------------------- 4 ----
-diag "case 4 (at ${SECONDS}s): the layers mount and hold their files (Docker keeps them under rootfs/ in the device)"
-is "$(md5sum <"$I/rootfs/rootfs/bin/busybox" 2>/dev/null | cut -d' ' -f1)" \
-	"$(md5sum <"$BUSYBOX" | cut -d' ' -f1)" "img:1's layer, automounted: rootfs/rootfs/bin/busybox is the image's"
-is "$(cat "$I/rootfs/rootfs/image.txt" 2>/dev/null)" image-file "img:1's layer: image.txt"
+diag "case 4 (at ${SECONDS}s): the layers mount and hold their files at rootfs/ (Docker keeps them under rootfs/ in the device: the link leads into it)"
+is "$(md5sum <"$I/rootfs/bin/busybox" 2>/dev/null | cut -d' ' -f1)" \
+	"$(md5sum <"$BUSYBOX" | cut -d' ' -f1)" "img:1's layer, automounted: rootfs/bin/busybox is the image's"
+is "$(cat "$I/rootfs/image.txt" 2>/dev/null)" image-file "img:1's layer: image.txt"
 is "$(head -n 1 "$I/ctl")" automounted "img:1's layer reads automounted"
+is "$(readlink "$I/rootfs")" "$D/mnt/$(jq -r .device_id "$I/info" 2>/dev/null)/rootfs" "img:1's rootfs link leads into the layer's rootfs/ (STATEDIR/mnt/ID/rootfs)"
+is "$(jq -r .rootfs "$I/info" 2>/dev/null)" "$(readlink "$I/rootfs")" "  and info's rootfs says so"
+check "  the layer's id file is beside it, not in it" test ! -e "$I/rootfs/id"
 diag "img:1's layer info:"
 jq . "$I/info" | sed 's/^/#   /'
 check "mount ro c1's layer" sh -c "echo 'mount ro' >'$C/ctl'"
-is "$(cat "$C/rootfs/rootfs/hello.txt" 2>/dev/null)" hello-from-docker "c1's layer: the file docker cp wrote"
-is "$(cat "$C/rootfs/rootfs/image.txt" 2>/dev/null)" image-file "c1's layer: the image's file"
+is "$(cat "$C/rootfs/hello.txt" 2>/dev/null)" hello-from-docker "c1's layer: the file docker cp wrote"
+is "$(cat "$C/rootfs/image.txt" 2>/dev/null)" image-file "c1's layer: the image's file"
 diag "c1's layer info:"
 jq . "$C/info" | sed 's/^/#   /'
 check "unmount c1's layer" sh -c "echo unmount >'$C/ctl'"
 check "mount c1's layer read-write" sh -c "echo mount >'$C/ctl'"
-check "write a file into c1 through thinfs" sh -c "echo written-by-thinfs >'$C/rootfs/rootfs/from-thinfs.txt' && sync"
+check "write a file into c1 through thinfs" sh -c "echo written-by-thinfs >'$C/rootfs/from-thinfs.txt' && sync"
 check "unmount c1's layer" sh -c "echo unmount >'$C/ctl'"
-is "$(cat "$M/$l1/$l2/rootfs/rootfs/hello.txt" 2>/dev/null)" hello-from-docker "img:2's layer (automounted) holds the committed file"
+is "$(cat "$M/$l1/$l2/rootfs/hello.txt" 2>/dev/null)" hello-from-docker "img:2's layer (automounted) holds the committed file"
 
 # ---------------------------------------------------------------- 5 ----
 diag "case 5 (at ${SECONDS}s): thinfs refuses a pool whose storage someone else holds"
