@@ -25,6 +25,7 @@
 #include "docker.h"
 #include "fault.h"
 #include "fsutil.h"
+#include "grow.h"
 #include "idmap.h"
 #include "log.h"
 #include "metadata.h"
@@ -1210,16 +1211,9 @@ int ds_list(struct deviceset *s, const char *parent, struct ds_entry **out, size
 		for (d = s->by_name[i]; d; d = d->next_name) {
 			if (d->m.deleted || strcmp(d->m.parent, parent) != 0)
 				continue;
-			if (count == cap) {
-				struct ds_entry *nl = realloc(list, cap * 2 * sizeof(*nl));
-
-				if (!nl) {
-					r = -ENOMEM;
-					goto out;
-				}
-				list = nl;
-				cap *= 2;
-			}
+			r = GROW(list, cap, count, 16);
+			if (r < 0)
+				goto out;
 			snprintf(list[count].name, sizeof(list[count].name), "%s", d->m.name);
 			list[count].device_id = d->m.device_id;
 			list[count].created = d->m.created;

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "grow.h"
 #include "log.h"
 
 /* "sha256:" and 64 hex digits; room for longer digests. */
@@ -81,15 +82,8 @@ out:
 
 static int add_pair(struct pairs *p, const char *name, const char *parent)
 {
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 32;
-		struct docker_parent *v = realloc(p->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		p->v = v;
-		p->cap = cap;
-	}
+	if (GROW(p->v, p->cap, p->n, 32) < 0)
+		return -ENOMEM;
 	snprintf(p->v[p->n].name, sizeof(p->v[p->n].name), "%s", name);
 	snprintf(p->v[p->n].parent, sizeof(p->v[p->n].parent), "%s", parent);
 	p->n++;
@@ -175,17 +169,9 @@ static int read_layers(const char *db, const char *alg, struct layer **v, size_t
 			r = 0;
 			continue;
 		}
-		if (*n == *cap) {
-			size_t ncap = *cap ? *cap * 2 : 32;
-			struct layer *nv = realloc(*v, ncap * sizeof(*nv));
-
-			if (!nv) {
-				r = -ENOMEM;
-				break;
-			}
-			*v = nv;
-			*cap = ncap;
-		}
+		r = GROW(*v, *cap, *n, 32);
+		if (r < 0)
+			break;
 		(*v)[(*n)++] = l;
 	}
 	closedir(d);

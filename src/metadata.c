@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "grow.h"
 #include "log.h"
 
 #define META_DEVICESET "deviceset-metadata"
@@ -539,17 +540,9 @@ int meta_device_list(const char *dir, char ***names, size_t *n)
 			log_warn("metadata %s/%s: not a device name, ignored", dir, e->d_name);
 			continue;
 		}
-		if (count == cap) {
-			size_t ncap = cap ? cap * 2 : 64;
-			char **nl = realloc(list, ncap * sizeof(*nl));
-
-			if (!nl) {
-				r = -ENOMEM;
-				goto out;
-			}
-			list = nl;
-			cap = ncap;
-		}
+		r = GROW(list, cap, count, 64);
+		if (r < 0)
+			goto out;
 		list[count] = strdup(e->d_name);
 		if (!list[count]) {
 			r = -ENOMEM;

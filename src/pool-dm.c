@@ -28,6 +28,7 @@
 
 #include "docker.h"
 #include "fsutil.h"
+#include "grow.h"
 #include "idmap.h"
 #include "log.h"
 #include "loopback.h"
@@ -892,16 +893,9 @@ static int dm_list_ids(struct pool *p, uint32_t **ids, size_t *n)
 		return r;
 	}
 	for (s = strstr(out, "dev_id=\""); s; s = strstr(s + 1, "dev_id=\"")) {
-		if (count == cap) {
-			uint32_t *nl = realloc(list, (cap ? cap * 2 : 256) * sizeof(*nl));
-
-			if (!nl) {
-				r = -ENOMEM;
-				goto out;
-			}
-			list = nl;
-			cap = cap ? cap * 2 : 256;
-		}
+		r = GROW(list, cap, count, 256);
+		if (r < 0)
+			goto out;
 		list[count++] = (uint32_t)strtoul(s + 8, NULL, 10);
 	}
 	if (count)

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "grow.h"
 #include "idmap.h"
 #include "log.h"
 #include "loopback.h"
@@ -241,17 +242,9 @@ static int attached_note(struct pool *p, uint32_t id, uint64_t ino, const char *
 	else
 		i = p->n_att;
 	if (i == p->n_att) {
-		if (p->n_att == p->cap_att) {
-			size_t cap = p->cap_att ? p->cap_att * 2 : 16;
-			struct attached_loop *na = realloc(p->att, cap * sizeof(*na));
-
-			if (!na) {
-				r = -ENOMEM;
-				goto out;
-			}
-			p->att = na;
-			p->cap_att = cap;
-		}
+		r = GROW(p->att, p->cap_att, p->n_att, 16);
+		if (r < 0)
+			goto out;
 		p->n_att++;
 	}
 	p->att[i].id = id;
@@ -676,16 +669,9 @@ static int reflink_list_ids(struct pool *p, uint32_t **ids, size_t *n)
 
 		if (!image_id(e->d_name, &v))
 			continue;
-		if (count == cap) {
-			uint32_t *nl = realloc(list, (cap ? cap * 2 : 256) * sizeof(*nl));
-
-			if (!nl) {
-				r = -ENOMEM;
-				goto out;
-			}
-			list = nl;
-			cap = cap ? cap * 2 : 256;
-		}
+		r = GROW(list, cap, count, 256);
+		if (r < 0)
+			goto out;
 		list[count++] = v;
 	}
 	if (count)

@@ -25,6 +25,7 @@
 #include "docker.h"
 #include "fault.h"
 #include "fsutil.h"
+#include "grow.h"
 #include "idmap.h"
 #include "log.h"
 #include "metadata.h"
@@ -235,15 +236,8 @@ static int add_active(void *arg, uint32_t dev_id, const char *dev_path)
 {
 	struct active_set *a = arg;
 
-	if (a->n == a->cap) {
-		size_t cap = a->cap ? a->cap * 2 : 16;
-		struct active_dev *ne = realloc(a->e, cap * sizeof(*ne));
-
-		if (!ne)
-			return -ENOMEM;
-		a->e = ne;
-		a->cap = cap;
-	}
+	if (GROW(a->e, a->cap, a->n, 16) < 0)
+		return -ENOMEM;
 	a->e[a->n].id = dev_id;
 	snprintf(a->e[a->n].path, sizeof(a->e[a->n].path), "%s", dev_path);
 	a->n++;

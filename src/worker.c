@@ -26,6 +26,7 @@
 #include "docker.h"
 #include "fault.h"
 #include "fsutil.h"
+#include "grow.h"
 #include "idmap.h"
 #include "log.h"
 #include "metadata.h"
@@ -55,18 +56,12 @@ static bool is_buried(const struct device *d)
 static void collect(struct deviceset *s, struct device *d, void *arg)
 {
 	struct devrefs *a = arg;
-	struct device **nd;
 
 	(void)s;
 	if (!a->want(d))
 		return;
-	if (a->n == a->cap) {
-		nd = realloc(a->d, (a->cap ? a->cap * 2 : 16) * sizeof(*nd));
-		if (!nd)
-			return; /* this round skips it; the next one tries again */
-		a->d = nd;
-		a->cap = a->cap ? a->cap * 2 : 16;
-	}
+	if (GROW(a->d, a->cap, a->n, 16) < 0)
+		return; /* this round skips it; the next one tries again */
 	d->refs++;
 	a->d[a->n++] = d;
 }
