@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -52,6 +53,9 @@ struct pool {
 	bool udev_sync;
 	bool deferred_remove;         /* driver and library support it */
 	unsigned pool_major, pool_minor;
+	/* /dev/mapper/control for the status reads that bypass libdm
+	 * (status_params); -1 if it could not be opened (libdm is used). */
+	int ctl_fd;
 	/* Serialises the transaction messages. Taken alone. */
 	pthread_mutex_t lock;
 };
@@ -215,6 +219,44 @@ out:
 	return r;
 }
 
+/* The params of the first target of name's status, read by the
+ * DM_TABLE_STATUS ioctl itself instead of a libdm task, and with
+ * DM_NOFLUSH_FLAG. A status read needs none of libdm's process-wide
+ * state, so it runs without libdm_lock and does not wait behind a
+ * writer's pool message (reading a device's info queued behind every
+ * mkdir's create_snap); and without the flag a thin-pool's status first
+ * commits its metadata, I/O a read has no need of (the figures come from
+ * the pool's in-core space maps either way). 0; -ENXIO no such device;
+ * -ENODATA no target; -errno. Falls back to libdm without a control fd. */
+static int status_params(const struct pool *p, const char *name, char *buf, size_t len)
+{
+	union {
+		struct dm_ioctl io;
+		char raw[sizeof(struct dm_ioctl) + 4096];
+	} q;
+	struct dm_target_spec *spec;
+
+	if (p->ctl_fd < 0)
+		return get_params(name, DM_DEVICE_STATUS, buf, len, NULL, 0);
+	memset(&q, 0, sizeof(q));
+	q.io.version[0] = DM_VERSION_MAJOR;
+	q.io.data_size = sizeof(q);
+	q.io.data_start = sizeof(struct dm_ioctl);
+	q.io.flags = DM_NOFLUSH_FLAG;
+	if (snprintf(q.io.name, sizeof(q.io.name), "%s", name) >= (int)sizeof(q.io.name))
+		return -ENAMETOOLONG;
+	if (ioctl(p->ctl_fd, DM_TABLE_STATUS, &q) < 0)
+		return -errno;
+	if (q.io.flags & DM_BUFFER_FULL_FLAG)
+		return -ENOBUFS;
+	if (q.io.target_count < 1 || q.io.data_start + sizeof(*spec) >= sizeof(q))
+		return -ENODATA;
+	spec = (struct dm_target_spec *)(q.raw + q.io.data_start);
+	q.raw[sizeof(q) - 1] = '\0';
+	snprintf(buf, len, "%s", (char *)(spec + 1));
+	return 0;
+}
+
 static int load_table(int type, const char *name, uint64_t sectors, const char *target,
 		      const char *params)
 {
@@ -282,7 +324,7 @@ static int read_pool_status(struct pool *p, uint64_t *tid, uint64_t *mu, uint64_
 			    uint64_t *du, uint64_t *dt)
 {
 	char params[512];
-	int r = get_params(p->name, DM_DEVICE_STATUS, params, sizeof(params), NULL, 0);
+	int r = status_params(p, p->name, params, sizeof(params));
 
 	if (r < 0) {
 		log_err("dm pool %s: status: %s", p->name, strerror(-r));
@@ -357,6 +399,8 @@ static void dm_close(struct pool *p)
 		if (p->meta_loop[0])
 			loop_detach(p->meta_loop);
 	}
+	if (p->ctl_fd >= 0)
+		close(p->ctl_fd);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 	dm_lib_release();
@@ -630,6 +674,7 @@ static int dm_open(const struct pool_config *cfg, struct pool **out)
 	if (!p)
 		return -ENOMEM;
 	pthread_mutex_init(&p->lock, NULL);
+	p->ctl_fd = -1;
 	p->udev_sync = udev_running() && dm_udev_get_sync_support();
 	if (!udev_running())
 		log_info("dm pool: udev is not running: udev sync is off, thinfs makes the /dev/mapper nodes itself");
@@ -637,6 +682,11 @@ static int dm_open(const struct pool_config *cfg, struct pool **out)
 	if (dm_driver_version(params, sizeof(params)) &&
 	    sscanf(params, "%u.%u.%u", &major_v, &minor_v, &patch_v) == 3)
 		p->deferred_remove = major_v > 4 || (major_v == 4 && minor_v >= 27);
+	/* libdm made the control node if it was missing (dm_driver_version). */
+	snprintf(dir, sizeof(dir), "%s/control", dm_dir());
+	p->ctl_fd = open(dir, O_RDWR | O_CLOEXEC);
+	if (p->ctl_fd < 0)
+		log_warn("dm pool: open %s: %s; status reads go through libdevmapper", dir, strerror(errno));
 
 	if (o->thinpool_dev) {
 		snprintf(p->name, sizeof(p->name), "%s", o->thinpool_dev);
@@ -1085,12 +1135,10 @@ static int dm_dev_status(struct pool *p, const char *name, uint32_t dev_id, stru
 {
 	char params[256];
 	uint64_t mapped, highest;
-	struct dm_info info;
 
-	(void)p, (void)dev_id;
-	if (device_info(name, &info) != 1)
-		return -ENODEV;
-	if (get_params(name, DM_DEVICE_STATUS, params, sizeof(params), NULL, 0) < 0)
+	(void)dev_id;
+	/* One status ioctl: ENXIO says the device is not active. */
+	if (status_params(p, name, params, sizeof(params)) < 0)
 		return -ENODEV;
 	if (sscanf(params, "%" SCNu64 " %" SCNu64, &mapped, &highest) != 2)
 		return -ENODEV; /* "-" for a failed device, or highest "-" when empty */
