@@ -110,7 +110,8 @@ static void setup_libdm(int level)
 /* libdevmapper is not thread-safe: its udev cookies and, without udev,
  * the list of /dev/mapper node operations it keeps are process-wide.
  * Every task runs under this lock (a leaf: nothing is taken under it),
- * so the engine may call the backend from several threads (pool.h). */
+ * so the engine may call the backend from several threads (pool.h).
+ * Status reads are not libdm tasks (status_params): they never take it. */
 static pthread_mutex_t libdm_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* One metadata snapshot at a time (the kernel refuses a second reserve):
