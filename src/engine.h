@@ -180,7 +180,6 @@ void need_recovery(struct deviceset *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 int refuse_if_needs_recovery(struct deviceset *s, struct device *d, const char *op);
 int abandon_transaction(struct deviceset *s);
-void abandon_or_stop(struct deviceset *s, const char *name);
 int save_deviceset(struct deviceset *s);
 int finish_renames(struct deviceset *s);
 int recover_transaction(struct deviceset *s);

@@ -99,14 +99,6 @@ int abandon_transaction(struct deviceset *s)
 	return r;
 }
 
-/* Abandon after a pool change that did not happen; if even that fails,
- * the next start must decide (pool lock held). */
-void abandon_or_stop(struct deviceset *s, const char *name)
-{
-	if (abandon_transaction(s) < 0)
-		need_recovery(s, "the open transaction for '%s' could not be reset", name);
-}
-
 int save_deviceset(struct deviceset *s)
 {
 	s->dsm.next_device_id = s->ids.next_id;

@@ -56,7 +56,7 @@ struct pool {
 	pthread_mutex_t lock;
 	/* The images' loop devices: filled by one walk of every loop device
 	 * at open, then kept by activate, deactivate and delete, so that
-	 * those do not walk a host's hundreds of loop devices each time (two
+	 * those do not walk a host's hundreds of loop devices each time (three
 	 * walks were half of an rmdir's cost). An entry is believed only
 	 * after LOOP_GET_STATUS64 of its device still names the image, so a
 	 * device the kernel detached at its last close (autoclear) drops out.
