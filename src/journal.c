@@ -1,10 +1,11 @@
 /*
  * journal.c - the transactions that keep the metadata files and the pool
- * in step (doc/design.md §4): the open record before a pool change, its
- * close by the pool's transaction ID, its abandon after an undo, the stop
- * of all changes when an undo fails (need_recovery); and, at start, the
- * roll-forward of interrupted renames and the roll-back of an open
- * transaction.
+ * in step (doc/design.md §4): the open record before a delete (an add's
+ * record is its device's own file), the close by the pool's transaction
+ * ID, the abandon after an undo, the stop of all changes when an undo
+ * fails (need_recovery); and, at start, the roll-forward of interrupted
+ * renames and the roll-back of an open transaction or an interrupted
+ * add.
  */
 #include "engine.h"
 
