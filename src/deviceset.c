@@ -168,7 +168,14 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 		m.transaction_id = s->tid + 1;
 		r = meta_device_save(s->meta_dir, &m);
 		if (r < 0) {
+			/* The file may be there all the same (written before a
+			 * failed directory fsync, or an earlier try's): it must
+			 * not outlive the add. */
 			idmap_mark_free(&s->ids, id);
+			u = meta_device_remove(s->meta_dir, name);
+			if (u < 0 && u != -ENOENT)
+				need_recovery(s, "device '%s' could not be undone (its file stays: %s)", name,
+					      strerror(-u));
 			return fail(s, scratch, r, "device '%s': cannot record the new device: %s", name,
 				    strerror(-r));
 		}

@@ -352,6 +352,7 @@ static void tf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 static void tf_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	struct deviceset *ds = ctx_of(req)->ds;
+	struct stat st;
 	struct node n;
 	int r = get_node(ds, ino, &n);
 
@@ -365,6 +366,12 @@ static void tf_readlink(fuse_req_t req, fuse_ino_t ino)
 	 * Docker layer keeps them in rootfs/ of its filesystem). */
 	if (n.dev.mount_count == 0 && !n.dev.automounted && ds_automount(ds, n.dev.name) == 0)
 		ds_device_info(ds, n.dev.name, &n.dev);
+	/* A layer's rootfs/ lives in the device's own filesystem: should it
+	 * have been turned into a symlink since the mount, the link must not
+	 * lead through it to somewhere else on the host. */
+	if (strcmp(n.dev.rootfs, n.dev.mount_dir) != 0 &&
+	    (lstat(n.dev.rootfs, &st) < 0 || !S_ISDIR(st.st_mode)))
+		snprintf(n.dev.rootfs, sizeof(n.dev.rootfs), "%s", n.dev.mount_dir);
 	fuse_reply_readlink(req, n.dev.rootfs);
 }
 

@@ -194,12 +194,15 @@ static int rollback(struct deviceset *s, const struct meta_transaction *t, uint6
 	return abandon_transaction(s);
 }
 
-/* Does any device name d as its parent? */
-static bool has_children(struct deviceset *s, const struct device *d)
+/* Does a device made after d name d as its parent? A device that names
+ * it but is older had a parent of that name that is gone (shown at the
+ * top), and the new device only took the name. */
+static bool has_later_children(struct deviceset *s, const struct device *d)
 {
 	for (size_t i = 0; i < s->n_buckets; i++)
 		for (struct device *c = s->by_id[i]; c; c = c->next_id)
-			if (!c->buried && strcmp(c->m.parent, d->m.name) == 0)
+			if (!c->buried && c != d && strcmp(c->m.parent, d->m.name) == 0 &&
+			    c->m.created >= d->m.created)
 				return true;
 	return false;
 }
@@ -223,25 +226,25 @@ static int refuse_files_ahead(struct deviceset *s, uint64_t pool_tid)
 	return 0;
 }
 
-/* Roll back an add a crash interrupted: its device's file, written
- * before the pool was asked, holds the pool's transaction ID + 1 until
- * the add closes by setting the pool's ID (doc/design.md §4). Only what
- * the protocol leaves is acted on: one such file, not the base, not
- * buried, with no children (an add in flight has none). Anything else
- * stops the start, naming the file, and changes nothing. */
-static int rollback_unfinished_add(struct deviceset *s, uint64_t pool_tid)
+/* The add a crash interrupted: its device's file, written before the pool
+ * was asked, holds the pool's transaction ID + 1 until the add closes by
+ * setting the pool's ID (doc/design.md §4). Only what the protocol leaves
+ * is acted on: one such file, not the base, not buried, and no device
+ * made after it names it as parent (an add in flight has no children).
+ * Anything else stops the start, naming the file: -EUCLEAN. *out is the
+ * add to roll back, or NULL. Device skip_id is left out of the search. */
+static int find_unfinished_add(struct deviceset *s, uint64_t pool_tid, uint32_t skip_id, struct device **out)
 {
 	struct device *found = NULL;
-	char name[POOL_DEV_NAME_MAX];
-	int r;
 
+	*out = NULL;
 	if (pool_tid == UINT64_MAX)
 		return 0;
 	for (size_t i = 0; i < s->n_buckets; i++)
 		for (struct device *d = s->by_id[i]; d; d = d->next_id) {
-			if (d->buried || d->m.transaction_id != pool_tid + 1)
+			if (d->buried || d->m.transaction_id != pool_tid + 1 || d->m.device_id == skip_id)
 				continue;
-			if (found || is_base(d) || has_children(s, d)) {
+			if (found || is_base(d) || has_later_children(s, d)) {
 				log_err("cannot start: %s/%s records transaction %" PRIu64 ", one past the pool's, "
 					"but it is %s: an interrupted add leaves one such file, of a new device; "
 					"not rolling back", s->meta_dir, d->m.name, d->m.transaction_id,
@@ -250,8 +253,21 @@ static int rollback_unfinished_add(struct deviceset *s, uint64_t pool_tid)
 			}
 			found = d;
 		}
-	if (!found)
-		return 0;
+	*out = found;
+	return 0;
+}
+
+/* Roll back the add find_unfinished_add names, if any: its pool device
+ * first (already gone is fine), then its file, then its ID. */
+static int rollback_unfinished_add(struct deviceset *s, uint64_t pool_tid)
+{
+	char name[POOL_DEV_NAME_MAX];
+	struct device *found;
+	int r;
+
+	r = find_unfinished_add(s, pool_tid, UINT32_MAX, &found);
+	if (r < 0 || !found)
+		return r;
 	log_info("rolling back the interrupted add of device '%s' (id %" PRIu32 "): the pool is at transaction %"
 		 PRIu64, found->m.name, found->m.device_id, pool_tid);
 	dm_name_of(s, found->m.device_id, name, sizeof(name));
@@ -271,37 +287,41 @@ static int rollback_unfinished_add(struct deviceset *s, uint64_t pool_tid)
 
 int recover_transaction(struct deviceset *s)
 {
+	enum ds_txn_action action = DS_TXN_CLEAN;
 	struct meta_transaction t;
+	struct device *add;
 	uint64_t pool_tid;
+	bool have_record;
 	int r;
 
 	r = s->ops->get_transaction_id(s->pool, &pool_tid);
 	if (r < 0)
 		return r;
 	s->tid = pool_tid;
-	r = refuse_files_ahead(s, pool_tid);
-	if (r < 0)
-		return r;
 	r = meta_transaction_load(s->meta_dir, &t);
-	if (r == -ENOENT) {
-		r = abandon_transaction(s);
-		return r < 0 ? r : rollback_unfinished_add(s, pool_tid);
-	}
-	if (r < 0)
+	if (r < 0 && r != -ENOENT)
 		return r;
-	switch (ds_txn_decide(pool_tid, t.open_transaction_id)) {
-	case DS_TXN_CLEAN:
-		return rollback_unfinished_add(s, pool_tid);
-	case DS_TXN_ROLLBACK:
-		/* A delete (or an add of an older thinfs) in flight. */
-		r = rollback(s, &t, pool_tid);
-		return r < 0 ? r : rollback_unfinished_add(s, pool_tid);
-	case DS_TXN_MISMATCH:
-	default:
+	have_record = r == 0;
+	if (have_record)
+		action = ds_txn_decide(pool_tid, t.open_transaction_id);
+	if (action == DS_TXN_MISMATCH) {
 		log_err("cannot start: the pool's transaction ID is %" PRIu64 " but %s/transaction-metadata records "
 			"%" PRIu64 " (device '%s'); an interrupted change leaves exactly one more than the pool: "
 			"this metadata does not belong to this pool, or the pool was reset or restored. "
 			"Nothing was changed", pool_tid, s->meta_dir, t.open_transaction_id, t.device_hash);
 		return -EUCLEAN;
 	}
+	/* Every refusal comes before anything is rolled back. The device an
+	 * open record names (a base made, or an add of an older thinfs, in
+	 * flight) is the record's to roll back. */
+	r = refuse_files_ahead(s, pool_tid);
+	if (r == 0)
+		r = find_unfinished_add(s, pool_tid, action == DS_TXN_ROLLBACK ? t.device_id : UINT32_MAX, &add);
+	if (r < 0)
+		return r;
+	if (!have_record)
+		r = abandon_transaction(s);
+	else if (action == DS_TXN_ROLLBACK)
+		r = rollback(s, &t, pool_tid); /* a delete, or the record's add, in flight */
+	return r < 0 ? r : rollback_unfinished_add(s, pool_tid);
 }

@@ -269,37 +269,40 @@ static void attached_forget(struct pool *p, uint32_t id, const char *dev)
 }
 
 /* The loop device image id is attached to: 1 (dev filled), 0 none,
- * -errno. The entry is checked against the device outside the lock and
- * dropped if the device no longer holds the image. */
+ * -errno. Each entry is checked against its device outside the lock and
+ * dropped if the device no longer holds the image; the walk at open may
+ * have found more than one for an image. */
 static int attached_find(struct pool *p, uint32_t id, char *dev, size_t len)
 {
-	struct attached_loop a = { 0 };
-	uint64_t bdev, bino;
-	bool known = false;
-	int r;
+	for (;;) {
+		struct attached_loop a = { 0 };
+		uint64_t bdev, bino;
+		bool known = false;
+		int r;
 
-	pthread_mutex_lock(&p->attach_lock);
-	for (size_t i = 0; i < p->n_att; i++) {
-		if (p->att[i].id == id) {
-			a = p->att[i];
-			known = true;
-			break;
+		pthread_mutex_lock(&p->attach_lock);
+		for (size_t i = 0; i < p->n_att; i++) {
+			if (p->att[i].id == id) {
+				a = p->att[i];
+				known = true;
+				break;
+			}
 		}
+		pthread_mutex_unlock(&p->attach_lock);
+		if (!known)
+			return 0;
+		r = loop_backing(a.dev, &bdev, &bino);
+		if (r == 0 && bdev == (uint64_t)p->images_dev && bino == a.ino) {
+			snprintf(dev, len, "%s", a.dev);
+			return 1;
+		}
+		if (r < 0 && r != -ENXIO) {
+			log_err("reflink pool: device %" PRIu32 ": LOOP_GET_STATUS64 of %s: %s", id, a.dev,
+				strerror(-r));
+			return r;
+		}
+		attached_forget(p, id, a.dev);
 	}
-	pthread_mutex_unlock(&p->attach_lock);
-	if (!known)
-		return 0;
-	r = loop_backing(a.dev, &bdev, &bino);
-	if (r == 0 && bdev == (uint64_t)p->images_dev && bino == a.ino) {
-		snprintf(dev, len, "%s", a.dev);
-		return 1;
-	}
-	if (r < 0 && r != -ENXIO) {
-		log_err("reflink pool: device %" PRIu32 ": LOOP_GET_STATUS64 of %s: %s", id, a.dev, strerror(-r));
-		return r;
-	}
-	attached_forget(p, id, a.dev);
-	return 0;
 }
 
 /* After activate attached (or found) image path on dev. */

@@ -112,6 +112,9 @@ dir=$S/mnt/$(jq .device_id "$M/dk/info")
 is "$(cat "$M/dk/rootfs/hello" 2>&1)" "from-layer" "a Docker-laid-out device shows its layer's files at rootfs/"
 is "$(readlink "$M/dk/rootfs")" "$dir/rootfs" "its link leads into the filesystem's rootfs/"
 is "$(jq -r .rootfs "$M/dk/info")" "$dir/rootfs" "info's rootfs says so"
+ctl dk mount; mv "$dir/rootfs" "$dir/rootfs.d" && ln -s /etc "$dir/rootfs"
+is "$(readlink "$M/dk/rootfs")" "$dir" "a rootfs turned into a symlink since the mount is not followed to the host"
+rm "$dir/rootfs" && mv "$dir/rootfs.d" "$dir/rootfs"; ctl dk unmount
 ctl dk mount; echo junk > "$dir/other"; ctl dk unmount
 is "$(readlink "$M/dk/rootfs")" "$dir" "anything else beside id and rootfs/: the link leads to the filesystem's top"
 stop_daemon

@@ -138,7 +138,8 @@ rm "$E/reflink/transaction_id"
 umount "$E/reflink"; losetup -d "$store"
 out=$("$cli" "$E" "$eo" list 2>&1); st=$?
 [ "$st" -ne 0 ]; ok $? "a start whose pool lost its transaction ID is refused"
-echo "$out" | grep -q "metadata/[a-z]* records transaction .*the pool was reset or restored"; ok $? "naming a file ahead of the pool"
+echo "$out" | grep -Eq "(transaction-metadata|metadata/[a-z]*) records (transaction )?[0-9]+.*the pool was reset or restored"
+ok $? "naming the record or a file ahead of the pool"
 [ -e "$E/metadata/x" ] && [ -e "$E/metadata/y" ]; ok $? "and no device was rolled back"
 ecleanup
 
@@ -154,6 +155,22 @@ out=$("$cli" "$E" "$eo" list 2>&1); st=$?
 ok $? "a parent whose file reads as an add in flight stops the start, named (status $st)"
 jq -c ".transaction_id = $tid" "$E/metadata/p" >"$WORK/p.json" && cp "$WORK/p.json" "$E/metadata/p"
 [ "$(ecli list | sort | tr '\n' ' ')" = "c p 3 p base 2 " ]; ok $? "put back, both devices are there"
+# A file further ahead of the pool than an add in flight (a pool reset or
+# restored under its metadata): refused, naming it, nothing rolled back.
+jq -c ".transaction_id = $((tid + 5))" "$E/metadata/c" >"$WORK/c.json" && cp "$WORK/c.json" "$E/metadata/c"
+out=$("$cli" "$E" "$eo" list 2>&1); st=$?
+[ "$st" -ne 0 ] && echo "$out" | grep -q "metadata/c records transaction $((tid + 5)), but the pool is at $tid"
+ok $? "a file five transactions ahead of the pool stops the start, named (status $st)"
+jq -c ".transaction_id = $tid" "$E/metadata/c" >"$WORK/c.json" && cp "$WORK/c.json" "$E/metadata/c"
+# An older device whose parent is gone (shown at the top) names a name a
+# new device then takes: that new device's interrupted add is still
+# rolled back at the next start, not taken for a parent.
+jq -c '.parent = "q"' "$E/metadata/c" >"$WORK/c.json" && cp "$WORK/c.json" "$E/metadata/c"
+sleep 1 # a later creation second than c's
+THINFS_FAULT=add-after-intent "$cli" "$E" "$eo" add q base >/dev/null 2>>"$WORK/engine.log"
+is "$?" "137" "killed in the add of q, which c names as its (missing) parent"
+out=$("$cli" "$E" "$eo" list 2>&1); st=$?
+[ "$st" -eq 0 ] && ! echo "$out" | grep -q "^q "; ok $? "the next start rolls q back (status $st)"
 ecleanup
 
 done_testing
