@@ -120,6 +120,20 @@ static int check_free_space(struct deviceset *s, struct device *d)
 /* ------------------------------------------------------------------ */
 /* Add                                                                */
 
+/* Remove the file of an add that did not happen (pool lock held). If it
+ * stays, it is the record the next start rolls back, and no change is
+ * taken until then (need_recovery); the ID is free again only once the
+ * file is gone. */
+static void undo_add_file(struct deviceset *s, const char *name, uint32_t id)
+{
+	int r = meta_device_remove(s->meta_dir, name);
+
+	if (r < 0 && r != -ENOENT)
+		need_recovery(s, "device '%s' could not be undone (its file stays: %s)", name, strerror(-r));
+	else
+		idmap_mark_free(&s->ids, id);
+}
+
 /* Create name as a snapshot of parent in the pool and the metadata; pool
  * lock held. On failure nothing is left behind: either the undo completes
  * or the device's file stays one transaction past the pool for the next
@@ -171,11 +185,7 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 			/* The file may be there all the same (written before a
 			 * failed directory fsync, or an earlier try's): it must
 			 * not outlive the add. */
-			idmap_mark_free(&s->ids, id);
-			u = meta_device_remove(s->meta_dir, name);
-			if (u < 0 && u != -ENOENT)
-				need_recovery(s, "device '%s' could not be undone (its file stays: %s)", name,
-					      strerror(-u));
+			undo_add_file(s, name, id);
 			return fail(s, scratch, r, "device '%s': cannot record the new device: %s", name,
 				    strerror(-r));
 		}
@@ -188,10 +198,7 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 		log_warn("device '%s': the pool already has device ID %" PRIu32 ", trying another", name, id);
 	}
 	if (r < 0) {
-		idmap_mark_free(&s->ids, id);
-		u = meta_device_remove(s->meta_dir, name);
-		if (u < 0 && u != -ENOENT)
-			need_recovery(s, "device '%s' could not be undone (its file stays: %s)", name, strerror(-u));
+		undo_add_file(s, name, id);
 		return fail(s, scratch, r, "device '%s': snapshot of '%s' failed in the pool: %s", name,
 			    parent->m.name, strerror(-r));
 	}
@@ -221,12 +228,7 @@ undo:
 		need_recovery(s, "device '%s' (id %" PRIu32 ") could not be deleted from the pool after a failed add",
 			      name, id);
 	} else {
-		u = meta_device_remove(s->meta_dir, name);
-		if (u < 0 && u != -ENOENT)
-			need_recovery(s, "device '%s' could not be undone (its file stays: %s)", name,
-				      strerror(-u));
-		else
-			idmap_mark_free(&s->ids, id);
+		undo_add_file(s, name, id);
 	}
 	return fail(s, scratch, r, "device '%s': could not commit the new device: %s", name, strerror(-r));
 }
