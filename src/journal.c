@@ -257,17 +257,13 @@ static int find_unfinished_add(struct deviceset *s, uint64_t pool_tid, uint32_t 
 	return 0;
 }
 
-/* Roll back the add find_unfinished_add names, if any: its pool device
- * first (already gone is fine), then its file, then its ID. */
-static int rollback_unfinished_add(struct deviceset *s, uint64_t pool_tid)
+/* Roll back the add find_unfinished_add found: its pool device first
+ * (already gone is fine), then its file, then its ID. */
+static int rollback_unfinished_add(struct deviceset *s, struct device *found, uint64_t pool_tid)
 {
 	char name[POOL_DEV_NAME_MAX];
-	struct device *found;
 	int r;
 
-	r = find_unfinished_add(s, pool_tid, UINT32_MAX, &found);
-	if (r < 0 || !found)
-		return r;
 	log_info("rolling back the interrupted add of device '%s' (id %" PRIu32 "): the pool is at transaction %"
 		 PRIu64, found->m.name, found->m.device_id, pool_tid);
 	dm_name_of(s, found->m.device_id, name, sizeof(name));
@@ -313,7 +309,8 @@ int recover_transaction(struct deviceset *s)
 	}
 	/* Every refusal comes before anything is rolled back. The device an
 	 * open record names (a base made, or an add of an older thinfs, in
-	 * flight) is the record's to roll back. */
+	 * flight) is the record's to roll back; its rollback removes no
+	 * other device, so add stays valid across it. */
 	r = refuse_files_ahead(s, pool_tid);
 	if (r == 0)
 		r = find_unfinished_add(s, pool_tid, action == DS_TXN_ROLLBACK ? t.device_id : UINT32_MAX, &add);
@@ -323,5 +320,5 @@ int recover_transaction(struct deviceset *s)
 		r = abandon_transaction(s);
 	else if (action == DS_TXN_ROLLBACK)
 		r = rollback(s, &t, pool_tid); /* a delete, or the record's add, in flight */
-	return r < 0 ? r : rollback_unfinished_add(s, pool_tid);
+	return r < 0 || !add ? r : rollback_unfinished_add(s, add, pool_tid);
 }

@@ -255,12 +255,12 @@ out:
 	return r;
 }
 
-/* Forget image id's entry if it still names dev (NULL: any). */
+/* Forget image id's entry if it still names dev. */
 static void attached_forget(struct pool *p, uint32_t id, const char *dev)
 {
 	pthread_mutex_lock(&p->attach_lock);
 	for (size_t i = 0; i < p->n_att; i++) {
-		if (p->att[i].id == id && (!dev || strcmp(p->att[i].dev, dev) == 0)) {
+		if (p->att[i].id == id && strcmp(p->att[i].dev, dev) == 0) {
 			p->att[i] = p->att[--p->n_att];
 			break;
 		}
@@ -634,7 +634,6 @@ static int reflink_delete(struct pool *p, uint32_t dev_id)
 			log_err("reflink pool: delete %s: %s", path, strerror(-r));
 		return r;
 	}
-	attached_forget(p, dev_id, NULL);
 	return meta_fsync_path(p->images);
 }
 
@@ -811,20 +810,12 @@ static int walk_attached(struct pool *p)
 static int reflink_for_each_active(struct pool *p, int (*fn)(void *arg, uint32_t dev_id, const char *dev_path),
 				   void *arg)
 {
-	char dev[32];
 	int r = 0;
 
-	/* Only at start, before any other thread: the table stays still. */
-	for (size_t i = 0; i < p->n_att && r == 0;) {
-		uint32_t id = p->att[i].id;
-		size_t n = p->n_att;
-
-		r = attached_find(p, id, dev, sizeof(dev));
-		if (r == 1)
-			r = fn(arg, id, dev);
-		if (p->n_att == n) /* else entry i was dropped and replaced */
-			i++;
-	}
+	/* Only at start, before any other thread, right after the walk at
+	 * open that filled the table: its entries need no second look. */
+	for (size_t i = 0; i < p->n_att && r == 0; i++)
+		r = fn(arg, p->att[i].id, p->att[i].dev);
 	return r < 0 ? r : 0;
 }
 
