@@ -526,7 +526,7 @@ void reparent_one(struct deviceset *s, struct device *c, void *argp)
 	if (c->buried || strcmp(c->m.parent, a->old_name) != 0)
 		return;
 	TABLE(s, snprintf(c->m.parent, sizeof(c->m.parent), "%s", a->new_name));
-	r = meta_device_save(s->meta_dir, &c->m);
+	r = s->opts->read_only ? 0 : meta_device_save(s->meta_dir, &c->m);
 	if (r < 0 && a->r == 0)
 		a->r = r;
 }
@@ -688,10 +688,12 @@ int ds_mount_dir(struct deviceset *s, const char *name, char *buf, size_t len)
 }
 
 /* The mount flags every device filesystem gets: read-only when asked,
- * nosuid,nodev behind allow_other unless dm.mountopt says otherwise. */
+ * nosuid,nodev behind allow_other unless dm.mountopt says otherwise, and
+ * under -o ro no journal replay (the block device is read-only too). */
 static unsigned mount_how(struct deviceset *s, bool ro)
 {
-	return (ro ? FSUTIL_RDONLY : 0) | (s->opts->allow_other ? FSUTIL_SAFE : 0);
+	return (ro ? FSUTIL_RDONLY : 0) | (s->opts->allow_other ? FSUTIL_SAFE : 0) |
+	       (s->opts->read_only ? FSUTIL_NORECOVERY : 0);
 }
 
 /* First mount of d: activate, make its mount directory, mount. op_lock

@@ -38,6 +38,9 @@
 #define DS_BASE_NAME "base"
 #define DS_ERROR_MAX 512
 #define DS_DM_NAME_MAX POOL_DEV_NAME_MAX
+/* Where -o ro mounts the device filesystems (DS_RO_MOUNT_TOP/PREFIX/ID),
+ * since it writes nothing under STATEDIR (doc/design.md §8). */
+#define DS_RO_MOUNT_TOP "/run/thinfs"
 
 struct deviceset;
 

@@ -567,8 +567,9 @@ int fsutil_mount(const char *dev_path, const char *target, const char *fs, unsig
 	if (how & FSUTIL_REMOUNT)
 		flags |= MS_REMOUNT;
 	/* Snapshots of an xfs share its UUID, which xfs refuses to mount twice. */
-	r = snprintf(data, sizeof(data), "%s%s%s", xfs ? "nouuid" : "", m.fs_opts && xfs ? "," : "",
-		     m.fs_opts ? m.fs_opts : "");
+	r = snprintf(data, sizeof(data), "%s%s%s%s", xfs ? "nouuid" : "",
+		     !(how & FSUTIL_NORECOVERY) ? "" : xfs ? ",norecovery" : "norecovery",
+		     m.fs_opts && (xfs || (how & FSUTIL_NORECOVERY)) ? "," : "", m.fs_opts ? m.fs_opts : "");
 	free(m.fs_opts);
 	if (r >= (int)sizeof(data)) {
 		log_err("mount %s on %s: dm.mountopt is too long", dev_path, target);

@@ -45,6 +45,9 @@ int fsutil_min_io_size(const char *path, unsigned *size);
 #define FSUTIL_RDONLY  0x1u /* read-only */
 #define FSUTIL_SAFE    0x2u /* nosuid,nodev unless extra says suid / dev */
 #define FSUTIL_REMOUNT 0x4u /* change the flags of the mount on target */
+/* no journal replay (norecovery, which ext4 and xfs both take): for a read-only block
+ * device, where a replay would fail, and -o ro, which writes nothing */
+#define FSUTIL_NORECOVERY 0x8u
 
 /* mount(2) dev_path on target. extra is dm.mountopt (may be NULL): VFS
  * flags and filesystem options together, split as mount(8) does with

@@ -79,9 +79,13 @@ void need_recovery(struct deviceset *s, const char *fmt, ...)
 		s->prefix, s->recovery_reason);
 }
 
-/* -EIO (with the reason) once need_recovery() was called. Pool lock held. */
+/* -EIO (with the reason) once need_recovery() was called; -EROFS under
+ * -o ro, where the FUSE mount already refuses these (this is the engine's
+ * own guard). Pool lock held. */
 int refuse_if_needs_recovery(struct deviceset *s, struct device *d, const char *op)
 {
+	if (s->opts->read_only)
+		return fail(s, d, -EROFS, "%s '%s': thinfs runs read-only (-o ro)", op, d->m.name);
 	if (!s->recovery_reason[0])
 		return 0;
 	return fail(s, d, -EIO, "%s '%s': refused until thinfs is restarted: %s", op, d->m.name,
@@ -112,6 +116,7 @@ int save_deviceset(struct deviceset *s)
 /* Roll forward a rename a crash interrupted (see ds_rename_device). */
 int finish_renames(struct deviceset *s)
 {
+	bool ro = s->opts->read_only; /* the tree as a finished rename leaves it, in memory only */
 	struct device *d, *next;
 	int r;
 
@@ -130,7 +135,7 @@ int finish_renames(struct deviceset *s)
 			/* (A file marked as renamed from itself only loses the
 			 * mark: removing "the old file" would remove its own.) */
 			if (old && old != d && old->m.device_id == d->m.device_id) {
-				r = meta_device_remove(s->meta_dir, old->m.name);
+				r = ro ? 0 : meta_device_remove(s->meta_dir, old->m.name);
 				if (r < 0 && r != -ENOENT)
 					return r;
 				if (next == old)
@@ -138,9 +143,10 @@ int finish_renames(struct deviceset *s)
 				remove_device(s, old);
 			}
 			for_each_device(s, reparent_one, &ra);
-			log_info("completed the interrupted rename of '%s' to '%s'", ra.old_name, d->m.name);
+			log_info("%s the interrupted rename of '%s' to '%s'", ro ? "read-only: showing, not writing,"
+				 : "completed", ra.old_name, d->m.name);
 			d->m.renamed_from[0] = '\0';
-			r = meta_device_save(s->meta_dir, &d->m);
+			r = ro ? 0 : meta_device_save(s->meta_dir, &d->m);
 			if (r < 0 || ra.r < 0)
 				return r < 0 ? r : ra.r;
 			/* The table changed under the iteration: start over. */
@@ -174,8 +180,14 @@ static int rollback(struct deviceset *s, const struct meta_transaction *t, uint6
 			s->meta_dir, t->device_hash, t->device_id, s->meta_dir, holder->m.name);
 		return -EUCLEAN;
 	}
-	log_info("rolling back transaction %" PRIu64 " (device '%s', id %" PRIu32 "): the pool is at %" PRIu64,
+	log_info("%s transaction %" PRIu64 " (device '%s', id %" PRIu32 "): the pool is at %" PRIu64,
+		 s->opts->read_only ? "read-only: hiding, not rolling back," : "rolling back",
 		 t->open_transaction_id, t->device_hash, t->device_id, pool_tid);
+	if (s->opts->read_only) {
+		if (d)
+			remove_device(s, d);
+		return 0;
+	}
 	dm_name_of(s, t->device_id, name, sizeof(name));
 	s->ops->deactivate(s->pool, name, t->device_id, false);
 	r = s->ops->delete_thin(s->pool, t->device_id);
@@ -264,8 +276,13 @@ static int rollback_unfinished_add(struct deviceset *s, struct device *found, ui
 	char name[POOL_DEV_NAME_MAX];
 	int r;
 
-	log_info("rolling back the interrupted add of device '%s' (id %" PRIu32 "): the pool is at transaction %"
-		 PRIu64, found->m.name, found->m.device_id, pool_tid);
+	log_info("%s the interrupted add of device '%s' (id %" PRIu32 "): the pool is at transaction %" PRIu64,
+		 s->opts->read_only ? "read-only: hiding, not rolling back," : "rolling back", found->m.name,
+		 found->m.device_id, pool_tid);
+	if (s->opts->read_only) {
+		remove_device(s, found);
+		return 0;
+	}
 	dm_name_of(s, found->m.device_id, name, sizeof(name));
 	s->ops->deactivate(s->pool, name, found->m.device_id, false);
 	r = s->ops->delete_thin(s->pool, found->m.device_id);
@@ -316,7 +333,7 @@ int recover_transaction(struct deviceset *s)
 		r = find_unfinished_add(s, pool_tid, action == DS_TXN_ROLLBACK ? t.device_id : UINT32_MAX, &add);
 	if (r < 0)
 		return r;
-	if (!have_record)
+	if (!have_record && !s->opts->read_only)
 		r = abandon_transaction(s);
 	else if (action == DS_TXN_ROLLBACK)
 		r = rollback(s, &t, pool_tid); /* a delete, or the record's add, in flight */

@@ -141,7 +141,7 @@ static bool direct_io_works(const char *path)
 }
 
 int loop_attach(const char *path, bool read_only, bool autoclear,
-		unsigned block_size, char *dev, size_t len)
+		unsigned block_size, char *dev, size_t len, int *keep_fd)
 {
 	uint32_t flags = (read_only ? LO_FLAGS_READ_ONLY : 0) |
 			 (autoclear ? LO_FLAGS_AUTOCLEAR : 0);
@@ -194,6 +194,10 @@ int loop_attach(const char *path, bool read_only, bool autoclear,
 		log_err("loop attach %s: configure %s: %s", path, dev, strerror(-r));
 	else
 		log_debug("loop attach %s: %s", path, dev);
+	if (r == 0 && keep_fd) {
+		*keep_fd = lfd;
+		lfd = -1;
+	}
 out:
 	if (lfd >= 0)
 		close(lfd);

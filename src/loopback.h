@@ -20,10 +20,13 @@ int loop_file_size(const char *path, uint64_t size, bool grow, const char *what)
 /* Attach path to a free loop device through /dev/loop-control
  * (LOOP_CONFIGURE where available, else LOOP_SET_FD + LOOP_SET_STATUS64),
  * O_RDWR unless read_only; autoclear if asked (the kernel detaches it at
- * last close); logical sectors of block_size bytes (512 or 4096). dev (e.g. "/dev/loop3") filled. Tries direct I/O and keeps
- * buffered I/O where refused. */
+ * last close); logical sectors of block_size bytes (512 or 4096). dev
+ * (e.g. "/dev/loop3") filled. Tries direct I/O and keeps buffered I/O
+ * where refused. keep_fd: NULL, or where the device's open descriptor is
+ * handed over (an autoclear device then lives until it is closed, or the
+ * process dies). */
 int loop_attach(const char *path, bool read_only, bool autoclear,
-		unsigned block_size, char *dev, size_t len);
+		unsigned block_size, char *dev, size_t len, int *keep_fd);
 /* The loop device whose backing file is path (same st_dev and st_ino, by
  * LOOP_GET_STATUS64 of each loop device). 1 found, 0 none, -errno. */
 int loop_find(const char *path, char *dev, size_t len);

@@ -506,7 +506,7 @@ static int cmp_names(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int meta_device_list(const char *dir, char ***names, size_t *n)
+int meta_device_list(const char *dir, bool remove_temp, char ***names, size_t *n)
 {
 	DIR *d;
 	struct dirent *e;
@@ -528,6 +528,8 @@ int meta_device_list(const char *dir, char ***names, size_t *n)
 		    strcmp(e->d_name, META_TRANSACTION) == 0)
 			continue;
 		if (e->d_name[0] == '.') {
+			if (!remove_temp)
+				continue;
 			if (unlinkat(dirfd(d), e->d_name, 0) == 0)
 				log_info("metadata %s/%s: removed a stale temp file from an interrupted write",
 					 dir, e->d_name);

@@ -71,9 +71,9 @@ int meta_device_load(const char *dir, const char *name, struct meta_device *m);
 /* Unlink dir/name and fsync dir. -ENOENT if absent. */
 int meta_device_remove(const char *dir, const char *name);
 /* Names of device files in dir (not the two engine files, not temp files),
- * sorted; stale temp files are removed (and logged). Caller frees each
- * name and the array. */
-int meta_device_list(const char *dir, char ***names, size_t *n);
+ * sorted; stale temp files are removed (and logged) if remove_temp.
+ * Caller frees each name and the array. */
+int meta_device_list(const char *dir, bool remove_temp, char ***names, size_t *n);
 
 int meta_deviceset_save(const char *dir, const struct meta_deviceset *m);
 int meta_deviceset_load(const char *dir, struct meta_deviceset *m);

@@ -450,6 +450,15 @@ int options_validate(const struct ds_options *o, char *err, size_t errlen)
 			one_line(err); /* fsutil quotes the value as given */
 		return -EINVAL;
 	}
+	if (o->read_only && !o->automount)
+		return refuse(err, errlen, "ro: devices are reached only through rootfs's automount then; "
+			      "dm.automount=false would leave no way to mount them");
+	if (o->read_only && (o->autoextend_bytes || o->autoextend_percent))
+		return refuse(err, errlen, "ro: dm.autoextend grows the pool, and -o ro changes nothing");
+	if (o->read_only && o->thinpool_dev)
+		return refuse(err, errlen, "ro: dm.thinpooldev takes over an empty pool: there is nothing to read");
+	if (o->read_only && (o->base_size_set || o->loop_data_size_set || o->loop_metadata_size_set))
+		log_warn("ro: dm.basesize, dm.loopdatasize and dm.loopmetadatasize are ignored: nothing grows");
 	if (o->data_dev && (o->loop_data_size_set || o->loop_metadata_size_set))
 		log_warn("dm.loopdatasize/dm.loopmetadatasize are ignored with dm.datadev");
 	return 0;

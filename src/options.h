@@ -49,6 +49,11 @@ struct ds_options {
 	 * Device filesystems are then mounted nosuid,nodev unless
 	 * dm.mountopt says suid/dev, and STATEDIR lets others through. */
 	bool allow_other;
+	/* Not a dm.* key either: -o ro (doc/design.md §8). Nothing in the
+	 * pool or STATEDIR is written, the FUSE mount is read-only (so
+	 * devices are reached through rootfs's automount only) and every
+	 * device filesystem mounts read-only without journal replay. */
+	bool read_only;
 };
 
 void options_init(struct ds_options *o);

@@ -52,6 +52,10 @@ struct pool {
 	bool external;                /* dm.thinpooldev: never removed by us */
 	bool udev_sync;
 	bool deferred_remove;         /* driver and library support it */
+	/* -o ro: the pool has dm-thin's read_only feature over a read-only
+	 * metadata loop device, the thin devices' tables are read-only, and
+	 * no message is sent, so neither the metadata nor the data changes. */
+	bool read_only;
 	unsigned pool_major, pool_minor;
 	/* /dev/mapper/control for the status reads that bypass libdm
 	 * (status_params); -1 if it could not be opened (libdm is used). */
@@ -258,15 +262,17 @@ static int status_params(const struct pool *p, const char *name, char *buf, size
 	return 0;
 }
 
+/* ro: a read-only table (a thin device of a read-only pool). */
 static int load_table(int type, const char *name, uint64_t sectors, const char *target,
-		      const char *params)
+		      const char *params, bool ro)
 {
 	struct dm_task *dmt = dm_task_create(type);
 	int r;
 
 	if (!dmt)
 		return -ENOMEM;
-	if (!dm_task_set_name(dmt, name) || !dm_task_add_target(dmt, 0, sectors, target, params))
+	if (!dm_task_set_name(dmt, name) || !dm_task_add_target(dmt, 0, sectors, target, params) ||
+	    (ro && !dm_task_set_ro(dmt)))
 		r = -EINVAL;
 	else
 		r = run_task(dmt, type == DM_DEVICE_CREATE);
@@ -276,18 +282,19 @@ static int load_table(int type, const char *name, uint64_t sectors, const char *
 
 /* ------------------------------------------------------------------ */
 
-static int attach_file(const char *path, char *loop, size_t len)
+static int attach_file(const char *path, bool ro, char *loop, size_t len)
 {
 	int r = loop_find(path, loop, len);
 
 	if (r == 1) {
 		log_info("dm pool: reusing %s for %s", loop, path);
-		loop_set_capacity(loop);
+		if (!ro)
+			loop_set_capacity(loop);
 		return 0;
 	}
 	if (r < 0)
 		return r;
-	r = loop_attach(path, false, false, 512, loop, len);
+	r = loop_attach(path, ro, false, 512, loop, len, NULL);
 	if (r == 0)
 		log_info("dm pool: attached %s to %s", path, loop);
 	return r;
@@ -313,8 +320,9 @@ static int dev_sectors(const char *dev, uint64_t *sectors)
  * a suspend (a reload) of the pool behind them. */
 static int pool_table_params(struct pool *p, char *buf, size_t len)
 {
-	if (snprintf(buf, len, "%s %s %" PRIu32 " %d 2 skip_block_zeroing error_if_no_space", p->meta_dev,
-		     p->data_dev, p->block_sectors, LOW_WATER_BLOCKS) >= (int)len) {
+	if (snprintf(buf, len, "%s %s %" PRIu32 " %d %d skip_block_zeroing error_if_no_space%s", p->meta_dev,
+		     p->data_dev, p->block_sectors, LOW_WATER_BLOCKS, p->read_only ? 3 : 2,
+		     p->read_only ? " read_only" : "") >= (int)len) {
 		log_err("dm pool %s: table parameters longer than %zu bytes", p->name, len);
 		return -ENAMETOOLONG;
 	}
@@ -410,7 +418,7 @@ static void dm_close(struct pool *p)
 /* Replace an active device's table by one of `sectors`: reload, suspend, resume. */
 static int reload(const char *name, uint64_t sectors, const char *target, const char *params)
 {
-	int r = load_table(DM_DEVICE_RELOAD, name, sectors, target, params);
+	int r = load_table(DM_DEVICE_RELOAD, name, sectors, target, params, false);
 
 	if (r == 0)
 		r = simple_task(DM_DEVICE_SUSPEND, name, false);
@@ -454,7 +462,7 @@ static int create_table(struct pool *p)
 
 	if (r < 0)
 		return r;
-	r = load_table(DM_DEVICE_CREATE, p->name, sectors, "thin-pool", params);
+	r = load_table(DM_DEVICE_CREATE, p->name, sectors, "thin-pool", params, false);
 	if (r < 0)
 		log_err("dm pool: create %s (thin-pool %s): %s", p->name, params, strerror(-r));
 	return r;
@@ -475,6 +483,11 @@ static int create_pool(struct pool *p)
 
 	if (r < 0 || read_pool_mode(p, &m) < 0 || !m.needs_check)
 		return r;
+	if (p->read_only) {
+		log_warn("dm pool %s: the metadata %s has the needs_check flag set; -o ro does not check or clear "
+			 "it (thin_check would write): reading it as it is", p->name, p->meta_path);
+		return 0;
+	}
 	log_warn("dm pool %s: the metadata %s has the needs_check flag set (mode %s): checking it with "
 		 "thin_check --clear-needs-check-flag", p->name, p->meta_path, m.mode);
 	r = simple_task(DM_DEVICE_REMOVE, p->name, true);
@@ -680,6 +693,7 @@ static int dm_open(const struct pool_config *cfg, struct pool **out)
 	if (!udev_running())
 		log_info("dm pool: udev is not running: udev sync is off, thinfs makes the /dev/mapper nodes itself");
 	p->block_sectors = o->block_size / 512;
+	p->read_only = o->read_only;
 	if (dm_driver_version(params, sizeof(params)) &&
 	    sscanf(params, "%u.%u.%u", &major_v, &minor_v, &patch_v) == 3)
 		p->deferred_remove = major_v > 4 || (major_v == 4 && minor_v >= 27);
@@ -727,7 +741,7 @@ static int dm_open(const struct pool_config *cfg, struct pool **out)
 	} else {
 		p->loopback = true;
 		snprintf(dir, sizeof(dir), "%s/devicemapper", cfg->state_dir);
-		r = meta_mkdir_p(dir, 0700);
+		r = p->read_only ? 0 : meta_mkdir_p(dir, 0700);
 		if (r < 0)
 			goto fail;
 		if (snprintf(p->data_path, sizeof(p->data_path), "%s/data", dir) >= (int)sizeof(p->data_path) ||
@@ -736,18 +750,29 @@ static int dm_open(const struct pool_config *cfg, struct pool **out)
 			log_err("dm pool: %s: path too long", dir);
 			goto fail;
 		}
-		r = loop_file_size(p->data_path, o->loop_data_size, o->loop_data_size_set,
-				   "dm pool: data file");
-		if (r >= 0) {
-			grown = r == 1;
-			r = loop_file_size(p->meta_path, o->loop_metadata_size,
-					   o->loop_metadata_size_set, "dm pool: metadata file");
-			grown = grown || r == 1;
+		if (p->read_only) {
+			/* Nothing is made or grown: both files must be there. */
+			r = access(p->data_path, R_OK) == 0 && access(p->meta_path, R_OK) == 0 ? 0 : -errno;
+			if (r < 0)
+				log_err("dm pool: cannot start read-only: %s or %s: %s", p->data_path, p->meta_path,
+					strerror(-r));
+		} else {
+			r = loop_file_size(p->data_path, o->loop_data_size, o->loop_data_size_set,
+					   "dm pool: data file");
+			if (r >= 0) {
+				grown = r == 1;
+				r = loop_file_size(p->meta_path, o->loop_metadata_size,
+						   o->loop_metadata_size_set, "dm pool: metadata file");
+				grown = grown || r == 1;
+			}
 		}
+		/* dm-thin opens the data device for writing even in a
+		 * read_only pool (which writes nothing to it); only the
+		 * metadata device may be read-only. */
 		if (r >= 0)
-			r = attach_file(p->data_path, p->data_loop, sizeof(p->data_loop));
+			r = attach_file(p->data_path, false, p->data_loop, sizeof(p->data_loop));
 		if (r == 0)
-			r = attach_file(p->meta_path, p->meta_loop, sizeof(p->meta_loop));
+			r = attach_file(p->meta_path, p->read_only, p->meta_loop, sizeof(p->meta_loop));
 		if (r < 0)
 			goto fail;
 		snprintf(p->data_dev, sizeof(p->data_dev), "%s", p->data_loop);
@@ -771,7 +796,12 @@ static int dm_open(const struct pool_config *cfg, struct pool **out)
 		 * a table made by an older thinfs (no error_if_no_space). */
 		pool_table_params(p, params, sizeof(params));
 		r = get_params(p->name, DM_DEVICE_TABLE, table, sizeof(table), target, sizeof(target));
-		if (r == 0 && strcmp(table, params) != 0) {
+		if (r == 0 && strcmp(table, params) != 0 && p->read_only) {
+			/* An earlier read-write run's pool: reading from it
+			 * writes nothing, and no reload here changes it. */
+			log_info("dm pool %s: read-only: reading through the active pool as it is ('%s')", p->name,
+				 table);
+		} else if (r == 0 && strcmp(table, params) != 0) {
 			log_info("dm pool %s: table '%s' becomes '%s'", p->name, table, params);
 			grown = true;
 		}
@@ -793,7 +823,8 @@ static int dm_open(const struct pool_config *cfg, struct pool **out)
 	p->pool_major = info.major;
 	p->pool_minor = info.minor;
 	resume_left_suspended(cfg->prefix);
-	release_stale_snapshot(p);
+	if (!p->read_only)
+		release_stale_snapshot(p);
 	*out = p;
 	return 0;
 fail:
@@ -904,17 +935,45 @@ static int dm_delete(struct pool *p, uint32_t dev_id)
 	return r == -ENODATA ? -ENOENT : r;
 }
 
-/* Run argv, a thin-provisioning tool reading p->meta_dev's metadata
- * snapshot, with the snapshot reserved around it; its output in *out
- * (the caller frees it, whatever is returned). -EOPNOTSUPP for a
- * dm.thinpooldev pool, whose metadata device is not known: the caller
- * says what it goes without. */
-static int with_metadata_snap(struct pool *p, const char *const *argv, char **out)
+/* Run tool (thin_dump, thin_ls) with args on the pool's metadata; its
+ * output in *out (the caller frees it, whatever is returned). Normally
+ * it reads a metadata snapshot (snap_flag), reserved around it. Under -o
+ * ro no message may change the metadata, and a read-only pool changes
+ * none: the tool reads the live metadata, through a read-only loop
+ * device of its own over the metadata file or device (the pool holds its
+ * own device exclusively, as the tool wants it; and the tool reads with
+ * O_DIRECT, which a file on tmpfs refuses). That loop device is
+ * autoclear and held open only here, so it goes when the tool is done,
+ * or when a kill closes the descriptor. -EOPNOTSUPP for a dm.thinpooldev
+ * pool, whose metadata device is not known: the caller says what it goes
+ * without. */
+static int read_metadata(struct pool *p, const char *tool, const char *snap_flag, const char *const *args,
+			 char **out)
 {
-	int r;
+	const char *argv[12];
+	char loop[64];
+	size_t n = 0;
+	int r, fd = -1;
 
 	if (p->external)
 		return -EOPNOTSUPP;
+	if (p->read_only) {
+		r = loop_attach(p->meta_path, true, true, 512, loop, sizeof(loop), &fd);
+		if (r < 0)
+			return r;
+	}
+	argv[n++] = tool;
+	if (!p->read_only)
+		argv[n++] = snap_flag;
+	for (; *args; args++)
+		argv[n++] = *args;
+	argv[n++] = p->read_only ? loop : p->meta_dev;
+	argv[n] = NULL;
+	if (p->read_only) {
+		r = fsutil_run_output((char *const *)argv, out);
+		close(fd);
+		return r;
+	}
 	pthread_mutex_lock(&snap_lock);
 	r = message_fmt(p, "reserve_metadata_snap", "reserve_metadata_snap");
 	if (r == 0) {
@@ -932,13 +991,13 @@ static int dm_list_ids(struct pool *p, uint32_t **ids, size_t *n)
 {
 	/* Only the device list is parsed: leave out the block mappings,
 	 * which on a large pool run to hundreds of megabytes. */
-	const char *argv[] = { "thin_dump", "-m", "--skip-mappings", p->meta_dev, NULL };
+	const char *args[] = { "--skip-mappings", NULL };
 	uint32_t *list = NULL;
 	size_t count = 0, cap = 0;
 	char *out = NULL, *s;
 	int r;
 
-	r = with_metadata_snap(p, argv, &out);
+	r = read_metadata(p, "thin_dump", "-m", args, &out);
 	if (r < 0) {
 		free(out);
 		return r;
@@ -965,12 +1024,11 @@ out:
 static int dm_usage(struct pool *p, int (*fn)(void *arg, uint32_t dev_id, uint64_t exclusive, uint64_t shared),
 		    void *arg)
 {
-	const char *argv[] = { "thin_ls", "--metadata-snap", "--no-headers", "-o", "DEV,EXCLUSIVE_BYTES,SHARED_BYTES",
-			       p->meta_dev, NULL };
+	const char *args[] = { "--no-headers", "-o", "DEV,EXCLUSIVE_BYTES,SHARED_BYTES", NULL };
 	char *out = NULL, *line, *save = NULL;
 	int r;
 
-	r = with_metadata_snap(p, argv, &out);
+	r = read_metadata(p, "thin_ls", "--metadata-snap", args, &out);
 	for (line = r == 0 ? strtok_r(out, "\n", &save) : NULL; line && r == 0; line = strtok_r(NULL, "\n", &save)) {
 		unsigned long long dev, exclusive, shared;
 
@@ -1030,7 +1088,7 @@ static int dm_activate(struct pool *p, const char *name, uint32_t dev_id, uint64
 			send_message(name, "@cancel_deferred_remove");
 		return ensure_node(name, dev_path);
 	}
-	r = load_table(DM_DEVICE_CREATE, name, size / 512, "thin", params);
+	r = load_table(DM_DEVICE_CREATE, name, size / 512, "thin", params, p->read_only);
 	if (r < 0) {
 		log_err("dm pool %s: activate %s (thin %s): %s", p->name, name, params, strerror(-r));
 		return r;

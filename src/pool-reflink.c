@@ -51,6 +51,9 @@ struct pool {
 	char data_loop[64];        /* its loop device, or "" */
 	bool we_attached;          /* close() detaches what open() attached */
 	bool we_mounted;
+	/* -o ro: nothing made, grown or removed; the store mounted and every
+	 * image attached read-only. */
+	bool read_only;
 	/* Serialises changes of the transaction ID file; everything above is
 	 * read-only after open. Taken with no other lock. */
 	pthread_mutex_t lock;
@@ -77,7 +80,7 @@ static void image_path(const struct pool *p, uint32_t id, char *buf, size_t len)
 /* Can dir's filesystem reflink? Try FICLONE between two temp files. */
 static bool can_reflink(const char *dir)
 {
-	char a[PATH_MAX], b[PATH_MAX];
+	char a[PATH_MAX + 32], b[PATH_MAX + 32];
 	int fa, fb;
 	bool ok = false;
 
@@ -139,13 +142,13 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 	int r;
 
 	snprintf(dir, sizeof(dir), "%s/devicemapper", cfg->state_dir);
-	r = meta_mkdir_p(dir, 0700);
+	r = p->read_only ? 0 : meta_mkdir_p(dir, 0700);
 	if (r < 0)
 		return r;
 	if (snprintf(p->data_file, sizeof(p->data_file), "%s/data", dir) >= (int)sizeof(p->data_file))
 		return -ENAMETOOLONG;
-	r = loop_file_size(p->data_file, cfg->opts->loop_data_size, cfg->opts->loop_data_size_set,
-			   "reflink pool: data file");
+	r = p->read_only ? 0 : loop_file_size(p->data_file, cfg->opts->loop_data_size,
+					      cfg->opts->loop_data_size_set, "reflink pool: data file");
 	if (r < 0)
 		return r;
 	grown = r == 1;
@@ -155,27 +158,32 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 		return r;
 	}
 	/* A loop device or mount found from a killed run is ours all the same:
-	 * close() releases it. */
-	p->we_attached = true;
+	 * close() releases it; read-only, it is left as found (unmounting a
+	 * read-write mount would write to the store). */
+	p->we_attached = !p->read_only || r == 0;
 	if (r == 1) {
 		log_info("reflink pool: reusing %s for %s", p->data_loop, p->data_file);
 		/* It may predate a growth of the file by a killed run. */
-		r = loop_set_capacity(p->data_loop);
+		r = p->read_only ? 0 : loop_set_capacity(p->data_loop);
 		if (r < 0)
 			return r;
 	} else {
-		r = loop_attach(p->data_file, false, false, 512, p->data_loop, sizeof(p->data_loop));
+		r = loop_attach(p->data_file, p->read_only, false, 512, p->data_loop, sizeof(p->data_loop), NULL);
 		if (r < 0)
 			return r;
 		log_info("reflink pool: attached %s to %s", p->data_file, p->data_loop);
 	}
 	if (is_mounted(p->store)) {
-		log_info("reflink pool: image store already mounted on %s", p->store);
-		p->we_mounted = true;
+		log_info("reflink pool: image store already mounted on %s%s", p->store,
+			 p->read_only ? " (left mounted at the stop: -o ro did not mount it)" : "");
+		p->we_mounted = !p->read_only;
 		return grown ? grow_store(p) : 0;
 	}
 	r = fsutil_probe(p->data_loop, type, sizeof(type), uuid, sizeof(uuid));
-	if (r == -ENODATA) {
+	if (r == -ENODATA && p->read_only) {
+		log_err("reflink pool: %s holds no image store, and -o ro makes none", p->data_file);
+		return -EUCLEAN;
+	} else if (r == -ENODATA) {
 		const char *args[] = { "-m", "reflink=1" };
 
 		log_info("reflink pool: making an XFS (reflink=1) image store in %s", p->data_file);
@@ -189,10 +197,11 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 			p->data_file, type);
 		return -EINVAL;
 	}
-	r = meta_mkdir_p(p->store, 0700);
+	r = p->read_only ? 0 : meta_mkdir_p(p->store, 0700);
 	if (r < 0)
 		return r;
-	r = fsutil_mount(p->data_loop, p->store, "xfs", 0, NULL);
+	/* Read-only, the XFS log is not replayed: that would write. */
+	r = fsutil_mount(p->data_loop, p->store, "xfs", p->read_only ? FSUTIL_RDONLY | FSUTIL_NORECOVERY : 0, NULL);
 	if (r < 0)
 		return r;
 	p->we_mounted = true;
@@ -383,6 +392,7 @@ static void thaw_left_frozen(const char *state_dir)
 static int reflink_open(const struct pool_config *cfg, struct pool **out)
 {
 	const struct ds_options *o = cfg->opts;
+	char data[PATH_MAX];
 	struct stat st;
 	struct pool *p;
 	int r;
@@ -397,19 +407,24 @@ static int reflink_open(const struct pool_config *cfg, struct pool **out)
 		return -ENOMEM;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->attach_lock, NULL);
+	p->read_only = o->read_only;
 	snprintf(p->store, sizeof(p->store), "%s/reflink", cfg->state_dir);
-	r = meta_mkdir_p(p->store, 0700);
+	snprintf(data, sizeof(data), "%s/devicemapper/data", cfg->state_dir);
+	r = p->read_only ? 0 : meta_mkdir_p(p->store, 0700);
 	if (r < 0)
 		goto out;
-	if (is_mounted(p->store) || !can_reflink(p->store)) {
+	/* Read-only, can_reflink (which writes two files) is not asked: an
+	 * XFS store's data file says which kind of store this is. */
+	if (is_mounted(p->store) || (p->read_only ? access(data, F_OK) == 0 : !can_reflink(p->store))) {
 		r = open_loop_store(p, cfg);
 		if (r < 0)
 			goto out;
 	} else {
-		log_info("reflink pool: %s can reflink; images kept there", p->store);
+		log_info("reflink pool: %s %s; images kept there", p->store,
+			 p->read_only ? "has no XFS store file" : "can reflink");
 	}
 	r = snprintf(p->images, sizeof(p->images), "%s/images", p->store) < (int)sizeof(p->images) ?
-		meta_mkdir_p(p->images, 0700) : -ENAMETOOLONG;
+		p->read_only ? 0 : meta_mkdir_p(p->images, 0700) : -ENAMETOOLONG;
 	if (r < 0)
 		goto out;
 	if (stat(p->images, &st) < 0) {
@@ -422,8 +437,10 @@ static int reflink_open(const struct pool_config *cfg, struct pool **out)
 	if (r < 0)
 		goto out;
 	thaw_left_frozen(cfg->state_dir);
-	remove_stale(p->images, ".new-");
-	remove_stale(p->store, ".transaction_id.tmp-");
+	if (!p->read_only) {
+		remove_stale(p->images, ".new-");
+		remove_stale(p->store, ".transaction_id.tmp-");
+	}
 	*out = p;
 	p = NULL;
 out:
@@ -715,7 +732,7 @@ static int reflink_activate(struct pool *p, const char *name, uint32_t dev_id,
 		block_size = 512;
 	/* Not autoclear: that would detach it at our own close. Deactivation's
 	 * LOOP_CLR_FD turns into autoclear when the device is still open. */
-	r = loop_attach(path, false, false, block_size, dev_path, len);
+	r = loop_attach(path, p->read_only, false, block_size, dev_path, len, NULL);
 	if (r < 0)
 		return r;
 	r = note_attached(p, dev_id, path, dev_path);

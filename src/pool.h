@@ -76,7 +76,10 @@ struct pool_ops {
 	bool engine_freezes_origin;
 
 	/* Make or take over the pool described by cfg. Logs what it found
-	 * or made (files, loop devices, pool name). */
+	 * or made (files, loop devices, pool name). With opts->read_only
+	 * (-o ro, doc/design.md §8) it makes, grows and removes nothing,
+	 * and the pool and every device it activates are read-only; the
+	 * engine then calls no verb that changes the pool. */
 	int (*open)(const struct pool_config *cfg, struct pool **out);
 	/* Release the pool: deactivate it if this backend activated it. The
 	 * engine deactivates the thin devices first. Never fails; logs. */

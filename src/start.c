@@ -2,7 +2,8 @@
  * start.c - ds_open and ds_close: the state directory loaded, recovered in
  * the order of doc/design.md §4 ("What a start does"), the mounts of an
  * earlier run adopted, the base device made, checked or grown; and the
- * orderly stop.
+ * orderly stop. Under -o ro (doc/design.md §8) the start decides as
+ * always but applies its recovery in memory only.
  */
 #include "engine.h"
 
@@ -47,7 +48,10 @@ static int load_devices(struct deviceset *s, const char *dir, bool buried)
 	size_t n = 0;
 	int r;
 
-	r = meta_device_list(dir, &names, &n);
+	/* -o ro: a missing deleted/ is an older engine's (or Docker's) state */
+	if (s->opts->read_only && buried && faccessat(AT_FDCWD, dir, F_OK, 0) < 0 && errno == ENOENT)
+		return 0;
+	r = meta_device_list(dir, !s->opts->read_only, &names, &n);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
@@ -63,9 +67,9 @@ static int load_devices(struct deviceset *s, const char *dir, bool buried)
 		}
 		other = buried ? find_id(s, m.device_id) : NULL;
 		if (other && !other->buried) {
-			log_info("device '%s' (id %" PRIu32 "): finishing its interrupted deletion", other->m.name,
-				 m.device_id);
-			r = meta_device_remove(s->meta_dir, other->m.name);
+			log_info("device '%s' (id %" PRIu32 "): %s its interrupted deletion", other->m.name,
+				 m.device_id, s->opts->read_only ? "read-only: hiding, not finishing," : "finishing");
+			r = s->opts->read_only ? 0 : meta_device_remove(s->meta_dir, other->m.name);
 			if (r < 0 && r != -ENOENT)
 				goto out;
 			remove_device(s, other);
@@ -96,11 +100,17 @@ static void bury_legacy(struct deviceset *s, struct device *d, void *arg)
 
 	if (*r < 0 || !d->m.deleted || d->buried)
 		return;
-	*r = bury_files(s, d, &m);
-	if (*r < 0)
-		return;
-	log_info("device '%s' (id %" PRIu32 ") was marked deleted: buried, the worker deletes it", d->m.name,
-		 d->m.device_id);
+	if (s->opts->read_only) {
+		/* What bury_files would write, kept in memory. */
+		m = d->m;
+		snprintf(m.name, sizeof(m.name), "%" PRIu32, d->m.device_id);
+	} else {
+		*r = bury_files(s, d, &m);
+		if (*r < 0)
+			return;
+	}
+	log_info("device '%s' (id %" PRIu32 ") was marked deleted: %s", d->m.name, d->m.device_id,
+		 s->opts->read_only ? "hidden (read-only: left as it is)" : "buried, the worker deletes it");
 	unlink_name(s, d);
 	d->buried = true;
 	d->m = m;
@@ -299,6 +309,10 @@ static void adopt_or_deactivate(struct deviceset *s, struct device *d, void *arg
 			 d->automounted ? "automount" : "mount", dir, path);
 		return;
 	}
+	if (s->opts->read_only) {
+		log_info("device '%s' is active on %s (an earlier run's): read-only, left as it is", d->m.name, path);
+		return;
+	}
 	if (s->ops->deactivate(s->pool, name, d->m.device_id, true) < 0)
 		log_warn("device '%s' was left active on %s by an earlier run and could not be deactivated",
 			 d->m.name, path);
@@ -488,6 +502,15 @@ static int setup_base(struct deviceset *s)
 	char type[sizeof(s->dsm.base_device_fs)], uuid[sizeof(s->dsm.base_device_uuid)];
 	int r;
 
+	if (s->opts->read_only) {
+		/* Its identity was checked (verify_pool_identity); nothing
+		 * is made or grown. */
+		if (d && d->m.initialized && s->dsm.base_device_fs[0])
+			return 0;
+		log_err("cannot start read-only: %s has no %sbase device%s, and -o ro makes nothing", s->meta_dir,
+			d ? "finished " : "", s->dsm.base_device_fs[0] ? "" : " with a recorded filesystem type");
+		return -EUCLEAN;
+	}
 	if (d && !d->m.initialized) {
 		log_info("the base device was left half made by an interrupted first start: making it again");
 		r = open_transaction(s, d->m.name, d->m.device_id);
@@ -614,20 +637,31 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 		log_err("state directory %s: %s", state_dir, strerror(-r));
 		goto fail;
 	}
-	if (asprintf(&s->meta_dir, "%s/metadata", s->state_dir) < 0 ||
-	    asprintf(&s->deleted_dir, "%s/deleted", s->state_dir) < 0 ||
-	    asprintf(&s->mnt_dir, "%s/mnt", s->state_dir) < 0) {
-		r = -ENOMEM;
-		goto fail;
-	}
 	s->state_fd = open(s->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (s->state_fd < 0) {
+	if (s->state_fd < 0 || fstat(s->state_fd, &st) < 0) {
 		r = -errno;
 		log_err("state directory %s: %s", s->state_dir, strerror(-r));
 		goto fail;
 	}
-	r = meta_mkdir_p(s->meta_dir, 0700);
-	if (r == 0)
+	snprintf(s->prefix, sizeof(s->prefix), "thinfs-%u:%u-%lu", major(st.st_dev), minor(st.st_dev),
+		 (unsigned long)st.st_ino);
+	/* -o ro writes nothing under STATEDIR: its mounts go to a directory
+	 * of its own in /run (doc/design.md §8). */
+	if (asprintf(&s->meta_dir, "%s/metadata", s->state_dir) < 0 ||
+	    asprintf(&s->deleted_dir, "%s/deleted", s->state_dir) < 0 ||
+	    (opts->read_only ? asprintf(&s->mnt_dir, "%s/%s", DS_RO_MOUNT_TOP, s->prefix)
+			     : asprintf(&s->mnt_dir, "%s/mnt", s->state_dir)) < 0) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if (opts->read_only && faccessat(AT_FDCWD, s->meta_dir, F_OK, 0) < 0) {
+		r = -errno;
+		log_err("cannot start read-only: %s: %s; -o ro opens an existing thinfs or Docker devicemapper "
+			"state directory and makes nothing", s->meta_dir, strerror(-r));
+		goto fail;
+	}
+	r = opts->read_only ? 0 : meta_mkdir_p(s->meta_dir, 0700);
+	if (r == 0 && !opts->read_only)
 		r = meta_mkdir_p(s->deleted_dir, 0700);
 	if (r == 0)
 		r = meta_mkdir_p(s->mnt_dir, 0700);
@@ -635,19 +669,15 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 		goto fail;
 	/* Only root gets into STATEDIR, unless the FUSE mount lets others
 	 * in (allow_other): then they may pass through STATEDIR and mnt/
-	 * (not list them) to follow a rootfs link; metadata stays 0700. */
+	 * (not list them) to follow a rootfs link; metadata stays 0700.
+	 * Under -o ro STATEDIR keeps its mode: let others in with it. */
 	mode = opts->allow_other ? 0711 : 0700;
-	if (fchmod(s->state_fd, mode) < 0 || chmod(s->mnt_dir, mode) < 0) {
+	if ((!opts->read_only && fchmod(s->state_fd, mode) < 0) || chmod(s->mnt_dir, mode) < 0 ||
+	    (opts->read_only && chmod(DS_RO_MOUNT_TOP, 0711) < 0)) {
 		r = -errno;
 		log_err("state directory %s: chmod %o: %s", s->state_dir, (unsigned)mode, strerror(-r));
 		goto fail;
 	}
-	if (stat(s->state_dir, &st) < 0) {
-		r = -errno;
-		goto fail;
-	}
-	snprintf(s->prefix, sizeof(s->prefix), "thinfs-%u:%u-%lu", major(st.st_dev), minor(st.st_dev),
-		 (unsigned long)st.st_ino);
 	r = meta_deviceset_load(s->meta_dir, &s->dsm);
 	if (r < 0 && r != -ENOENT)
 		goto fail;
@@ -754,8 +784,12 @@ void ds_close(struct deviceset *s)
 	}
 	pthread_mutex_lock(&s->lock);
 	for_each_device(s, shutdown_one, NULL);
-	if (save_deviceset(s) < 0)
+	if (!s->opts->read_only && save_deviceset(s) < 0)
 		log_err("shutdown: could not save %s/deviceset-metadata", s->meta_dir);
+	/* -o ro's own mount directory goes with it, unless a mount in use
+	 * stays there for the next start. */
+	if (s->opts->read_only && rmdir(s->mnt_dir) < 0 && errno != ENOTEMPTY && errno != EEXIST)
+		log_warn("cannot remove %s: %s", s->mnt_dir, strerror(errno));
 	pthread_mutex_unlock(&s->lock);
 	log_info("pool %s closed", s->prefix);
 	destroy(s);

@@ -104,6 +104,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		}
 		if (strcmp(arg, "allow_other") == 0)
 			c->opts.allow_other = true; /* and libfuse takes it too */
+		if (strcmp(arg, "ro") == 0)
+			c->opts.read_only = true; /* and libfuse mounts read-only */
 		for (int i = 0; ignored_opts[i]; i++)
 			if (strcmp(arg, ignored_opts[i]) == 0)
 				return 0;
@@ -122,6 +124,8 @@ static void usage(const char *prog)
 	       "it as a filesystem: every thin device is a directory, mkdir snapshots,\n"
 	       "rmdir deletes, `echo mount > DEV/ctl` mounts DEV's filesystem, reached by DEV/rootfs.\n\n"
 	       "thinfs options:\n"
+	       "    -o ro                           change nothing in the pool or STATEDIR: a read-only tree,\n"
+	       "                                    devices mounted read-only through rootfs (a rescue)\n"
 	       "    --list-faults                   list the crash points tests can inject (THINFS_FAULT)\n",
 	       prog);
 	options_print_help();
@@ -266,7 +270,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "thinfs: mount point %s: %s\n", c.mountpoint, strerror(errno));
 		goto out;
 	}
-	r = meta_mkdir_p(c.state_dir, 0700);
+	/* -o ro makes nothing, not even STATEDIR. */
+	r = c.opts.read_only ? 0 : meta_mkdir_p(c.state_dir, 0700);
 	state_real = r == 0 ? realpath(c.state_dir, NULL) : NULL;
 	if (!state_real) {
 		fprintf(stderr, "thinfs: state directory %s: %s\n", c.state_dir, strerror(r < 0 ? -r : errno));

@@ -100,8 +100,9 @@ static void process_buried(struct deviceset *s)
 	int r;
 
 	/* After need_recovery() the open transaction on disk belongs to the
-	 * next start: a new one must not overwrite it. */
-	if (s->recovery_reason[0])
+	 * next start: a new one must not overwrite it. Under -o ro buried
+	 * devices stay as they are, counted as pending. */
+	if (s->recovery_reason[0] || s->opts->read_only)
 		return;
 	TABLE(s, for_each_device(s, collect, &a));
 	pthread_mutex_unlock(&s->lock);

@@ -315,7 +315,7 @@ int main(void)
 		int r;
 
 		log_capture();
-		r = meta_device_list(dir, &names, &n);
+		r = meta_device_list(dir, true, &names, &n);
 		log_captured(logbuf, sizeof(logbuf));
 		ok(r == 0, "list device files");
 		snprintf(want, sizeof(want), "%s/.web.tmp-1-2: removed a stale temp file", dir);

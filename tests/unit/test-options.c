@@ -362,6 +362,25 @@ int main(void)
 	ok(options_validate(&o, err, sizeof(err)) == 0,
 	   "dm.loopdatasize with dm.datadev is only a warning, not a refusal");
 	options_free(&o);
+	/* -o ro (read_only, set by the daemon) and what it cannot go with. */
+	options_init(&o);
+	o.read_only = true;
+	options_set(&o, "dm.basesize", "20G", err, sizeof(err));
+	ok(options_validate(&o, err, sizeof(err)) == 0, "ro with dm.basesize validates (ignored, with a warning)");
+	options_set(&o, "dm.automount", "false", err, sizeof(err));
+	ok(options_validate(&o, err, sizeof(err)) == -EINVAL && strncmp(err, "ro: ", 4) == 0 &&
+	   strstr(err, "dm.automount"), "ro with dm.automount=false refused (%s)", err);
+	options_set(&o, "dm.automount", "true", err, sizeof(err));
+	options_set(&o, "dm.autoextend", "10%", err, sizeof(err));
+	ok(options_validate(&o, err, sizeof(err)) == -EINVAL && strstr(err, "dm.autoextend"),
+	   "ro with dm.autoextend refused (%s)", err);
+	options_free(&o);
+	options_init(&o);
+	o.read_only = true;
+	options_set(&o, "dm.thinpooldev", "pool", err, sizeof(err));
+	ok(options_validate(&o, err, sizeof(err)) == -EINVAL && strstr(err, "dm.thinpooldev"),
+	   "ro with dm.thinpooldev refused (%s)", err);
+	options_free(&o);
 	options_free(&o);
 	ok(o.mount_opt == NULL && o.n_mkfs_args == 0, "options_free twice is safe");
 

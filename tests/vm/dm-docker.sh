@@ -9,6 +9,8 @@
 #     tarball (img:1), docker create c1, docker cp a file into it, docker
 #     start it once, docker commit c1 as img:2 (a second layer)
 #  2. stop dockerd: no dm device stays; checksums of Docker's metadata files
+#  2b. thinfs -o ro: the layers read through rootfs, every change EROFS,
+#     and nothing under the directory changes (sizes, mtimes, ctimes)
 #  3. thinfs -o backend=dm on /var/lib/docker/devicemapper: every device
 #     visible; the tree is the genealogy (img:1's layer at the top, c1's
 #     -init in it, c1's layer in that, img:2's layer in img:1's)
@@ -189,6 +191,69 @@ keys_before=$(docker_keys)
 ls -l "$D/devicemapper" | sed 's/^/#   /'
 n_files=$(ls "$D/metadata" | grep -cvE '^(deviceset-metadata|transaction-metadata|base)$')
 diag "Docker's deviceset-metadata: $(cat "$D/metadata/deviceset-metadata")"
+
+# --------------------------------------------------------------- 2b ----
+# -o ro, the way to look at data one wants to rescue: nothing under
+# Docker's directory changes (a loop device writing to a pool file moves
+# its mtime), the layers read through rootfs, every change is EROFS.
+diag "case 2b (at ${SECONDS}s): thinfs -o ro on Docker's directory changes nothing"
+tree_state() {
+	find "$D" -xdev -printf '%y %p %s %T@ %C@\n' | sort
+	find "$D" -xdev -type f -size -1024k -print0 | sort -z | xargs -0 md5sum
+}
+state_before=$(tree_state)
+rm -f "$D.log"
+if start_daemon "$D" "$M" "ro"; then
+	ok 0 "thinfs -o ro starts on $D"
+	is "$(head -n 1 "$M/ctl")" "ok dm $n_files devices" "  pool ctl: ok dm $n_files devices"
+	RI=$M/$l1 RC=$M/$l1/$init_id/$mount_id
+	is "$(md5sum <"$RI/rootfs/bin/busybox" 2>/dev/null | cut -d' ' -f1)" \
+		"$(md5sum <"$BUSYBOX" | cut -d' ' -f1)" "  img:1's layer reads through rootfs (automount)"
+	is "$(cat "$RC/rootfs/hello.txt" 2>/dev/null)" hello-from-docker "  c1's layer too: the file docker cp wrote"
+	pfx=$(jq -r .pool_name "$M/info" 2>/dev/null); pfx=${pfx%-pool}
+	is "$(readlink "$RI/rootfs")" "/run/thinfs/$pfx/$(jq -r .device_id "$RI/info" 2>/dev/null)/rootfs" \
+		"  mounted under /run/thinfs/PREFIX, not in Docker's directory"
+	check "  read-only, without journal replay" sh -c "grep ' /run/thinfs/$pfx/' /proc/self/mountinfo | grep -q ' ro,.* - [a-z0-9]* [^ ]* ro,.*norecovery'"
+	dmsetup table "$pfx-pool" 2>/dev/null | grep -q ' read_only'
+	ok $? "  the pool is loaded with the read_only feature"
+	is "$(errno_of create "$RC/rootfs/new")" EROFS "  writing into a layer: EROFS"
+	is "$(errno_of mkdir "$RI/snap")" EROFS "  mkdir: EROFS"
+	is "$(errno_of rmdir "$RC")" EROFS "  rmdir: EROFS"
+	is "$(errno_of write "$RC/ctl" mount)" EROFS "  writing ctl: EROFS"
+	cat "$RC/info" >/dev/null
+	for ((i = 0; i < 100; i++)); do
+		[ "$(jq .usage_at "$RC/info" 2>/dev/null)" != 0 ] && break
+		sleep 0.3
+	done
+	check "  usage figures are read (thin_ls of the live metadata, no metadata snapshot)" \
+		jq -e '.usage_at > 0' "$RC/info"
+	grep -E 'usage|thin_ls|loop attach' "$D.log" | sed 's/^/#   /'
+	diag "c1's layer info under -o ro:"
+	jq -c '{name, device_id, parent, read_only, automounted, rootfs, exclusive_bytes, shared_bytes}' "$RC/info" | sed 's/^/#   /'
+	for ((i = 0; i < 100; i++)); do
+		[ "$(jq .usage_at "$RI/info" 2>/dev/null)" != 0 ] && break
+		sleep 0.3
+	done
+	diag "img:1's layer info under -o ro:"
+	jq -c '{name, device_id, parent, read_only, automounted, rootfs, exclusive_bytes, shared_bytes}' "$RI/info" | sed 's/^/#   /'
+	ro_usage=$(for x in "$RI" "$RC"; do jq -r '"\(.device_id) \(.exclusive_bytes) \(.shared_bytes)"' "$x/info"; done)
+	check "  stop" stop_daemon "$M"
+	mloop=$(losetup -r -f --show "$D/devicemapper/metadata")
+	tl=$(thin_ls --no-headers -o DEV,EXCLUSIVE_BYTES,SHARED_BYTES "$mloop" 2>&1)
+	losetup -d "$mloop"
+	diag "thin_ls of the metadata afterwards (DEV EXCLUSIVE_BYTES SHARED_BYTES):"
+	sed 's/^/#   /' <<<"$tl"
+	want=$(for x in $(cut -d' ' -f1 <<<"$ro_usage"); do awk -v d="$x" '$1 == d {print $1, $2, $3}' <<<"$tl"; done)
+	is "$ro_usage" "$want" "  info's exclusive_bytes and shared_bytes of both layers equal thin_ls's"
+else
+	ok 1 "thinfs -o ro starts on $D"
+	tlog_tail 30
+fi
+is "$(dm_names | grep -c '^thinfs-')" 0 "  no thinfs-* dm device stays active"
+is "$(loop_of "$D/devicemapper/data" "$D/devicemapper/metadata" | wc -l)" 0 "  no loop device stays on the pool files"
+state_after=$(tree_state)
+is "$state_after" "$state_before" "  nothing under $D changed: contents, sizes, mtimes, ctimes"
+[ "$state_after" = "$state_before" ] || diff <(echo "$state_before") <(echo "$state_after") | head -20 | sed 's/^/#   /'
 
 # ---------------------------------------------------------------- 3 ----
 diag "case 3 (at ${SECONDS}s): thinfs opens Docker's directory with backend=dm"

@@ -1,0 +1,101 @@
+#!/bin/bash
+# ro.t - -o ro (doc/design.md §8): a start that changes nothing in the
+# pool or STATEDIR. Every file and directory under STATEDIR (the pool's
+# data file included: a loop device writing to it moves its mtime) keeps
+# its contents, size, mtime and ctime across a read-only run; the tree is
+# read-only (EROFS), devices are reached through rootfs's automount,
+# mounted read-only without journal replay under /run/thinfs/PREFIX; an
+# add a crash interrupted is hidden, not rolled back, and a read-write
+# start afterwards rolls it back as always.
+. "$(dirname "$0")/lib.sh"
+
+# Everything under STATEDIR as a line each: type, size, mtime, ctime and,
+# for a small file, its checksum. (Run only while nothing is mounted
+# under STATEDIR.)
+snapshot() {
+	find "$S" -xdev -printf '%y %p %s %T@ %C@\n' | sort
+	find "$S" -xdev -type f -size -1024k -print0 | sort -z | xargs -0 sha256sum
+}
+ro_mnt() { echo "/run/thinfs/$(prefix)"; }
+
+start_daemon; ok $? "read-write start"
+mkdir "$M/img"; ctl img mount
+echo hello > "$M/img/rootfs/file"; mkdir "$M/img/rootfs/dir"
+ctl img unmount
+mkdir "$M/img/snap" "$M/gone"
+ctl img/snap mount; echo changed > "$M/img/snap/rootfs/file"; ctl img/snap unmount
+rmdir "$M/gone"
+id=$(jq .device_id "$M/img/info")
+stop_daemon; ok $? "stop"
+before=$(snapshot)
+
+start_daemon "ro"; ok $? "start with -o ro"
+is "$(ls "$M")" "$(printf 'ctl\nimg\ninfo')" "the tree as the read-write run left it"
+is "$(ls "$M/img")" "$(printf 'ctl\ninfo\nrootfs\nsnap')" "and the snapshot under its origin"
+is "$(cat "$M/img/rootfs/file")" "hello" "a device's files are read through rootfs"
+is "$(cat "$M/img/snap/rootfs/file")" "changed" "and the snapshot's own"
+dir=$(ro_mnt)/$id
+is "$(readlink "$M/img/rootfs")" "$dir" "rootfs leads to /run/thinfs/PREFIX/ID, outside STATEDIR"
+opts=$(awk -v d="$dir" '$5 == d { split($0, a, " - "); split(a[2], b, " "); print $6 "," b[3] }' /proc/self/mountinfo)
+case $opts in ro,*norecovery*) ok 0 "mounted ro,norecovery" ;; *) ok 1 "mounted ro,norecovery (got '$opts')" ;; esac
+jq -e '.automounted and .read_only' "$M/img/info" >/dev/null; ok $? "info: automounted, read-only"
+is "$(errno_of create "$M/img/rootfs/new")" "EROFS" "writing in a device: EROFS"
+is "$(errno_of mkdir "$M/img/x")" "EROFS" "mkdir (snapshot): EROFS"
+is "$(errno_of mkdir "$M/new")" "EROFS" "mkdir at the top: EROFS"
+is "$(errno_of rmdir "$M/img/snap")" "EROFS" "rmdir: EROFS"
+is "$(errno_of rename "$M/img/snap" "$M/img/snap2")" "EROFS" "rename: EROFS"
+is "$(errno_of write "$M/img/ctl" mount)" "EROFS" "writing ctl: EROFS"
+is "$(errno_of write "$M/ctl" "resize-pool 16G")" "EROFS" "writing the pool's ctl: EROFS"
+jq -e . "$M/info" >/dev/null; ok $? "the pool's info reads"
+# The usage figures come from FIEMAP, a read.
+cat "$M/img/info" >/dev/null; sleep 1
+for _ in $(seq 1 50); do
+	[ "$(jq .usage_at "$M/img/snap/info")" != 0 ] && break
+	sleep 0.2
+done
+jq -e '.usage_at > 0' "$M/img/snap/info" >/dev/null; ok $? "usage figures are read"
+stop_daemon; ok $? "stop"
+[ ! -e "$(ro_mnt)" ]; ok $? "its mount directory in /run is gone"
+after=$(snapshot)
+is "$after" "$before" "nothing under STATEDIR changed: contents, sizes, mtimes, ctimes"
+[ "$after" = "$before" ] || diff <(echo "$before") <(echo "$after") | head -20 | sed 's/^/# /'
+
+# An add interrupted by a crash: hidden read-only, rolled back read-write.
+start_daemon; ok $? "read-write start"
+ids_before=$(ls "$S/reflink/images" | sort)
+stop_daemon
+THINFS_FAULT=add-after-pool-create start_daemon
+mkdir "$M/img/half" 2>/dev/null
+wait_exit 30; ok $((!$?)) "the daemon died at add-after-pool-create"
+abort_fuse; umount -l "$M" 2>/dev/null
+[ -e "$S/metadata/half" ]; ok $? "it left the add's file"
+# As after a reboot: the killed run's store mount and loop devices gone.
+umount "$S/reflink" 2>/dev/null
+for l in $(losetup -j "$S/devicemapper/data" -O NAME -n); do losetup -d "$l"; done
+before=$(snapshot)
+start_daemon "ro"; ok $? "read-only start over the interrupted add"
+[ ! -e "$M/img/half" ]; ok $? "the interrupted add is not shown"
+grep -q "read-only: hiding, not rolling back, the interrupted add of device 'half'" "$WORK/log"
+ok $? "the log says it is hidden, not rolled back"
+stop_daemon; ok $? "stop"
+is "$(snapshot)" "$before" "the read-only start left the interrupted add on disk"
+start_daemon; ok $? "read-write start"
+[ ! -e "$M/img/half" ] && [ ! -e "$S/metadata/half" ]; ok $? "which rolls it back"
+is "$(ls "$S/reflink/images" | sort)" "$ids_before" "and its image"
+stop_daemon
+
+# What -o ro refuses, changing nothing.
+rm -rf "$WORK/none"
+"$THINFS" -f -o "ro,backend=$BACKEND" "$WORK/none" "$M" >>"$WORK/log" 2>&1
+ok $((!$?)) "-o ro on a missing state directory fails"
+[ ! -e "$WORK/none" ]; ok $? "and does not make it"
+mkdir "$WORK/empty"
+"$THINFS" -f -o "ro,backend=$BACKEND" "$WORK/empty" "$M" >>"$WORK/log" 2>&1
+ok $((!$?)) "-o ro on an empty directory fails"
+is "$(ls -A "$WORK/empty")" "" "and leaves it empty"
+grep -q "cannot start read-only: $WORK/empty/metadata" "$WORK/log"; ok $? "saying why"
+out=$("$THINFS" -f -o "ro,dm.automount=false" "$S" "$M" 2>&1)
+ok $((!$?)) "-o ro with dm.automount=false is refused"
+case $out in *"ro: devices are reached only through rootfs"*) ok 0 "saying why" ;; *) ok 1 "saying why: $out" ;; esac
+
+done_testing
