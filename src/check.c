@@ -119,7 +119,11 @@ void find_orphans(struct deviceset *s)
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (find_id(s, ids[i]))
+		bool hidden = false;
+
+		for (size_t j = 0; j < s->n_ro_hidden; j++)
+			hidden = hidden || s->ro_hidden[j] == ids[i];
+		if (find_id(s, ids[i]) || hidden)
 			continue;
 		log_err("pool %s: pool device %" PRIu32 " has no file in %s (lost or removed by hand): left "
 			"as it is, its ID not used again", s->prefix, ids[i], s->meta_dir);

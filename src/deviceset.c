@@ -659,8 +659,9 @@ bool has_automount_marker(struct deviceset *s, struct device *d)
 	return access(path, F_OK) == 0;
 }
 
-/* Make the mount directory STATEDIR/mnt/ID (0755: as open as the
- * filesystem's own root, STATEDIR/mnt decides who gets that far). */
+/* Make the mount directory STATEDIR/mnt/ID (or its -o ro counterpart;
+ * 0755: as open as the filesystem's own root, the directory above decides
+ * who gets that far). */
 static int make_mount_dir(struct deviceset *s, const char *dir)
 {
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
@@ -738,6 +739,12 @@ int ds_mount(struct deviceset *s, const char *name, bool ro)
 	d = get_device(s, name, false);
 	if (!d)
 		return fail(s, NULL, -ENOENT, "mount '%s': no such device", name);
+	if (!ro && s->opts->read_only) {
+		r = fail(s, d, -EROFS, "mount '%s' read-write: thinfs runs read-only (-o ro); 'mount ro' mounts it",
+			 name);
+		put_device(s, d);
+		return r;
+	}
 	if (!lock_op(s, d)) {
 		put_device(s, d);
 		return fail(s, NULL, -ENOENT, "mount '%s': the device was deleted meanwhile", name);
@@ -987,6 +994,8 @@ int ds_resize_pool(struct deviceset *s, uint64_t data_size)
 	uint64_t max;
 	int r;
 
+	if (s->opts->read_only)
+		return fail(s, NULL, -EROFS, "resize-pool: thinfs runs read-only (-o ro)");
 	pthread_mutex_lock(&s->lock);
 	r = resize_pool_locked(s, data_size, &max);
 	pthread_mutex_unlock(&s->lock);

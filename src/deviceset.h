@@ -41,6 +41,9 @@
 /* Where -o ro mounts the device filesystems (DS_RO_MOUNT_TOP/PREFIX/ID),
  * since it writes nothing under STATEDIR (doc/design.md §8). */
 #define DS_RO_MOUNT_TOP "/run/thinfs"
+/* ... and puts this after "thinfs-" in its prefix (dm names PREFIX-pool,
+ * PREFIX-ID; docker_pool_name knows it). */
+#define DS_RO_PREFIX_TAG "ro-"
 
 struct deviceset;
 

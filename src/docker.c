@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "deviceset.h"
 #include "grow.h"
 #include "log.h"
 
@@ -339,10 +340,15 @@ fail:
 int docker_pool_name(const char *prefix, char *buf, size_t len)
 {
 	static const char ours[] = "thinfs-";
+	const char *rest = prefix + sizeof(ours) - 1;
 
-	if (strncmp(prefix, ours, sizeof(ours) - 1) != 0 || !prefix[sizeof(ours) - 1])
+	if (strncmp(prefix, ours, sizeof(ours) - 1) != 0)
 		return -EINVAL;
-	if ((size_t)snprintf(buf, len, "docker-%s-pool", prefix + sizeof(ours) - 1) >= len)
+	if (strncmp(rest, DS_RO_PREFIX_TAG, strlen(DS_RO_PREFIX_TAG)) == 0)
+		rest += strlen(DS_RO_PREFIX_TAG);
+	if (!*rest)
+		return -EINVAL;
+	if ((size_t)snprintf(buf, len, "docker-%s-pool", rest) >= len)
 		return -ENAMETOOLONG;
 	return 0;
 }

@@ -43,7 +43,8 @@ struct docker_parent {
 int docker_genealogy(const char *state_dir, struct docker_parent **out, size_t *n);
 
 /* The dm name Docker gives the pool of the state directory thinfs names
- * prefix ("thinfs-MAJ:MIN-INO", doc/design.md §5): Docker names it after
+ * prefix ("thinfs-MAJ:MIN-INO", or "thinfs-ro-MAJ:MIN-INO" under -o ro;
+ * doc/design.md §5): Docker names it after
  * the same directory, "docker-MAJ:MIN-INO-pool". 0; -EINVAL for a prefix
  * not of that form; -ENAMETOOLONG if len is too small. */
 int docker_pool_name(const char *prefix, char *buf, size_t len);

@@ -92,7 +92,8 @@ struct deviceset {
 	char *state_dir;
 	int state_fd;             /* STATEDIR, O_DIRECTORY */
 	char *meta_dir;
-	char *mnt_dir;            /* STATEDIR/mnt: device filesystems, by ID */
+	char *mnt_dir;            /* STATEDIR/mnt (-o ro: DS_RO_MOUNT_TOP/PREFIX):
+				   * device filesystems, by ID */
 	char *deleted_dir;        /* STATEDIR/deleted: buried devices' files, by ID */
 	char prefix[64];
 	const struct ds_options *opts;
@@ -115,6 +116,11 @@ struct deviceset {
 	 * start, read-only after, so read without a lock. */
 	uint32_t *orphans;
 	size_t n_orphans;
+	/* -o ro: the devices the start's recovery hid instead of rolling
+	 * back (the open record's, an interrupted add's); not orphans. Set
+	 * at start only. */
+	uint32_t ro_hidden[2];
+	size_t n_ro_hidden;
 	/* The pool's status for the free-space floor, refreshed at most once
 	 * a second (a mkdir does not wait for a status query); pool lock. */
 	struct pool_status status_cache;

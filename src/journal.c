@@ -184,6 +184,7 @@ static int rollback(struct deviceset *s, const struct meta_transaction *t, uint6
 		 s->opts->read_only ? "read-only: hiding, not rolling back," : "rolling back",
 		 t->open_transaction_id, t->device_hash, t->device_id, pool_tid);
 	if (s->opts->read_only) {
+		s->ro_hidden[s->n_ro_hidden++] = t->device_id;
 		if (d)
 			remove_device(s, d);
 		return 0;
@@ -280,6 +281,7 @@ static int rollback_unfinished_add(struct deviceset *s, struct device *found, ui
 		 s->opts->read_only ? "read-only: hiding, not rolling back," : "rolling back", found->m.name,
 		 found->m.device_id, pool_tid);
 	if (s->opts->read_only) {
+		s->ro_hidden[s->n_ro_hidden++] = found->m.device_id;
 		remove_device(s, found);
 		return 0;
 	}

@@ -272,6 +272,18 @@ static int match_backing(void *arg, const char *dev, uint64_t backing_dev, uint6
 	return 1;
 }
 
+int loop_is_read_only(const char *dev)
+{
+	struct loop_info64 info;
+	int fd = open(dev, O_RDONLY | O_CLOEXEC), r;
+
+	if (fd < 0)
+		return -errno;
+	r = ioctl(fd, LOOP_GET_STATUS64, &info) < 0 ? -errno : !!(info.lo_flags & LO_FLAGS_READ_ONLY);
+	close(fd);
+	return r;
+}
+
 int loop_find(const char *path, char *dev, size_t len)
 {
 	struct find_arg a = { .dev = dev, .len = len };

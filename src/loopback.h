@@ -30,6 +30,8 @@ int loop_attach(const char *path, bool read_only, bool autoclear,
 /* The loop device whose backing file is path (same st_dev and st_ino, by
  * LOOP_GET_STATUS64 of each loop device). 1 found, 0 none, -errno. */
 int loop_find(const char *path, char *dev, size_t len);
+/* 1 if loop device dev was attached read-only, 0 if not, -errno. */
+int loop_is_read_only(const char *dev);
 /* Call fn for every attached loop device: its node ("/dev/loopN") and
  * the st_dev and st_ino of its backing file. One LOOP_GET_STATUS64 per
  * loop device: a caller with many files to look up walks once instead of

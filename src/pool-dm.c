@@ -286,6 +286,13 @@ static int attach_file(const char *path, bool ro, char *loop, size_t len)
 {
 	int r = loop_find(path, loop, len);
 
+	/* A read-only loop device is what a read-only run (-o ro) left:
+	 * a read-write pool over it would fail, or fail to write. */
+	if (r == 1 && !ro && loop_is_read_only(loop) == 1) {
+		log_err("dm pool: cannot start: %s is attached read-only to %s, as a killed read-only thinfs run "
+			"(-o ro) leaves it: detach it (losetup -d %s)", path, loop, loop);
+		return -EBUSY;
+	}
 	if (r == 1) {
 		log_info("dm pool: reusing %s for %s", loop, path);
 		if (!ro)
@@ -555,10 +562,12 @@ static int check_holders(struct pool *p, const char *what, const char *dev, bool
 			*held_out = true;
 			continue;
 		}
-		log_err("dm pool: cannot start: the %s (%s) is in use by %s%s%s: another program "
-			"(dockerd?) has this pool open, and two pools over one metadata device destroy it. "
-			"Stop that program first%s", what, dev, name[0] ? "dm device " : "", name[0] ? name : e->d_name,
-			name[0] ? "" : " (not a dm device)",
+		log_err("dm pool: cannot start: the %s (%s) is in use by %s%s%s: %s has this pool open, and "
+			"two pools over one metadata device destroy it. Stop it first%s", what, dev,
+			name[0] ? "dm device " : "", name[0] ? name : e->d_name, name[0] ? "" : " (not a dm device)",
+			strncmp(name, "thinfs-", 7) == 0 ? "a killed thinfs run of the other kind (read-write and "
+			"read-only runs name their pools apart; a start and stop of that kind releases it)" :
+			"another program (dockerd?)",
 			name[0] ? "; if nothing runs any more, remove its devices with dmsetup remove" : "");
 		r = -EBUSY;
 		break;
@@ -752,9 +761,12 @@ static int dm_open(const struct pool_config *cfg, struct pool **out)
 		}
 		if (p->read_only) {
 			/* Nothing is made or grown: both files must be there. */
-			r = access(p->data_path, R_OK) == 0 && access(p->meta_path, R_OK) == 0 ? 0 : -errno;
-			if (r < 0)
-				log_err("dm pool: cannot start read-only: %s or %s: %s", p->data_path, p->meta_path,
+			const char *missing = access(p->data_path, F_OK) < 0 ? p->data_path :
+					      access(p->meta_path, F_OK) < 0 ? p->meta_path : NULL;
+
+			r = missing ? -errno : 0;
+			if (missing)
+				log_err("dm pool: cannot start read-only: %s: %s; -o ro makes no pool file", missing,
 					strerror(-r));
 		} else {
 			r = loop_file_size(p->data_path, o->loop_data_size, o->loop_data_size_set,

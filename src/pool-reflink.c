@@ -157,10 +157,19 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 		log_err("reflink pool: find loop device of %s: %s", p->data_file, strerror(-r));
 		return r;
 	}
+	/* What a read-only run (-o ro) left: a read-write store cannot be
+	 * mounted from it. */
+	if (r == 1 && !p->read_only && loop_is_read_only(p->data_loop) == 1) {
+		log_err("reflink pool: cannot start: %s is attached read-only to %s, as a read-only thinfs run "
+			"(-o ro) leaves it when it is killed: start thinfs -o ro on this directory once and stop "
+			"it, which releases it (or unmount what uses %s and detach it)", p->data_file, p->data_loop,
+			p->data_loop);
+		return -EBUSY;
+	}
 	/* A loop device or mount found from a killed run is ours all the same:
-	 * close() releases it; read-only, it is left as found (unmounting a
-	 * read-write mount would write to the store). */
-	p->we_attached = !p->read_only || r == 0;
+	 * close() releases it. Read-only, only a read-only one is (what a
+	 * killed read-only run left; the flock at start says none runs). */
+	p->we_attached = !p->read_only || r == 0 || loop_is_read_only(p->data_loop) == 1;
 	if (r == 1) {
 		log_info("reflink pool: reusing %s for %s", p->data_loop, p->data_file);
 		/* It may predate a growth of the file by a killed run. */
@@ -174,9 +183,10 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 		log_info("reflink pool: attached %s to %s", p->data_file, p->data_loop);
 	}
 	if (is_mounted(p->store)) {
-		log_info("reflink pool: image store already mounted on %s%s", p->store,
-			 p->read_only ? " (left mounted at the stop: -o ro did not mount it)" : "");
-		p->we_mounted = !p->read_only;
+		/* Read-only, p->store is in the engine's own directory: a
+		 * killed read-only run's mount. */
+		log_info("reflink pool: image store already mounted on %s", p->store);
+		p->we_mounted = true;
 		return grown ? grow_store(p) : 0;
 	}
 	r = fsutil_probe(p->data_loop, type, sizeof(type), uuid, sizeof(uuid));
@@ -197,7 +207,7 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 			p->data_file, type);
 		return -EINVAL;
 	}
-	r = p->read_only ? 0 : meta_mkdir_p(p->store, 0700);
+	r = meta_mkdir_p(p->store, 0700); /* read-only: in the engine's own directory */
 	if (r < 0)
 		return r;
 	/* Read-only, the XFS log is not replayed: that would write. */
@@ -339,6 +349,9 @@ static void reflink_close(struct pool *p)
 		return;
 	if (p->we_mounted && umount2(p->store, MNT_DETACH) < 0)
 		log_warn("reflink pool: unmount %s: %s", p->store, strerror(errno));
+	/* Read-only, the mount point was made in the engine's directory. */
+	else if (p->we_mounted && p->read_only && rmdir(p->store) < 0)
+		log_warn("reflink pool: remove %s: %s", p->store, strerror(errno));
 	if (p->we_attached && p->data_loop[0])
 		loop_detach(p->data_loop);
 	pthread_mutex_destroy(&p->lock);
@@ -410,6 +423,20 @@ static int reflink_open(const struct pool_config *cfg, struct pool **out)
 	p->read_only = o->read_only;
 	snprintf(p->store, sizeof(p->store), "%s/reflink", cfg->state_dir);
 	snprintf(data, sizeof(data), "%s/devicemapper/data", cfg->state_dir);
+	if (p->read_only && is_mounted(p->store)) {
+		log_err("reflink pool: cannot start read-only: the image store is mounted on %s: a read-write thinfs "
+			"runs on this directory, or a killed one left it mounted. Stop it, or unmount the store", p->store);
+		r = -EBUSY;
+		goto out;
+	}
+	/* Read-only, an XFS store is mounted in the engine's own mount
+	 * directory, outside STATEDIR: a read-write start never finds it
+	 * mounted on STATEDIR/reflink and takes it for its own. */
+	if (p->read_only && access(data, F_OK) == 0 &&
+	    snprintf(p->store, sizeof(p->store), "%s/store", cfg->mnt_dir) >= (int)sizeof(p->store)) {
+		r = -ENAMETOOLONG;
+		goto out;
+	}
 	r = p->read_only ? 0 : meta_mkdir_p(p->store, 0700);
 	if (r < 0)
 		goto out;
@@ -436,8 +463,8 @@ static int reflink_open(const struct pool_config *cfg, struct pool **out)
 	r = walk_attached(p);
 	if (r < 0)
 		goto out;
-	thaw_left_frozen(cfg->state_dir);
 	if (!p->read_only) {
+		thaw_left_frozen(cfg->state_dir);
 		remove_stale(p->images, ".new-");
 		remove_stale(p->store, ".transaction_id.tmp-");
 	}
@@ -717,6 +744,15 @@ static int reflink_activate(struct pool *p, const char *name, uint32_t dev_id,
 	if (r < 0) {
 		log_err("reflink pool: activate %s (%" PRIu32 "): %s: %s", name, dev_id, path, strerror(-r));
 		return r;
+	}
+	/* A loop device a run of the other kind left (-o ro attaches
+	 * read-only) would mount wrongly, or not at all. */
+	if (r == 1 && loop_is_read_only(dev_path) != (int)p->read_only) {
+		log_err("reflink pool: activate %s (%" PRIu32 "): %s is attached %s to %s, by a killed %s thinfs "
+			"run: a start and stop of that kind releases it (or unmount what uses %s and detach it)", name,
+			dev_id, path, p->read_only ? "read-write" : "read-only", dev_path,
+			p->read_only ? "read-write" : "read-only", dev_path);
+		return -EBUSY;
 	}
 	if (r == 1) {
 		log_debug("reflink pool: %s (%" PRIu32 ") already active on %s", name, dev_id, dev_path);

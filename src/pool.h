@@ -44,7 +44,10 @@ struct pool;
 
 struct pool_config {
 	const char *state_dir;  /* STATEDIR, absolute */
-	const char *prefix;     /* active device name prefix, "thinfs-MAJ:MIN-INO" */
+	const char *prefix;     /* active device name prefix, "thinfs-MAJ:MIN-INO"
+				 * ("thinfs-ro-MAJ:MIN-INO" under -o ro) */
+	const char *mnt_dir;    /* the engine's mount directory (a backend may
+				 * mount its own store there under -o ro) */
 	const struct ds_options *opts;
 };
 
@@ -79,7 +82,9 @@ struct pool_ops {
 	 * or made (files, loop devices, pool name). With opts->read_only
 	 * (-o ro, doc/design.md §8) it makes, grows and removes nothing,
 	 * and the pool and every device it activates are read-only; the
-	 * engine then calls no verb that changes the pool. */
+	 * engine then calls no verb that changes the pool. A read-only open
+	 * refuses a pool a read-write run holds, and a read-write open one
+	 * a read-only run holds. */
 	int (*open)(const struct pool_config *cfg, struct pool **out);
 	/* Release the pool: deactivate it if this backend activated it. The
 	 * engine deactivates the thin devices first. Never fails; logs. */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -309,10 +310,6 @@ static void adopt_or_deactivate(struct deviceset *s, struct device *d, void *arg
 			 d->automounted ? "automount" : "mount", dir, path);
 		return;
 	}
-	if (s->opts->read_only) {
-		log_info("device '%s' is active on %s (an earlier run's): read-only, left as it is", d->m.name, path);
-		return;
-	}
 	if (s->ops->deactivate(s->pool, name, d->m.device_id, true) < 0)
 		log_warn("device '%s' was left active on %s by an earlier run and could not be deactivated",
 			 d->m.name, path);
@@ -502,15 +499,11 @@ static int setup_base(struct deviceset *s)
 	char type[sizeof(s->dsm.base_device_fs)], uuid[sizeof(s->dsm.base_device_uuid)];
 	int r;
 
-	if (s->opts->read_only) {
-		/* Its identity was checked (verify_pool_identity); nothing
-		 * is made or grown. */
-		if (d && d->m.initialized && s->dsm.base_device_fs[0])
-			return 0;
-		log_err("cannot start read-only: %s has no %sbase device%s, and -o ro makes nothing", s->meta_dir,
-			d ? "finished " : "", s->dsm.base_device_fs[0] ? "" : " with a recorded filesystem type");
-		return -EUCLEAN;
-	}
+	/* -o ro (a base device is there, checked at load): nothing is made
+	 * or grown; metadata that names no filesystem type (an older
+	 * engine's) is probed, and the type kept in memory only. */
+	if (s->opts->read_only && s->dsm.base_device_fs[0])
+		return 0;
 	if (d && !d->m.initialized) {
 		log_info("the base device was left half made by an interrupted first start: making it again");
 		r = open_transaction(s, d->m.name, d->m.device_id);
@@ -545,8 +538,8 @@ static int setup_base(struct deviceset *s)
 		/* Metadata of an older engine: record what is there. */
 		snprintf(s->dsm.base_device_uuid, sizeof(s->dsm.base_device_uuid), "%s", uuid);
 		snprintf(s->dsm.base_device_fs, sizeof(s->dsm.base_device_fs), "%s", type);
-		r = save_deviceset(s);
-		if (r < 0)
+		r = s->opts->read_only ? 0 : save_deviceset(s);
+		if (r < 0 || s->opts->read_only)
 			goto out;
 	}
 	if (s->opts->fs[0] && strcmp(s->opts->fs, type) != 0)
@@ -593,6 +586,11 @@ static void destroy(struct deviceset *s)
 		for_each_device(s, free_all, NULL);
 	if (s->pool)
 		s->ops->close(s->pool);
+	/* -o ro's own mount directory goes with it, unless a mount in use
+	 * stays there for the next start. */
+	if (s->opts && s->opts->read_only && s->mnt_dir && rmdir(s->mnt_dir) < 0 && errno != ENOENT &&
+	    errno != ENOTEMPTY && errno != EEXIST)
+		log_warn("cannot remove %s: %s", s->mnt_dir, strerror(errno));
 	if (s->state_fd >= 0)
 		close(s->state_fd);
 	free(s->mnt_dir);
@@ -610,8 +608,14 @@ static void destroy(struct deviceset *s)
 	free(s);
 }
 
+static long ms_between(const struct timespec *a, const struct timespec *b)
+{
+	return (long)((b->tv_sec - a->tv_sec) * 1000 + (b->tv_nsec - a->tv_nsec) / 1000000);
+}
+
 int ds_open(const char *state_dir, const struct ds_options *opts, struct deviceset **out)
 {
+	struct timespec t[7];
 	struct pool_config cfg;
 	struct deviceset *s;
 	struct device *base;
@@ -643,8 +647,21 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 		log_err("state directory %s: %s", s->state_dir, strerror(-r));
 		goto fail;
 	}
-	snprintf(s->prefix, sizeof(s->prefix), "thinfs-%u:%u-%lu", major(st.st_dev), minor(st.st_dev),
-		 (unsigned long)st.st_ino);
+	/* One engine per STATEDIR, read-write or read-only: two would each
+	 * take the other's pool, loop devices and mounts for left-overs of a
+	 * killed run. flock writes nothing (-o ro) and goes with the
+	 * process, however it ends. */
+	if (flock(s->state_fd, LOCK_EX | LOCK_NB) < 0) {
+		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		log_err("cannot start on %s: %s", s->state_dir,
+			r == -EBUSY ? "another thinfs runs on this state directory (it holds its flock)" : strerror(-r));
+		goto fail;
+	}
+	/* -o ro names its pool, devices and mount directory apart
+	 * (doc/design.md §8): a read-write start never takes over what a
+	 * read-only run left, nor the other way round. */
+	snprintf(s->prefix, sizeof(s->prefix), "thinfs-%s%u:%u-%lu", opts->read_only ? DS_RO_PREFIX_TAG : "",
+		 major(st.st_dev), minor(st.st_dev), (unsigned long)st.st_ino);
 	/* -o ro writes nothing under STATEDIR: its mounts go to a directory
 	 * of its own in /run (doc/design.md §8). */
 	if (asprintf(&s->meta_dir, "%s/metadata", s->state_dir) < 0 ||
@@ -672,10 +689,14 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 	 * (not list them) to follow a rootfs link; metadata stays 0700.
 	 * Under -o ro STATEDIR keeps its mode: let others in with it. */
 	mode = opts->allow_other ? 0711 : 0700;
-	if ((!opts->read_only && fchmod(s->state_fd, mode) < 0) || chmod(s->mnt_dir, mode) < 0 ||
-	    (opts->read_only && chmod(DS_RO_MOUNT_TOP, 0711) < 0)) {
+	if (!opts->read_only && fchmod(s->state_fd, mode) < 0) {
 		r = -errno;
 		log_err("state directory %s: chmod %o: %s", s->state_dir, (unsigned)mode, strerror(-r));
+		goto fail;
+	}
+	if (chmod(s->mnt_dir, mode) < 0 || (opts->read_only && chmod(DS_RO_MOUNT_TOP, 0711) < 0)) {
+		r = -errno;
+		log_err("mount directory %s: chmod: %s", s->mnt_dir, strerror(-r));
 		goto fail;
 	}
 	r = meta_deviceset_load(s->meta_dir, &s->dsm);
@@ -684,6 +705,7 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 	r = idmap_init(&s->ids, s->dsm.next_device_id);
 	if (r < 0)
 		goto fail;
+	clock_gettime(CLOCK_MONOTONIC, &t[0]);
 	r = load_devices(s, s->meta_dir, false);
 	if (r == 0)
 		r = load_devices(s, s->deleted_dir, true);
@@ -716,10 +738,19 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 	}
 	apply_docker_genealogy(s);
 	for_each_device(s, mark_id, NULL);
+	/* -o ro makes no base device: refuse before the pool is touched. */
+	if (opts->read_only && (!base || !base->m.initialized)) {
+		log_err("cannot start read-only: %s has no %sbase device, and -o ro makes none", s->meta_dir,
+			base ? "finished " : "");
+		r = -EUCLEAN;
+		goto fail;
+	}
 
+	clock_gettime(CLOCK_MONOTONIC, &t[1]);
 	s->ops = choose_backend(opts);
 	cfg.state_dir = s->state_dir;
 	cfg.prefix = s->prefix;
+	cfg.mnt_dir = s->mnt_dir;
 	cfg.opts = opts;
 	r = s->ops->open(&cfg, &s->pool);
 	if (r < 0) {
@@ -727,20 +758,30 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 		log_err("cannot start: the %s pool for %s could not be opened", s->ops->name, s->state_dir);
 		goto fail;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &t[2]);
 	r = verify_pool_identity(s);
 	if (r == 0)
 		r = recover_transaction(s);
 	if (r < 0)
 		goto fail;
+	clock_gettime(CLOCK_MONOTONIC, &t[3]);
 	for_each_device(s, count_children, NULL);
 	find_orphans(s);
+	clock_gettime(CLOCK_MONOTONIC, &t[4]);
 	r = adopt_active(s);
 	if (r < 0)
 		goto fail;
 	clean_mount_dir(s);
+	clock_gettime(CLOCK_MONOTONIC, &t[5]);
 	r = setup_base(s);
 	if (r < 0)
 		goto fail;
+	clock_gettime(CLOCK_MONOTONIC, &t[6]);
+	/* Where a start's time went, for large pools (tests/bench/scale.py). */
+	log_info("start: metadata files %ld ms, pool open %ld ms, identity and recovery %ld ms, pool device list "
+		 "%ld ms, adoption %ld ms, base device %ld ms", ms_between(&t[0], &t[1]), ms_between(&t[1], &t[2]),
+		 ms_between(&t[2], &t[3]), ms_between(&t[3], &t[4]), ms_between(&t[4], &t[5]),
+		 ms_between(&t[5], &t[6]));
 	log_info("pool %s (%s backend) ready: %zu devices, transaction %" PRIu64 ", %u pending deletion",
 		 s->prefix, s->ops->name, s->n_devices - 1, s->tid, s->deferred_count);
 	*out = s;
@@ -786,10 +827,6 @@ void ds_close(struct deviceset *s)
 	for_each_device(s, shutdown_one, NULL);
 	if (!s->opts->read_only && save_deviceset(s) < 0)
 		log_err("shutdown: could not save %s/deviceset-metadata", s->meta_dir);
-	/* -o ro's own mount directory goes with it, unless a mount in use
-	 * stays there for the next start. */
-	if (s->opts->read_only && rmdir(s->mnt_dir) < 0 && errno != ENOTEMPTY && errno != EEXIST)
-		log_warn("cannot remove %s: %s", s->mnt_dir, strerror(errno));
 	pthread_mutex_unlock(&s->lock);
 	log_info("pool %s closed", s->prefix);
 	destroy(s);

@@ -4,9 +4,12 @@
 # data file included: a loop device writing to it moves its mtime) keeps
 # its contents, size, mtime and ctime across a read-only run; the tree is
 # read-only (EROFS), devices are reached through rootfs's automount,
-# mounted read-only without journal replay under /run/thinfs/PREFIX; an
+# mounted read-only without journal replay under /run/thinfs/PREFIX, and
+# the engine refuses changes itself when the mount is made read-write; an
 # add a crash interrupted is hidden, not rolled back, and a read-write
-# start afterwards rolls it back as always.
+# start afterwards rolls it back as always; a read-only start beside a
+# read-write run is refused, and a read-write start refuses what a killed
+# read-only run left, saying what it is.
 . "$(dirname "$0")/lib.sh"
 
 # Everything under STATEDIR as a line each: type, size, mtime, ctime and,
@@ -16,8 +19,9 @@ snapshot() {
 	find "$S" -xdev -printf '%y %p %s %T@ %C@\n' | sort
 	find "$S" -xdev -type f -size -1024k -print0 | sort -z | xargs -0 sha256sum
 }
-ro_mnt() { echo "/run/thinfs/$(prefix)"; }
+ro_mnt() { echo "/run/thinfs/thinfs-ro-${S_ID}"; }
 
+S_ID=$(stat -c '%Hd:%Ld-%i' "$S")
 start_daemon; ok $? "read-write start"
 mkdir "$M/img"; ctl img mount
 echo hello > "$M/img/rootfs/file"; mkdir "$M/img/rootfs/dir"
@@ -47,6 +51,19 @@ is "$(errno_of rename "$M/img/snap" "$M/img/snap2")" "EROFS" "rename: EROFS"
 is "$(errno_of write "$M/img/ctl" mount)" "EROFS" "writing ctl: EROFS"
 is "$(errno_of write "$M/ctl" "resize-pool 16G")" "EROFS" "writing the pool's ctl: EROFS"
 jq -e . "$M/info" >/dev/null; ok $? "the pool's info reads"
+# The FUSE mount made read-write behind thinfs's back: the engine refuses
+# the changes itself.
+if mount -o remount,rw "$M" 2>/dev/null; then
+	is "$(errno_of mkdir "$M/img/x")" "EROFS" "remounted rw: mkdir still EROFS (the engine's own check)"
+	is "$(errno_of rmdir "$M/img/snap")" "EROFS" "  rmdir too"
+	is "$(errno_of write "$M/ctl" "resize-pool 16G")" "EROFS" "  resize-pool too"
+	is "$(errno_of write "$M/img/snap/ctl" mount)" "EROFS" "  a read-write mount too"
+	is "$(errno_of write "$M/img/snap/ctl" "mount ro")" "OK" "  a read-only mount is allowed"
+	is "$(errno_of write "$M/img/snap/ctl" unmount)" "OK" "  and its unmount"
+	mount -o remount,ro "$M"
+else
+	skip 6 "the kernel does not remount this FUSE mount read-write"
+fi
 # The usage figures come from FIEMAP, a read.
 cat "$M/img/info" >/dev/null; sleep 1
 for _ in $(seq 1 50); do
@@ -59,6 +76,44 @@ stop_daemon; ok $? "stop"
 after=$(snapshot)
 is "$after" "$before" "nothing under STATEDIR changed: contents, sizes, mtimes, ctimes"
 [ "$after" = "$before" ] || diff <(echo "$before") <(echo "$after") | head -20 | sed 's/^/# /'
+
+# A read-only run while a read-write one runs: refused, nothing touched.
+start_daemon; ok $? "read-write start"
+mkdir -p "$WORK/mnt2"
+out=$(timeout 60 "$THINFS" -f -o "ro,backend=$BACKEND" "$S" "$WORK/mnt2" 2>&1)
+ok $((!$?)) "a read-only start beside a running read-write one fails"
+case $out in *"another thinfs runs on this state directory"*) ok 0 "  saying why" ;; *) ok 1 "  saying why: $out" ;; esac
+stop_daemon
+# A read-write run killed: its store stays mounted on STATEDIR/reflink,
+# which a read-only start does not take over.
+start_daemon; ok $? "read-write start"
+kill -9 "$PID"; wait "$PID" 2>/dev/null; PID=
+abort_fuse; umount -l "$M" 2>/dev/null
+out=$(timeout 60 "$THINFS" -f -o "ro,backend=$BACKEND" "$S" "$WORK/mnt2" 2>&1)
+ok $((!$?)) "a read-only start over a killed read-write run's mounted store fails"
+case $out in *"image store is mounted on $S/reflink"*) ok 0 "  saying why" ;; *) ok 1 "  saying why: $out" ;; esac
+start_daemon; ok $? "a read-write start takes it over"
+stop_daemon
+
+# What a killed read-only run leaves: a read-only start takes it over, a
+# read-write start refuses it, saying what to undo.
+start_daemon "ro"; ok $? "read-only start"
+cat "$M/img/rootfs/file" >/dev/null
+kill -9 "$PID"; wait "$PID" 2>/dev/null; PID=
+abort_fuse; umount -l "$M" 2>/dev/null
+start_daemon "ro"; ok $? "a read-only start over a killed read-only run's left-overs"
+is "$(cat "$M/img/rootfs/file")" "hello" "  reads as before"
+kill -9 "$PID"; wait "$PID" 2>/dev/null; PID=
+abort_fuse; umount -l "$M" 2>/dev/null
+start_daemon 2>/dev/null; ok $((!$?)) "a read-write start over them is refused"
+grep -q "attached read-only to /dev/loop[0-9]*, as a read-only thinfs run (-o ro) leaves it" "$WORK/log"
+ok $? "  saying what they are"
+start_daemon "ro"; ok $? "a read-only start and stop..."
+stop_daemon
+[ ! -e "$(ro_mnt)" ]; ok $? "  releases them: nothing left in /run/thinfs"
+start_daemon; ok $? "then the read-write start works"
+is "$(cat "$M/img/rootfs/file")" "hello" "  and the data is there"
+stop_daemon
 
 # An add interrupted by a crash: hidden read-only, rolled back read-write.
 start_daemon; ok $? "read-write start"
@@ -77,6 +132,7 @@ start_daemon "ro"; ok $? "read-only start over the interrupted add"
 [ ! -e "$M/img/half" ]; ok $? "the interrupted add is not shown"
 grep -q "read-only: hiding, not rolling back, the interrupted add of device 'half'" "$WORK/log"
 ok $? "the log says it is hidden, not rolled back"
+! grep -q "has no file in" "$WORK/log"; ok $? "  and does not call its pool device an orphan"
 stop_daemon; ok $? "stop"
 is "$(snapshot)" "$before" "the read-only start left the interrupted add on disk"
 start_daemon; ok $? "read-write start"

@@ -141,6 +141,9 @@ int main(void)
 
 	ok(docker_pool_name("thinfs-253:0-1234", pool, sizeof(pool)) == 0 &&
 	   strcmp(pool, "docker-253:0-1234-pool") == 0, "Docker's pool name of a state directory");
+	ok(docker_pool_name("thinfs-ro-253:0-1234", pool, sizeof(pool)) == 0 &&
+	   strcmp(pool, "docker-253:0-1234-pool") == 0, "-o ro's prefix names the same Docker pool (%s)", pool);
+	ok(docker_pool_name("thinfs-ro-", pool, sizeof(pool)) == -EINVAL, "-o ro's tag alone: EINVAL");
 	ok(docker_pool_name("other-1:2-3", pool, sizeof(pool)) == -EINVAL, "a prefix not thinfs's: EINVAL");
 	ok(docker_pool_name("thinfs-253:0-1234", pool, 8) == -ENAMETOOLONG, "a short buffer: ENAMETOOLONG");
 

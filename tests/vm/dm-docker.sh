@@ -254,6 +254,28 @@ is "$(loop_of "$D/devicemapper/data" "$D/devicemapper/metadata" | wc -l)" 0 "  n
 state_after=$(tree_state)
 is "$state_after" "$state_before" "  nothing under $D changed: contents, sizes, mtimes, ctimes"
 [ "$state_after" = "$state_before" ] || diff <(echo "$state_before") <(echo "$state_after") | head -20 | sed 's/^/#   /'
+# A read-only run killed leaves its read-only pool: a read-write start
+# refuses it, naming it, and one read-only start and stop releases it.
+if start_daemon "$D" "$M" "ro"; then
+	kill -9 "$daemon_pid"; wait "$daemon_pid" 2>/dev/null; daemon_pid=
+	umount -l "$M" 2>/dev/null
+	check "  a killed read-only run leaves its pool (thinfs-ro-*)" sh -c "dmsetup ls | grep -q '^thinfs-ro-.*-pool'"
+	timeout -k 5 120 "$THINFS" -f -o backend=dm "$D" "$M" >"$work/ro-left.log" 2>&1
+	ok $((!$?)) "  a read-write start over it is refused"
+	check "    naming it" grep -q "in use by dm device thinfs-ro-.*-pool: a killed thinfs run of the other kind" "$work/ro-left.log"
+	mountpoint -q "$M" && umount -l "$M"
+	if start_daemon "$D" "$M" "ro"; then
+		check "  a read-only start takes it over, and stops" stop_daemon "$M"
+	else
+		ok 1 "  a read-only start takes it over, and stops"
+		tlog_tail 20
+	fi
+	is "$(dm_names | grep -c '^thinfs-')" 0 "  after which no thinfs-* dm device stays"
+	is "$(loop_of "$D/devicemapper/data" "$D/devicemapper/metadata" | wc -l)" 0 "  nor a loop device on the pool files"
+else
+	ok 1 "thinfs -o ro starts on $D again"
+	tlog_tail 20
+fi
 
 # ---------------------------------------------------------------- 3 ----
 diag "case 3 (at ${SECONDS}s): thinfs opens Docker's directory with backend=dm"
