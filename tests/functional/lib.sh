@@ -101,9 +101,13 @@ cleanup() {
 	[ -n "$PID" ] && kill -9 "$PID" 2>/dev/null && sleep 0.5
 	abort_fuse
 	[ -n "$PID" ] && wait "$PID" 2>/dev/null
-	for m in $(awk -v w="$WORK" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+	local ro_dir=
+	[ -d "$S" ] && ro_dir=/run/thinfs/thinfs-ro-$(stat -c '%Hd:%Ld-%i' "$S")
+	for m in $(awk -v w="$WORK" -v r="${ro_dir:-/nonexistent}" 'index($5, w) == 1 || index($5, r) == 1 {print $5}' \
+		/proc/self/mountinfo | sort -r); do
 		umount -l "$m" 2>/dev/null
 	done
+	[ -n "$ro_dir" ] && rm -rf --one-file-system "$ro_dir" 2>/dev/null
 	if command -v dmsetup >/dev/null && [ -e /dev/mapper/control ] && [ -d "$S" ]; then
 		local p
 		p=$(prefix)

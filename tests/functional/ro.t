@@ -11,6 +11,7 @@
 # read-write run is refused, and a read-write start refuses what a killed
 # read-only run left, saying what it is.
 . "$(dirname "$0")/lib.sh"
+[ "$BACKEND" = reflink ] || skip_all "reflink's store and images; dm's -o ro is case 2b of tests/vm/dm-docker.sh"
 
 # Everything under STATEDIR as a line each: type, size, mtime, ctime and,
 # for a small file, its checksum. (Run only while nothing is mounted
