@@ -6,11 +6,15 @@
  *   engine-cli STATEDIR OPTS CMD [ARGS]    (OPTS: a dm.* list, or -)
  *   CMD: init | add NAME PARENT | delete NAME | rename OLD NEW |
  *        mount NAME (mount, write NAME.txt in its filesystem, print the
- *        filesystem's size in bytes, unmount) |
+ *        filesystem's size in bytes, unmount) | mount-ro NAME (mount
+ *        read-only, unmount) | resize-pool SIZE |
  *        deferred (retry deferred deletions now) | list | check | list-faults
+ * ENGINE_CLI_RO=1 opens the engine as the daemon's -o ro does, without
+ * the read-only FUSE mount in front of it: what the engine refuses itself.
  * Exit status: 0, or the errno of the failure.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +77,12 @@ int main(int argc, char **argv)
 		r = -EINVAL;
 		goto out;
 	}
+	opts.read_only = getenv("ENGINE_CLI_RO") && strcmp(getenv("ENGINE_CLI_RO"), "1") == 0;
+	r = options_validate(&opts, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "engine-cli: %s\n", err);
+		goto out;
+	}
 	r = ds_open(argv[1], &opts, &ds);
 	if (r < 0)
 		goto out;
@@ -99,6 +109,15 @@ int main(int argc, char **argv)
 
 			r = r ? r : u;
 		}
+	} else if (strcmp(cmd, "mount-ro") == 0 && argc == 5) {
+		r = ds_mount(ds, argv[4], true);
+		if (r == 0)
+			r = ds_unmount(ds, argv[4]);
+	} else if (strcmp(cmd, "resize-pool") == 0 && argc == 5) {
+		uint64_t size;
+
+		r = parse_size(argv[4], &size);
+		r = r ? r : ds_resize_pool(ds, size);
 	} else if (strcmp(cmd, "deferred") == 0) {
 		ds_kick_deferred(ds);
 	} else if (strcmp(cmd, "list") == 0) {
