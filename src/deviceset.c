@@ -380,13 +380,18 @@ int delete_from_pool(struct deviceset *s, struct device *d)
  * before the name's file goes, so a crash in between is finished at the
  * next start (the tombstone wins). Also used at start for files a
  * deferred deletion of an older engine (or Docker) left marked deleted. */
+void tombstone_of(const struct device *d, struct meta_device *m)
+{
+	*m = d->m;
+	m->deleted = true;
+	snprintf(m->name, sizeof(m->name), "%" PRIu32, d->m.device_id);
+}
+
 int bury_files(struct deviceset *s, struct device *d, struct meta_device *m)
 {
 	int r;
 
-	*m = d->m;
-	m->deleted = true;
-	snprintf(m->name, sizeof(m->name), "%" PRIu32, d->m.device_id);
+	tombstone_of(d, m);
 	r = meta_device_save(s->deleted_dir, m);
 	if (r < 0)
 		return r;

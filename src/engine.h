@@ -204,6 +204,8 @@ int activate(struct deviceset *s, struct device *d);
 int deactivate(struct deviceset *s, struct device *d, bool deferred);
 int remove_device_file(struct deviceset *s, struct device *d);
 int delete_from_pool(struct deviceset *s, struct device *d);
+/* A buried device's file contents: d's, marked deleted, named by its ID. */
+void tombstone_of(const struct device *d, struct meta_device *m);
 int bury_files(struct deviceset *s, struct device *d, struct meta_device *m);
 /* for_each_device: point the children of old_name at new_name and save
  * their files (the first error in r). Pool lock held. */

@@ -102,9 +102,7 @@ static void bury_legacy(struct deviceset *s, struct device *d, void *arg)
 	if (*r < 0 || !d->m.deleted || d->buried)
 		return;
 	if (s->opts->read_only) {
-		/* What bury_files would write, kept in memory. */
-		m = d->m;
-		snprintf(m.name, sizeof(m.name), "%" PRIu32, d->m.device_id);
+		tombstone_of(d, &m); /* what bury_files would write, in memory */
 	} else {
 		*r = bury_files(s, d, &m);
 		if (*r < 0)
