@@ -138,7 +138,7 @@ static int grow_store(struct pool *p)
 static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 {
 	char dir[PATH_MAX], type[32], uuid[64];
-	bool grown;
+	bool grown, found_ro;
 	int r;
 
 	snprintf(dir, sizeof(dir), "%s/devicemapper", cfg->state_dir);
@@ -157,9 +157,10 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 		log_err("reflink pool: find loop device of %s: %s", p->data_file, strerror(-r));
 		return r;
 	}
+	found_ro = r == 1 && loop_is_read_only(p->data_loop) == 1;
 	/* What a read-only run (-o ro) left: a read-write store cannot be
 	 * mounted from it. */
-	if (r == 1 && !p->read_only && loop_is_read_only(p->data_loop) == 1) {
+	if (found_ro && !p->read_only) {
 		log_err("reflink pool: cannot start: %s is attached read-only to %s, as a read-only thinfs run "
 			"(-o ro) leaves it when it is killed: start thinfs -o ro on this directory once and stop "
 			"it, which releases it (or unmount what uses %s and detach it)", p->data_file, p->data_loop,
@@ -169,7 +170,7 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 	/* A loop device or mount found from a killed run is ours all the same:
 	 * close() releases it. Read-only, only a read-only one is (what a
 	 * killed read-only run left; the flock at start says none runs). */
-	p->we_attached = !p->read_only || r == 0 || loop_is_read_only(p->data_loop) == 1;
+	p->we_attached = !p->read_only || r == 0 || found_ro;
 	if (r == 1) {
 		log_info("reflink pool: reusing %s for %s", p->data_loop, p->data_file);
 		/* It may predate a growth of the file by a killed run. */
@@ -406,6 +407,7 @@ static int reflink_open(const struct pool_config *cfg, struct pool **out)
 {
 	const struct ds_options *o = cfg->opts;
 	char data[PATH_MAX];
+	bool xfs_store_ro;
 	struct stat st;
 	struct pool *p;
 	int r;
@@ -429,20 +431,20 @@ static int reflink_open(const struct pool_config *cfg, struct pool **out)
 		r = -EBUSY;
 		goto out;
 	}
-	/* Read-only, an XFS store is mounted in the engine's own mount
-	 * directory, outside STATEDIR: a read-write start never finds it
-	 * mounted on STATEDIR/reflink and takes it for its own. */
-	if (p->read_only && access(data, F_OK) == 0 &&
-	    snprintf(p->store, sizeof(p->store), "%s/store", cfg->mnt_dir) >= (int)sizeof(p->store)) {
+	/* Read-only, can_reflink (which writes two files) is not asked: an
+	 * XFS store's data file says which kind of store this is. Such a
+	 * store is mounted in the engine's own mount directory, outside
+	 * STATEDIR: a read-write start never finds it mounted on
+	 * STATEDIR/reflink and takes it for its own. */
+	xfs_store_ro = p->read_only && access(data, F_OK) == 0;
+	if (xfs_store_ro && snprintf(p->store, sizeof(p->store), "%s/store", cfg->mnt_dir) >= (int)sizeof(p->store)) {
 		r = -ENAMETOOLONG;
 		goto out;
 	}
 	r = p->read_only ? 0 : meta_mkdir_p(p->store, 0700);
 	if (r < 0)
 		goto out;
-	/* Read-only, can_reflink (which writes two files) is not asked: an
-	 * XFS store's data file says which kind of store this is. */
-	if (is_mounted(p->store) || (p->read_only ? access(data, F_OK) == 0 : !can_reflink(p->store))) {
+	if (is_mounted(p->store) || (p->read_only ? xfs_store_ro : !can_reflink(p->store))) {
 		r = open_loop_store(p, cfg);
 		if (r < 0)
 			goto out;
