@@ -1,6 +1,7 @@
 /*
  * check.c - do the metadata files and the pool agree? The consistency
- * check (ds_check_consistency) and, at start, the search for orphans:
+ * check (ds_check_consistency) and, at start, the comparison with the
+ * pool's devices: deletes the pool finished before a crash, and orphans,
  * pool devices that no file names (doc/design.md §4).
  */
 #include "engine.h"
@@ -97,16 +98,48 @@ out:
 }
 
 /* ------------------------------------------------------------------ */
-/* Orphans, found at start                                            */
+/* At start: orphans, and deletes the pool finished                   */
 
-/* Pool devices that no file names (a file lost or removed by hand; every
- * crash of an operation is rolled back before this): their data may be
- * all that is left of a device, so they are left as they are, their IDs
- * never handed out again, each named in the log and all counted in the
- * pool's info (doc/design.md §4). A pool that cannot list its devices
+/* Buried devices the pool no longer has: a delete interrupted after the
+ * pool's step, finished now by removing the tombstone (doc/design.md
+ * §4). Under -o ro they stay buried (hidden), as they are. */
+static void finish_pool_deletes(struct deviceset *s, const uint32_t *ids, size_t n)
+{
+	struct device *d, *next;
+	int r;
+
+	if (s->opts->read_only)
+		return;
+	for (size_t i = 0; i < s->n_buckets; i++)
+		for (d = s->by_id[i]; d; d = next) {
+			next = d->next_id;
+			if (!d->buried || (n && bsearch(&d->m.device_id, ids, n, sizeof(*ids), idmap_cmp_id)))
+				continue;
+			r = remove_device_file(s, d);
+			if (r < 0 && r != -ENOENT) {
+				log_warn("deleted device %s: its tombstone could not be removed (%s): the worker "
+					 "tries again", d->m.name, strerror(-r));
+				continue;
+			}
+			log_info("deleted device %s: its interrupted delete is finished", d->m.name);
+			idmap_mark_free(&s->ids, d->m.device_id);
+			s->deferred_count -= s->deferred_count > 0;
+			remove_device(s, d);
+		}
+}
+
+/* Compare the files with the pool's devices, listed once (on dm that is
+ * thin_dump, a long step with many devices): tombstones whose device is
+ * gone are finished; pool devices that no file names (a file lost or
+ * removed by hand; every crash of an operation is rolled back or
+ * finished before this) are orphans: their data may be all that is left
+ * of a device, so they are left as they are, their IDs never handed out
+ * again, each named in the log and all counted in the pool's info
+ * (doc/design.md §4). A pool that cannot list its devices
  * (dm.thinpooldev, a metadata snapshot already held) starts without the
- * comparison, saying so. */
-void find_orphans(struct deviceset *s)
+ * comparison, saying so; its tombstones go to the worker. After
+ * count_children. */
+void compare_with_pool(struct deviceset *s)
 {
 	uint32_t *ids = NULL;
 	size_t n = 0;
@@ -118,6 +151,7 @@ void find_orphans(struct deviceset *s)
 			 "a file go unnoticed", s->prefix, s->meta_dir, strerror(-r));
 		return;
 	}
+	finish_pool_deletes(s, ids, n);
 	for (size_t i = 0; i < n; i++) {
 		bool hidden = false;
 

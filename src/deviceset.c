@@ -302,84 +302,54 @@ out_unlock:
 /* ------------------------------------------------------------------ */
 /* Delete                                                             */
 
-/* The name the transaction record gives d: its own, or "#ID" for a
- * buried device, which no device name can equal (its file is named by ID,
- * and a live device may be called "5"). */
-static void txn_name_of(const struct device *d, char *buf, size_t len)
-{
-	if (d->buried)
-		snprintf(buf, len, "#%" PRIu32, d->m.device_id);
-	else
-		snprintf(buf, len, "%s", d->m.name);
-}
-
 /* Remove d's metadata file: STATEDIR/metadata/NAME, or for a buried
- * device STATEDIR/deleted/ID. */
+ * device its tombstone STATEDIR/deleted/ID. */
 int remove_device_file(struct deviceset *s, struct device *d)
 {
 	return meta_device_remove(d->buried ? s->deleted_dir : s->meta_dir, d->m.name);
 }
 
-/* Delete d from the pool and the metadata (pool lock held). -EBUSY if the
- * device is in use (open, mounted elsewhere); nothing changed then. */
+/* Finish the delete of d, buried (doc/design.md §4): delete it from the
+ * pool, then remove its tombstone, the delete's record; pool lock held.
+ * The pool's transaction ID does not move. 0 once the pool device is
+ * gone (if its tombstone could not be removed, d stays buried and the
+ * worker retries that); -EBUSY if the device is in use (open elsewhere,
+ * an image still attached); on any failure the pool device and d's
+ * tombstone stay. */
 int delete_from_pool(struct deviceset *s, struct device *d)
 {
-	char txn_name[DS_NAME_MAX + 1];
-	struct device *parent;
 	int r;
 
 	/* Deactivate first: a device someone still has open fails here
-	 * with -EBUSY, before anything is deleted. */
+	 * with -EBUSY, before the pool is asked. */
 	r = deactivate(s, d, false);
 	if (r == -EBUSY)
 		return r;
-	txn_name_of(d, txn_name, sizeof(txn_name));
-	r = open_transaction(s, txn_name, d->m.device_id);
-	if (r < 0)
-		return r;
-	fault_point("delete-after-open-txn");
 	r = s->ops->delete_thin(s->pool, d->m.device_id);
-	if (r < 0 && r != -ENOENT) {
-		if (abandon_transaction(s) < 0)
-			need_recovery(s, "delete of '%s' failed and its open transaction could not be reset: "
-				      "the next start completes the delete", d->m.name);
+	if (r < 0 && r != -ENOENT)
 		return r;
-	}
 	fault_point("delete-after-pool-delete");
+	/* Durable before the ID is free: a tombstone that outlived the
+	 * reuse of its ID would take the new device with it at the next
+	 * start. */
 	r = remove_device_file(s, d);
 	if (r < 0 && r != -ENOENT) {
-		/* Closing the transaction now would leave a file without a pool
-		 * device; left open, the next start completes the delete. */
-		need_recovery(s, "device '%s' was deleted from the pool but its metadata file stays: %s",
-			      d->m.name, strerror(-r));
-		return r;
+		/* The delete is done; only its record stays, buried, and
+		 * the worker retries its removal (the pool says -ENOENT). */
+		log_err("deleted device %s: gone from the pool, but its tombstone stays in %s (%s): "
+			"removed later", d->m.name, s->deleted_dir, strerror(-r));
+		return 0;
 	}
 	fault_point("delete-after-unregister");
-	r = close_transaction(s);
-	if (r < 0)
-		need_recovery(s, "device '%s' was deleted, but the pool's transaction ID could not be set: %s",
-			      d->m.name, strerror(-r));
-	fault_point("delete-after-close-txn");
 	idmap_mark_free(&s->ids, d->m.device_id);
-	pthread_mutex_lock(&s->table_lock);
-	if (!d->m.deleted) {
-		parent = find_name(s, d->m.parent);
-		if (parent && parent->n_children > 0)
-			parent->n_children--;
-	} else if (s->deferred_count > 0) {
-		s->deferred_count--;
-	}
-	pthread_mutex_unlock(&s->table_lock);
+	TABLE(s, s->deferred_count -= s->deferred_count > 0);
 	remove_device(s, d);
 	return 0;
 }
 
-/* Bury d (pool lock held): its file becomes STATEDIR/deleted/ID, marked
- * deleted, and its name is free at once; the worker gives its space back
- * (discard) and deletes it from the pool. The tombstone is written
- * before the name's file goes, so a crash in between is finished at the
- * next start (the tombstone wins). Also used at start for files a
- * deferred deletion of an older engine (or Docker) left marked deleted. */
+/* The tombstone of d: its file as it is, named by its ID, in
+ * STATEDIR/deleted; in memory marked deleted. A start loads every file
+ * there as a tombstone (start.c: load_devices). */
 void tombstone_of(const struct device *d, struct meta_device *m)
 {
 	*m = d->m;
@@ -387,30 +357,31 @@ void tombstone_of(const struct device *d, struct meta_device *m)
 	snprintf(m->name, sizeof(m->name), "%" PRIu32, d->m.device_id);
 }
 
+/* Move d's file to its tombstone (pool lock held): one rename, so the
+ * name's file and the tombstone never both exist, and the name is free
+ * once it is durable. Also used at start for files a deferred deletion of
+ * an older engine (or Docker) left marked deleted. */
 int bury_files(struct deviceset *s, struct device *d, struct meta_device *m)
 {
 	int r;
 
 	tombstone_of(d, m);
-	r = meta_device_save(s->deleted_dir, m);
-	if (r < 0)
-		return r;
-	fault_point("deferred-after-mark");
-	r = meta_device_remove(s->meta_dir, d->m.name);
-	if (r < 0 && r != -ENOENT)
-		/* Harmless: a new device of that name replaces the file, and a
-		 * start prefers the tombstone for this ID. */
-		log_warn("device '%s': its file stays beside its tombstone %s/%s: %s", d->m.name,
-			 s->deleted_dir, m->name, strerror(-r));
-	return 0;
+	r = meta_device_move(s->meta_dir, d->m.name, s->deleted_dir, m->name);
+	if (r == 0)
+		fault_point("delete-after-tombstone");
+	return r;
 }
 
-static int bury(struct deviceset *s, struct device *d)
+/* Bury d (pool lock held): its tombstone replaces its file, its name is
+ * free at once, and the worker (or the caller) deletes it from the pool.
+ * old gets d's metadata as it was, for unbury. */
+static int bury(struct deviceset *s, struct device *d, struct meta_device *old)
 {
 	struct meta_device m;
 	struct device *parent;
 	int r;
 
+	*old = d->m;
 	r = bury_files(s, d, &m);
 	if (r < 0)
 		return r;
@@ -425,14 +396,43 @@ static int bury(struct deviceset *s, struct device *d)
 	d->m = m;
 	s->deferred_count++;
 	pthread_mutex_unlock(&s->table_lock);
-	pthread_cond_signal(&s->worker_cond);
+	return 0;
+}
+
+/* Undo bury after the pool refused the delete (pool lock held): the
+ * tombstone goes back to the name's file. If it cannot, d stays buried
+ * and the worker goes on trying to delete it. */
+static int unbury(struct deviceset *s, struct device *d, const struct meta_device *old)
+{
+	struct device *parent;
+	int r;
+
+	r = meta_device_move(s->deleted_dir, d->m.name, s->meta_dir, old->name);
+	if (r < 0) {
+		log_err("device '%s': its tombstone %s/%s stays (%s): the worker deletes it", old->name,
+			s->deleted_dir, d->m.name, strerror(-r));
+		pthread_cond_signal(&s->worker_cond);
+		return r;
+	}
+	pthread_mutex_lock(&s->table_lock);
+	unlink_device(s, d);
+	d->buried = false;
+	d->m = *old;
+	link_device(s, d);
+	parent = find_name(s, d->m.parent);
+	if (parent)
+		parent->n_children++;
+	s->deferred_count -= s->deferred_count > 0;
+	pthread_mutex_unlock(&s->table_lock);
 	return 0;
 }
 
 int ds_delete_device(struct deviceset *s, const char *name)
 {
 	bool discard = options_blk_discard(s->opts) && s->ops->discard;
+	struct meta_device old;
 	struct device *d;
+	bool busy;
 	int r;
 
 	d = get_device(s, name, false);
@@ -461,34 +461,44 @@ int ds_delete_device(struct deviceset *s, const char *name)
 	if (d->n_children > 0) {
 		r = fail(s, d, -ENOTEMPTY, "rmdir '%s': the device has %d snapshot(s); delete them first",
 			 name, d->n_children);
-	} else if ((r = refuse_if_needs_recovery(s, d, "rmdir")) < 0) {
-		;
-	} else {
-		/* Busy (-EBUSY) is what deactivating says of a device open
-		 * elsewhere, or what deleting it says (a reflink image still
-		 * attached). Without a discard the delete is quick and done
-		 * here; the discard, or the wait for a release with
-		 * dm.use_deferred_deletion, is the worker's, and the name is
-		 * free now. */
-		r = deactivate(s, d, false);
-		if (r != -EBUSY)
-			r = discard ? 0 : delete_from_pool(s, d);
-		if (r == -EBUSY && !s->opts->deferred_deletion) {
-			r = fail(s, d, r, "rmdir '%s': the device is open or mounted outside thinfs (turn on "
-				 "dm.use_deferred_deletion to delete it when released)", name);
-		} else if (r == -EBUSY || (r == 0 && discard)) {
-			r = bury(s, d);
-			if (r == 0)
-				log_info("deleted device '%s'; %s in the background", name,
-					 discard ? "its space is given back" : "the pool lets it go when released");
-			else
-				r = fail(s, d, r, "rmdir '%s': cannot record its deletion: %s", name, strerror(-r));
-		} else if (r == 0) {
-			log_info("deleted device '%s'", name);
-		} else {
-			r = fail(s, d, r, "rmdir '%s': %s", name, strerror(-r));
-		}
+		goto out_unlock;
 	}
+	r = refuse_if_needs_recovery(s, d, "rmdir");
+	if (r < 0)
+		goto out_unlock;
+	/* Busy (-EBUSY) is what deactivating says of a device open
+	 * elsewhere: nothing changes, unless dm.use_deferred_deletion
+	 * leaves it buried for the worker to delete when released. */
+	busy = deactivate(s, d, false) == -EBUSY;
+	if (busy && !s->opts->deferred_deletion) {
+		r = fail(s, d, -EBUSY, "rmdir '%s': the device is open or mounted outside thinfs (turn on "
+			 "dm.use_deferred_deletion to delete it when released)", name);
+		goto out_unlock;
+	}
+	r = bury(s, d, &old);
+	if (r < 0) {
+		r = fail(s, d, r, "rmdir '%s': cannot record its deletion: %s", name, strerror(-r));
+		goto out_unlock;
+	}
+	/* Without a discard (or a wait for the release) the delete is quick
+	 * and done here; otherwise it is the worker's, and the name is free
+	 * now. */
+	r = busy || discard ? -EINPROGRESS : delete_from_pool(s, d);
+	if (r == -EBUSY && s->opts->deferred_deletion)
+		busy = true;
+	if (r == 0) {
+		log_info("deleted device '%s'", name);
+	} else if (busy || discard) {
+		log_info("deleted device '%s'; %s in the background", name,
+			 busy ? "the pool lets it go when released" : "its space is given back");
+		pthread_cond_signal(&s->worker_cond);
+		r = 0;
+	} else {
+		/* The pool kept the device: so does the tree. */
+		unbury(s, d, &old);
+		r = fail(s, NULL, r, "rmdir '%s': %s", name, strerror(-r));
+	}
+out_unlock:
 	pthread_mutex_unlock(&s->lock);
 out:
 	unlock_op(d);

@@ -112,7 +112,7 @@ struct deviceset {
 	uint64_t tid;
 	struct meta_deviceset dsm; /* written at start only (and base growth) */
 	unsigned deferred_count;
-	/* Pool devices that no file names, sorted (find_orphans): set at
+	/* Pool devices that no file names, sorted (compare_with_pool): set at
 	 * start, read-only after, so read without a lock. */
 	uint32_t *orphans;
 	size_t n_orphans;
@@ -194,7 +194,7 @@ int recover_transaction(struct deviceset *s);
 void want_usage(struct deviceset *s);
 
 /* check.c */
-void find_orphans(struct deviceset *s);
+void compare_with_pool(struct deviceset *s);
 
 /* deviceset.c: the steps of operations that the start, recovery and the
  * worker share */

@@ -22,14 +22,12 @@ const char *const fault_points[] = {
 	"add-after-intent",
 	"add-after-pool-create",
 	"add-after-close-txn",
-	"delete-after-open-txn",
+	"delete-after-tombstone",
 	"delete-after-pool-delete",
 	"delete-after-unregister",
-	"delete-after-close-txn",
 	"rename-after-new-file",
 	"rename-after-children",
 	"rename-after-old-removed",
-	"deferred-after-mark",
 	NULL,
 };
 

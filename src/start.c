@@ -41,8 +41,11 @@
 /* Start                                                              */
 
 /* Load the device files of dir: STATEDIR/metadata (by name) or, with
- * buried, STATEDIR/deleted (tombstones, by ID). A tombstone wins over a
- * name's file with its ID: the burial was interrupted between the two. */
+ * buried, STATEDIR/deleted (tombstones, by ID). A tombstone is the file
+ * its device had, moved (bury_files), so being there is what marks it
+ * deleted. It wins over a name's file with its ID: an older engine wrote
+ * the tombstone, then removed the name's file, and could be interrupted
+ * between the two. */
 static int load_devices(struct deviceset *s, const char *dir, bool buried)
 {
 	char **names = NULL;
@@ -66,6 +69,7 @@ static int load_devices(struct deviceset *s, const char *dir, bool buried)
 			r = -EUCLEAN;
 			goto out;
 		}
+		m.deleted = m.deleted || buried;
 		other = buried ? find_id(s, m.device_id) : NULL;
 		if (other && !other->buried) {
 			log_info("device '%s' (id %" PRIu32 "): %s its interrupted deletion", other->m.name,
@@ -764,7 +768,7 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 		goto fail;
 	clock_gettime(CLOCK_MONOTONIC, &t[3]);
 	for_each_device(s, count_children, NULL);
-	find_orphans(s);
+	compare_with_pool(s);
 	clock_gettime(CLOCK_MONOTONIC, &t[4]);
 	r = adopt_active(s);
 	if (r < 0)

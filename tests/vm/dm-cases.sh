@@ -185,7 +185,7 @@ if start_daemon "$S5" "$M5" "$DM_SMALL,dm.use_deferred_removal=true,dm.use_defer
 	check "rmdir of the busy device succeeds" rmdir "$M5/busy"
 	check "it vanished from the tree" test ! -e "$M5/busy"
 	is "$(jq -r .deferred_deleted_device_count "$M5/info")" 1 "info deferred_deleted_device_count is 1"
-	is "$(jq -r .deleted "$S5/deleted/$busy_id" 2>/dev/null)" true "its tombstone deleted/$busy_id says deleted"
+	is "$(jq -r .device_id "$S5/deleted/$busy_id" 2>/dev/null)" "$busy_id" "its tombstone deleted/$busy_id is its file"
 	check "its name is free at once: mkdir busy again" sh -c "mkdir '$M5/busy' && rmdir '$M5/busy'"
 	check "its ID is still in the pool while busy" sh -c "dmsetup info '$dmname' >/dev/null"
 	kill -KILL "$holder"

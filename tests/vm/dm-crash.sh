@@ -19,6 +19,7 @@ if [ -z "$points" ]; then
 	echo "not ok 1 - thinfs --list-faults lists fault points"
 	exit 1
 fi
+points="$points deferred:delete-after-tombstone"
 
 work=$(mktemp -d /var/tmp/dm-crash.XXXXXX)
 trap '[ -n "${daemon_pid:-}" ] && kill -KILL "$daemon_pid" 2>/dev/null; true' EXIT
@@ -38,9 +39,9 @@ provoke() { # provoke MOUNTPOINT TAG
 	return 1
 }
 
-# deferred-after-mark needs a device the pool holds busy at rmdir: mount
-# it, hold its dm node open, unmount (the node stays), then rmdir with
-# deferred deletion on.
+# deferred:delete-after-tombstone is the burial's point once more, with a
+# device the pool holds busy at rmdir: mount it, hold its dm node open,
+# unmount (the node stays), then rmdir with deferred deletion on.
 provoke_deferred() { # provoke_deferred MOUNTPOINT TAG
 	local m=$1 t=$2 dev
 	mkdir "$m/$t" && echo mount >"$m/$t/ctl" || return 1
@@ -95,11 +96,11 @@ for p in $points; do
 		fi
 		opts=$DM_SMALL
 		how=provoke
-		if [ "$p" = deferred-after-mark ]; then
+		if [ "$p" = deferred:delete-after-tombstone ]; then
 			opts="$DM_SMALL,dm.use_deferred_deletion=true"
 			how=provoke_deferred
 		fi
-		if start_daemon "$sd" "$mnt" "$opts" "THINFS_FAULT=$p"; then
+		if start_daemon "$sd" "$mnt" "$opts" "THINFS_FAULT=${p#deferred:}"; then
 			if $how "$mnt" "$tag"; then
 				wait "$daemon_pid"
 				daemon_rc=$?
