@@ -58,6 +58,7 @@ int ds_check_consistency(struct deviceset *s, char *report, size_t len)
 			snprintf(report, len, "%s", msg_); \
 	} while (0)
 	pthread_mutex_lock(&s->lock);
+	adds_wait_idle(s);
 	r = s->ops->list_ids(s->pool, &ids, &n);
 	if (r < 0) {
 		PROBLEM("cannot list the pool's devices: %s", strerror(-r));

@@ -134,20 +134,173 @@ static void undo_add_file(struct deviceset *s, const char *name, uint32_t id)
 		idmap_mark_free(&s->ids, id);
 }
 
+/* Undo an add whose pool device may exist (pool lock held). The pool
+ * device goes first: a file left alone is still the record the next
+ * start rolls back; a pool device left alone would leak. */
+static void undo_add(struct deviceset *s, const char *name, uint32_t id)
+{
+	int r = s->ops->delete_thin(s->pool, id);
+
+	if (r < 0 && r != -ENOENT)
+		need_recovery(s, "device '%s' (id %" PRIu32 ") could not be deleted from the pool after a failed add",
+			      name, id);
+	else
+		undo_add_file(s, name, id);
+}
+
+/* ---- Group commit (doc/design.md §4, "Add") ----
+ * Every add in flight writes its file with the transaction ID one past
+ * the pool's, and one pool transaction closes all of them: the last add
+ * of a group to finish writing commits for the group. While an add of the
+ * group waits for that commit no add joins (it would need the next
+ * transaction ID), so a group is closed once one of its adds is ready.
+ * With a backend whose create_snap runs without the pool lock
+ * (pool_ops.concurrent_snap) the adds of a group write side by side; with
+ * the others the pool lock is held throughout and a group is one add. */
+
+/* Wait until an add may join the group in flight. Pool lock held (let go
+ * while waiting). */
+static void add_wait_to_join(struct deviceset *s)
+{
+	while (s->adds_ready > 0)
+		pthread_cond_wait(&s->adds_cond, &s->lock);
+}
+
+/* Wait until no add is in flight (the consistency check: an add's file
+ * and pool device exist before it is in the table). Pool lock held. */
+void adds_wait_idle(struct deviceset *s)
+{
+	while (s->adds)
+		pthread_cond_wait(&s->adds_cond, &s->lock);
+}
+
+/* Is name taken by an add in flight? Pool lock held. */
+static bool add_name_pending(struct deviceset *s, const char *name)
+{
+	for (struct add_in_flight *a = s->adds; a; a = a->next)
+		if (strcmp(a->name, name) == 0)
+			return true;
+	return false;
+}
+
+static void add_join(struct deviceset *s, struct add_in_flight *a, const char *name, uint32_t id)
+{
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	a->id = id;
+	a->state = ADD_WRITING;
+	a->next = s->adds;
+	s->adds = a;
+	s->adds_writing++;
+}
+
+static void add_leave(struct deviceset *s, struct add_in_flight *a)
+{
+	for (struct add_in_flight **pp = &s->adds; *pp; pp = &(*pp)->next)
+		if (*pp == a) {
+			*pp = a->next;
+			break;
+		}
+	pthread_cond_broadcast(&s->adds_cond);
+}
+
+/* Close the group (pool lock held): one transaction for every ready add.
+ * If the pool refuses it, each add of the group is undone here, before
+ * any of them leaves or a new group can begin. */
+static void commit_group(struct deviceset *s)
+{
+	unsigned n = s->adds_ready;
+	int r;
+
+	fault_point("add-before-commit");
+	r = s->recovery_reason[0] ? -EIO : close_transaction(s);
+	if (r < 0)
+		log_err("pool %s: the transaction of %u new device(s) could not be closed: %s", s->prefix, n,
+			s->recovery_reason[0] ? s->recovery_reason : strerror(-r));
+	for (struct add_in_flight *a = s->adds; a; a = a->next) {
+		if (a->state != ADD_READY)
+			continue;
+		/* After need_recovery() the files are the next start's to roll
+		 * back: the undo could not be trusted. */
+		if (r < 0 && !s->recovery_reason[0])
+			undo_add(s, a->name, a->id);
+		a->result = r;
+		a->state = ADD_DONE;
+	}
+	s->adds_ready = 0;
+	pthread_cond_broadcast(&s->adds_cond);
+}
+
+/* a is done writing with result r (pool lock held). A failed add, undone
+ * by its caller, is done; a ready one waits for its group's commit, which
+ * the last writer of the group does. Returns the add's outcome. */
+static int add_finish_writing(struct deviceset *s, struct add_in_flight *a, int r)
+{
+	s->adds_writing--;
+	if (r < 0) {
+		a->state = ADD_DONE;
+		a->result = r;
+	} else {
+		a->state = ADD_READY;
+		s->adds_ready++;
+	}
+	if (s->adds_writing == 0 && s->adds_ready > 0)
+		commit_group(s);
+	while (a->state != ADD_DONE)
+		pthread_cond_wait(&s->adds_cond, &s->lock);
+	return a->result;
+}
+
+/* Write the add's record, then make its pool device (the add's I/O):
+ * without the pool lock if unlocked (the caller let it go), taking it
+ * only to pick another ID. The device's own file, one transaction past
+ * the pool, is the record of the add in flight: a start that finds it so
+ * rolls the add back. *made: the pool device may exist. */
+static int write_add(struct deviceset *s, struct meta_device *m, const struct device *parent,
+		     const char *origin_active, struct add_in_flight *a, bool unlocked, bool *made)
+{
+	int r;
+
+	for (;;) {
+		m->device_id = a->id;
+		r = meta_device_save(s->meta_dir, m);
+		if (r < 0)
+			return r;
+		fault_point("add-after-intent");
+		*made = true;
+		r = s->ops->create_snap(s->pool, a->id, parent->m.device_id, parent->m.size, origin_active);
+		if (r != -EEXIST)
+			return r;
+		/* The pool already has this ID (metadata lost?): keep it marked
+		 * used and try the next one, as the original engine did. */
+		*made = false;
+		log_warn("device '%s': the pool already has device ID %" PRIu32 ", trying another", m->name, a->id);
+		if (unlocked)
+			pthread_mutex_lock(&s->lock);
+		r = idmap_alloc(&s->ids, &a->id);
+		if (unlocked)
+			pthread_mutex_unlock(&s->lock);
+		if (r < 0)
+			return r;
+	}
+}
+
 /* Create name as a snapshot of parent in the pool and the metadata; pool
- * lock held. On failure nothing is left behind: either the undo completes
- * or the device's file stays one transaction past the pool for the next
- * start to roll back, and the set stops taking changes until then
+ * lock held on entry and return (let go while the add writes, if the
+ * backend allows). On failure nothing is left behind: either the undo
+ * completes or the device's file stays one transaction past the pool for
+ * the next start to roll back, and the set stops taking changes until then
  * (need_recovery). */
 static int create_device(struct deviceset *s, const char *name, struct device *parent,
 			 struct device *scratch)
 {
 	char origin_name[POOL_DEV_NAME_MAX], origin_path[POOL_DEV_PATH_MAX];
 	const char *origin_active = NULL;
+	bool unlocked = s->ops->concurrent_snap, made = false;
+	struct add_in_flight a = { 0 };
 	struct meta_device m = { 0 };
 	struct device *d;
 	uint32_t id = 0;
-	int r, u;
+	int r;
 
 	/* Ask the pool whether the origin is live, not our own flag: a device
 	 * left active by a killed daemon, or waiting for a deferred removal,
@@ -170,67 +323,58 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 	m.size = parent->m.size;
 	m.initialized = true;
 	m.created = (int64_t)time(NULL);
-	for (;;) {
-		r = idmap_alloc(&s->ids, &id);
-		if (r < 0)
-			return fail(s, scratch, r, "device '%s': no free device ID left in the pool", name);
-		/* The device's own file, one transaction past the pool, is the
-		 * record of the add in flight (doc/design.md §4): a start that
-		 * finds it so rolls the add back. One durable write instead of
-		 * a transaction record and the file. */
-		m.device_id = id;
-		m.transaction_id = s->tid + 1;
-		r = meta_device_save(s->meta_dir, &m);
-		if (r < 0) {
-			/* The file may be there all the same (written before a
-			 * failed directory fsync, or an earlier try's): it must
-			 * not outlive the add. */
-			undo_add_file(s, name, id);
+	r = idmap_alloc(&s->ids, &id);
+	if (r < 0)
+		return fail(s, scratch, r, "device '%s': no free device ID left in the pool", name);
+	add_join(s, &a, name, id);
+	/* The pool's ID cannot move before this add is done writing: the
+	 * group's commit waits for it. */
+	m.transaction_id = s->tid + 1;
+	if (unlocked)
+		pthread_mutex_unlock(&s->lock);
+	r = write_add(s, &m, parent, origin_active, &a, unlocked, &made);
+	if (unlocked)
+		pthread_mutex_lock(&s->lock);
+	if (r < 0) {
+		/* The file may be there all the same (written before a failed
+		 * directory fsync, or an earlier try's): it must not outlive
+		 * the add. */
+		if (made)
+			undo_add(s, name, a.id);
+		else
+			undo_add_file(s, name, a.id);
+		add_finish_writing(s, &a, r);
+		add_leave(s, &a);
+		if (!made)
 			return fail(s, scratch, r, "device '%s': cannot record the new device: %s", name,
 				    strerror(-r));
-		}
-		fault_point("add-after-intent");
-		r = s->ops->create_snap(s->pool, id, parent->m.device_id, parent->m.size, origin_active);
-		if (r != -EEXIST)
-			break;
-		/* The pool already has this ID (metadata lost?): keep it marked
-		 * used and try the next one, as the original engine did. */
-		log_warn("device '%s': the pool already has device ID %" PRIu32 ", trying another", name, id);
-	}
-	if (r < 0) {
-		undo_add_file(s, name, id);
 		return fail(s, scratch, r, "device '%s': snapshot of '%s' failed in the pool: %s", name,
 			    parent->m.name, strerror(-r));
 	}
 	fault_point("add-after-pool-create");
-	r = close_transaction(s);
-	if (r < 0)
-		goto undo;
+	r = add_finish_writing(s, &a, 0);
+	if (r < 0) {
+		add_leave(s, &a);
+		return fail(s, scratch, r, "device '%s': could not commit the new device: %s", name, strerror(-r));
+	}
 	fault_point("add-after-close-txn");
 	/* next_device_id is not saved here (one atomic write less per
 	 * mkdir): a start marks every ID the files hold as used, so a stale
 	 * value only moves where the search for a free ID begins. */
+	m.device_id = a.id;
 	d = device_new(&m);
+	if (d) {
+		insert_device(s, d);
+		TABLE(s, parent->n_children++);
+	}
+	/* Leaves once in the table: the name is never free in between. */
+	add_leave(s, &a);
 	if (!d) {
 		/* The device is in the pool and the metadata: the next start
 		 * finds it. Report the failure anyway. */
 		return fail(s, scratch, -ENOMEM, "device '%s': out of memory", name);
 	}
-	insert_device(s, d);
-	TABLE(s, parent->n_children++);
 	return 0;
-
-undo:
-	/* The pool device goes first: a file left alone is still the record
-	 * the next start rolls back; a pool device left alone would leak. */
-	u = s->ops->delete_thin(s->pool, id);
-	if (u < 0 && u != -ENOENT) {
-		need_recovery(s, "device '%s' (id %" PRIu32 ") could not be deleted from the pool after a failed add",
-			      name, id);
-	} else {
-		undo_add_file(s, name, id);
-	}
-	return fail(s, scratch, r, "device '%s': could not commit the new device: %s", name, strerror(-r));
 }
 
 int ds_add_device(struct deviceset *s, const char *name, const char *parent_name)
@@ -271,10 +415,11 @@ int ds_add_device(struct deviceset *s, const char *name, const char *parent_name
 		}
 	}
 	pthread_mutex_lock(&s->lock);
-	if (find_name(s, name)) {
+	add_wait_to_join(s);
+	if (find_name(s, name) || add_name_pending(s, name)) {
 		r = -EEXIST;
-		log_info("mkdir '%s': a device of that name exists (parent '%s')", name,
-			 find_name(s, name)->m.parent);
+		log_info("mkdir '%s': a device of that name exists%s", name,
+			 find_name(s, name) ? "" : " (being made)");
 	} else if ((r = refuse_if_needs_recovery(s, &scratch, "mkdir")) == 0) {
 		r = check_free_space(s, &scratch);
 		if (r == 0)
@@ -573,7 +718,7 @@ int ds_rename_device(struct deviceset *s, const char *old_name, const char *new_
 		r = 0;
 		goto out;
 	}
-	if (find_name(s, new_name)) {
+	if (find_name(s, new_name) || add_name_pending(s, new_name)) {
 		r = fail(s, d, -EEXIST, "rename '%s' to '%s': that name is in use", old_name, new_name);
 		goto out;
 	}

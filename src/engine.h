@@ -10,12 +10,15 @@
  * bitmap, the transactions that keep the JSON metadata and the pool in
  * step, the base device, counted mounts, deferred deletion and status.
  *
- * Transactions, as the original engine: before the pool changes, the
- * transaction-metadata file records (pool's transaction ID + 1, device
- * name, device ID); the change is closed by setting the pool's transaction
- * ID. A start that finds the open ID ahead of the pool's rolls back: the
- * device it names is deleted from the pool and from the metadata. An add
- * interrupted before it returned vanishes; a delete is completed.
+ * Records before the pool changes (doc/design.md §4): an add writes its
+ * device's file one transaction past the pool's, and setting the pool's
+ * transaction ID closes it (for every add in flight at once: group
+ * commit); a delete renames the device's file to its tombstone, and
+ * removing the tombstone after the pool's delete closes it. A start rolls
+ * back the adds still one past the pool and completes the deletes whose
+ * tombstones are there. The original engine's transaction-metadata record
+ * is written by the base device's creation only, and still rolled back
+ * when an older engine left it open.
  */
 #ifndef THINFS_ENGINE_H
 #define THINFS_ENGINE_H
@@ -37,7 +40,9 @@
  *   a device's op_lock  one long operation on that device at a time;
  *   the pool lock       (struct deviceset.lock) transactions and every
  *                       backend call that changes the pool: held across
- *                       their I/O (pool messages, fsyncs);
+ *                       their I/O (pool messages, fsyncs), except an
+ *                       add's own file and create_snap on a backend with
+ *                       concurrent_snap (group commit, deviceset.c);
  *   the table lock      the in-memory tables and every field readers
  *                       see: held for memory operations only, never
  *                       across I/O, so lookups, getattr, readdir and info
@@ -88,6 +93,18 @@ struct device {
 };
 
 
+/* An add in flight (deviceset.c, create_device), on its thread's stack and
+ * in the set's list from its ID's allocation until its device is in the
+ * table or undone: its name is taken meanwhile. Pool lock. */
+enum add_state { ADD_WRITING, ADD_READY, ADD_DONE };
+struct add_in_flight {
+	char name[DS_NAME_MAX + 1];
+	uint32_t id;
+	enum add_state state;
+	int result;               /* the group's commit's, once ADD_DONE */
+	struct add_in_flight *next;
+};
+
 struct deviceset {
 	char *state_dir;
 	int state_fd;             /* STATEDIR, O_DIRECTORY */
@@ -103,6 +120,14 @@ struct deviceset {
 	 * bitmap, the transaction ID, the transaction and deviceset files,
 	 * the status cache and every backend call that changes the pool. */
 	pthread_mutex_t lock;
+	/* Adds in flight, for the group commit (deviceset.c): the list, how
+	 * many are writing their file and pool device, how many wait for
+	 * their group's commit (while any do, no add joins). adds_cond, with
+	 * the pool lock, is broadcast at each commit and each add that
+	 * leaves. Pool lock. */
+	struct add_in_flight *adds;
+	unsigned adds_writing, adds_ready;
+	pthread_cond_t adds_cond;
 	/* The table lock: by_name, by_id, n_buckets, n_devices,
 	 * deferred_count and the devices' table fields. */
 	pthread_mutex_t table_lock;
@@ -117,10 +142,10 @@ struct deviceset {
 	uint32_t *orphans;
 	size_t n_orphans;
 	/* -o ro: the devices the start's recovery hid instead of rolling
-	 * back (the open record's, an interrupted add's); not orphans. Set
+	 * back (the open record's, the interrupted adds'); not orphans. Set
 	 * at start only. */
-	uint32_t ro_hidden[2];
-	size_t n_ro_hidden;
+	uint32_t *ro_hidden;
+	size_t n_ro_hidden, cap_ro_hidden;
 	/* The pool's status for the free-space floor, refreshed at most once
 	 * a second (a mkdir does not wait for a status query); pool lock. */
 	struct pool_status status_cache;
@@ -204,6 +229,7 @@ int activate(struct deviceset *s, struct device *d);
 int deactivate(struct deviceset *s, struct device *d, bool deferred);
 int remove_device_file(struct deviceset *s, struct device *d);
 int delete_from_pool(struct deviceset *s, struct device *d);
+void adds_wait_idle(struct deviceset *s);
 /* A buried device's file contents: d's, marked deleted, named by its ID. */
 void tombstone_of(const struct device *d, struct meta_device *m);
 int bury_files(struct deviceset *s, struct device *d, struct meta_device *m);

@@ -21,6 +21,7 @@ const char *const fault_points[] = {
 	"base-after-grow-size",
 	"add-after-intent",
 	"add-after-pool-create",
+	"add-before-commit",
 	"add-after-close-txn",
 	"delete-after-tombstone",
 	"delete-after-pool-delete",

@@ -28,6 +28,7 @@
 #include "docker.h"
 #include "fault.h"
 #include "fsutil.h"
+#include "grow.h"
 #include "idmap.h"
 #include "log.h"
 #include "metadata.h"
@@ -35,6 +36,17 @@
 
 /* ------------------------------------------------------------------ */
 /* What a start does with the open transaction                        */
+
+/* -o ro: remember a device the recovery hides instead of rolling back
+ * (it is not an orphan). */
+static int hide_read_only(struct deviceset *s, uint32_t id)
+{
+	int r = GROW(s->ro_hidden, s->cap_ro_hidden, s->n_ro_hidden, 4);
+
+	if (r == 0)
+		s->ro_hidden[s->n_ro_hidden++] = id;
+	return r;
+}
 
 /* A record older than the pool is closed: an add does not write the record
  * (its device's file is its record), so the pool moves past it. */
@@ -184,8 +196,8 @@ static int rollback(struct deviceset *s, const struct meta_transaction *t, uint6
 		 s->opts->read_only ? "read-only: hiding, not rolling back," : "rolling back",
 		 t->open_transaction_id, t->device_hash, t->device_id, pool_tid);
 	if (s->opts->read_only) {
-		s->ro_hidden[s->n_ro_hidden++] = t->device_id;
-		if (d)
+		r = hide_read_only(s, t->device_id);
+		if (r == 0 && d)
 			remove_device(s, d);
 		return 0;
 	}
@@ -239,38 +251,51 @@ static int refuse_files_ahead(struct deviceset *s, uint64_t pool_tid)
 	return 0;
 }
 
-/* The add a crash interrupted: its device's file, written before the pool
- * was asked, holds the pool's transaction ID + 1 until the add closes by
- * setting the pool's ID (doc/design.md §4). Only what the protocol leaves
- * is acted on: one such file, not the base, not buried, and no device
- * made after it names it as parent (an add in flight has no children).
- * Anything else stops the start, naming the file: -EUCLEAN. *out is the
- * add to roll back, or NULL. Device skip_id is left out of the search. */
-static int find_unfinished_add(struct deviceset *s, uint64_t pool_tid, uint32_t skip_id, struct device **out)
+/* The adds a crash interrupted: each one's device file, written before
+ * the pool was asked, holds the pool's transaction ID + 1 until its group
+ * closes by setting the pool's ID (doc/design.md §4). Only what the
+ * protocol leaves is acted on: such files of new devices, none the base,
+ * none buried, none named as parent by a device made after it (an add in
+ * flight has no children). Anything else stops the start, naming the
+ * file: -EUCLEAN. *out (caller frees) lists the adds to roll back, *n of
+ * them. Device skip_id is left out of the search. */
+static int find_unfinished_adds(struct deviceset *s, uint64_t pool_tid, uint32_t skip_id, struct device ***out,
+				size_t *n)
 {
-	struct device *found = NULL;
+	struct device **list = NULL;
+	size_t count = 0, cap = 0;
+	int r = 0;
 
 	*out = NULL;
+	*n = 0;
 	if (pool_tid == UINT64_MAX)
 		return 0;
-	for (size_t i = 0; i < s->n_buckets; i++)
-		for (struct device *d = s->by_id[i]; d; d = d->next_id) {
+	for (size_t i = 0; i < s->n_buckets && r == 0; i++)
+		for (struct device *d = s->by_id[i]; d && r == 0; d = d->next_id) {
 			if (d->buried || d->m.transaction_id != pool_tid + 1 || d->m.device_id == skip_id)
 				continue;
-			if (found || is_base(d) || has_later_children(s, d)) {
+			if (is_base(d) || has_later_children(s, d)) {
 				log_err("cannot start: %s/%s records transaction %" PRIu64 ", one past the pool's, "
-					"but it is %s: an interrupted add leaves one such file, of a new device; "
+					"but it is %s: an interrupted add leaves such files of new devices only; "
 					"not rolling back", s->meta_dir, d->m.name, d->m.transaction_id,
-					found ? "not the only one" : is_base(d) ? "the base device" : "a parent");
-				return -EUCLEAN;
+					is_base(d) ? "the base device" : "a parent");
+				r = -EUCLEAN;
+			} else {
+				r = GROW(list, cap, count, 4);
+				if (r == 0)
+					list[count++] = d;
 			}
-			found = d;
 		}
-	*out = found;
+	if (r < 0) {
+		free(list);
+		return r;
+	}
+	*out = list;
+	*n = count;
 	return 0;
 }
 
-/* Roll back the add find_unfinished_add found: its pool device first
+/* Roll back an add find_unfinished_adds found: its pool device first
  * (already gone is fine), then its file, then its ID. */
 static int rollback_unfinished_add(struct deviceset *s, struct device *found, uint64_t pool_tid)
 {
@@ -281,9 +306,10 @@ static int rollback_unfinished_add(struct deviceset *s, struct device *found, ui
 		 s->opts->read_only ? "read-only: hiding, not rolling back," : "rolling back", found->m.name,
 		 found->m.device_id, pool_tid);
 	if (s->opts->read_only) {
-		s->ro_hidden[s->n_ro_hidden++] = found->m.device_id;
-		remove_device(s, found);
-		return 0;
+		r = hide_read_only(s, found->m.device_id);
+		if (r == 0)
+			remove_device(s, found);
+		return r;
 	}
 	dm_name_of(s, found->m.device_id, name, sizeof(name));
 	s->ops->deactivate(s->pool, name, found->m.device_id, false);
@@ -304,7 +330,8 @@ int recover_transaction(struct deviceset *s)
 {
 	enum ds_txn_action action = DS_TXN_CLEAN;
 	struct meta_transaction t;
-	struct device *add;
+	struct device **adds = NULL;
+	size_t n_adds = 0;
 	uint64_t pool_tid;
 	bool have_record;
 	int r;
@@ -332,12 +359,16 @@ int recover_transaction(struct deviceset *s)
 	 * other device, so add stays valid across it. */
 	r = refuse_files_ahead(s, pool_tid);
 	if (r == 0)
-		r = find_unfinished_add(s, pool_tid, action == DS_TXN_ROLLBACK ? t.device_id : UINT32_MAX, &add);
+		r = find_unfinished_adds(s, pool_tid, action == DS_TXN_ROLLBACK ? t.device_id : UINT32_MAX, &adds,
+					 &n_adds);
 	if (r < 0)
 		return r;
 	if (!have_record && !s->opts->read_only)
 		r = abandon_transaction(s);
 	else if (action == DS_TXN_ROLLBACK)
-		r = rollback(s, &t, pool_tid); /* a delete, or the record's add, in flight */
-	return r < 0 || !add ? r : rollback_unfinished_add(s, add, pool_tid);
+		r = rollback(s, &t, pool_tid); /* a base made, or an older engine's change, in flight */
+	for (size_t i = 0; i < n_adds && r == 0; i++)
+		r = rollback_unfinished_add(s, adds[i], pool_tid);
+	free(adds);
+	return r;
 }

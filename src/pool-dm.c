@@ -1400,6 +1400,7 @@ int pool_dm_available(void)
 const struct pool_ops pool_dm_ops = {
 	.name = "dm",
 	.engine_freezes_origin = false,
+	.concurrent_snap = false, /* libdevmapper is not thread-safe */
 	.open = dm_open,
 	.close = dm_close,
 	.get_transaction_id = dm_get_tid,

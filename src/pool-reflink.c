@@ -1101,6 +1101,7 @@ static int reflink_resize_pool(struct pool *p, uint64_t new_size)
 const struct pool_ops pool_reflink_ops = {
 	.name = "reflink",
 	.engine_freezes_origin = true,
+	.concurrent_snap = true,
 	.open = reflink_open,
 	.close = reflink_close,
 	.get_transaction_id = reflink_get_tid,

@@ -14,7 +14,8 @@
  * Thread safety: the engine calls the verbs that change the pool, and
  * activate/deactivate/is_active, with its pool lock held (engine.h;
  * for_each_active only at start, before any other thread runs),
- * so those see one call at a time. status and dev_status are called
+ * so those see one call at a time; except create_snap of a backend that
+ * sets concurrent_snap, called without it, beside any other verb. status and dev_status are called
  * without it, concurrently with anything: a backend answers them from
  * the kernel or the filesystem without touching state the other verbs
  * change. discard is called without it too, for a deleted device nothing
@@ -77,6 +78,11 @@ struct pool_ops {
 	 * create_snap itself when true; when false the backend's own suspend
 	 * does it (dm suspend with lockfs). */
 	bool engine_freezes_origin;
+	/* create_snap of different devices may run side by side, without
+	 * the engine's pool lock, while other verbs run under it (reflink:
+	 * a clone into a new file of its own). The engine then lets the lock
+	 * go while an add writes, and adds commit in groups. */
+	bool concurrent_snap;
 
 	/* Make or take over the pool described by cfg. Logs what it found
 	 * or made (files, loop devices, pool name). With opts->read_only

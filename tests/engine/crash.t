@@ -37,8 +37,10 @@ tree() { cli list | sort; }
 killed() { THINFS_FAULT=$1 "$cli" "$work/s" "$opts" "${@:2}" >/dev/null 2>>"$work/log"; echo $?; }
 
 # Each point, and the burial's point once more with the device held busy
-# (dm.use_deferred_deletion leaves it buried for the worker).
-points="$("$cli" list-faults) deferred:delete-after-tombstone"
+# (dm.use_deferred_deletion leaves it buried for the worker), and the
+# add's points with four adds at once, of four parents (a group commit).
+points="$("$cli" list-faults) deferred:delete-after-tombstone group:add-after-intent group:add-after-pool-create
+group:add-before-commit group:add-after-close-txn"
 count=0
 for p in $points; do
 	count=$((count + 1))
@@ -79,6 +81,35 @@ for p in $points; do
 		else
 			cli add n a; ok $? "$p: the new device was rolled back; adding it again works"
 		fi ;;
+	group:*)
+		st=$(killed "${p#group:}" add-many 4 g a b c base)
+		if [ "$p" = group:add-before-commit ]; then
+			# Killed as a group commits: until one such group had two
+			# or more adds (their files all one past the pool), which
+			# the start must roll back together.
+			tries=1
+			while [ "$(ls "$work/s/metadata" | grep -c '^g[0-9]$')" -lt 2 ] && [ $tries -lt 20 ]; do
+				fresh >/dev/null 2>&1
+				st=$(killed "${p#group:}" add-many 4 g a b c base)
+				tries=$((tries + 1))
+			done
+			n_files=$(ls "$work/s/metadata" | grep -c '^g[0-9]$')
+			[ "$n_files" -ge 2 ]; ok $? "$p: a group of $n_files adds was in flight at the kill ($tries tries)"
+			tree | grep -q '^g[0-9] '; [ $? -ne 0 ]; ok $? "$p: all of them rolled back"
+		fi
+		after=$(tree | grep -v '^g[0-9] ')
+		[ "$after" = "$before" ]; ok $? "$p: every earlier device is still there"
+		kept=0 redo=0
+		for i in 1 2 3 4; do
+			if tree | grep -q "^g$i "; then
+				cli add "h$i" "g$i" || redo=1
+				kept=$((kept + 1))
+			else
+				cli add "g$i" base || redo=1
+			fi
+		done
+		[ $redo -eq 0 ]; ok $? "$p: each new device survived whole ($kept of 4) or was rolled back and can be added again"
+		;;
 	delete-*)
 		id=$(cli list | awk '$1=="c"{print $3}')
 		st=$(killed "$p" delete c)
@@ -143,7 +174,7 @@ for p in $points; do
 	out=$(cli check); ok $? "$p: no leaked ID, no file without image or image without file ($out)"
 done
 echo "# $count crash points tested"
-[ "$count" -ge 16 ]; ok $? "all $count crash points were exercised"
+[ "$count" -ge 21 ]; ok $? "all $count crash points were exercised"
 echo "1..$n"
 [ $failed -eq 0 ] || { echo "# log:"; tail -n 30 "$work/log" | sed 's/^/# /'; }
 exit $((failed > 0))

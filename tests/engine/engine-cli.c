@@ -4,7 +4,9 @@
  * opens the same STATEDIR (recovery) and checks it.
  *
  *   engine-cli STATEDIR OPTS CMD [ARGS]    (OPTS: a dm.* list, or -)
- *   CMD: init | add NAME PARENT | delete NAME | rename OLD NEW |
+ *   CMD: init | add NAME PARENT | add-many N PREFIX PARENT... (N threads
+ *        at once, thread i adding PREFIX<i> as a snapshot of the parents in
+ *        turn; i from 1) | delete NAME | rename OLD NEW |
  *        mount NAME (mount, write NAME.txt in its filesystem, print the
  *        filesystem's size in bytes, unmount) | mount-ro NAME (mount
  *        read-only, unmount) | resize-pool SIZE |
@@ -14,6 +16,8 @@
  * Exit status: 0, or the errno of the failure.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +55,51 @@ static int write_file(const char *dir, const char *name)
 		return -errno;
 	fprintf(f, "%s\n", name);
 	return fclose(f) == 0 ? 0 : -errno;
+}
+
+struct adder {
+	struct deviceset *ds;
+	char name[64];
+	const char *parent;
+	pthread_t thread;
+	bool started;
+	int r;
+};
+
+static void *run_add(void *arg)
+{
+	struct adder *a = arg;
+
+	a->r = ds_add_device(a->ds, a->name, a->parent);
+	return NULL;
+}
+
+/* n adds at once, as n clients would: the group commit's path. */
+static int add_many(struct deviceset *ds, const char *count, const char *prefix, char **parents, int n_parents)
+{
+	int n = atoi(count), r = 0;
+	struct adder *a;
+
+	if (n < 1 || n > 64)
+		return -EINVAL;
+	a = calloc((size_t)n, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	for (int i = 0; i < n; i++) {
+		a[i].ds = ds;
+		a[i].parent = parents[i % n_parents];
+		snprintf(a[i].name, sizeof(a[i].name), "%s%d", prefix, i + 1);
+		a[i].started = pthread_create(&a[i].thread, NULL, run_add, &a[i]) == 0;
+		if (!a[i].started)
+			a[i].r = -EAGAIN;
+	}
+	for (int i = 0; i < n; i++) {
+		if (a[i].started)
+			pthread_join(a[i].thread, NULL);
+		r = r ? r : a[i].r;
+	}
+	free(a);
+	return r;
 }
 
 int main(int argc, char **argv)
@@ -91,6 +140,8 @@ int main(int argc, char **argv)
 		r = 0;
 	} else if (strcmp(cmd, "add") == 0 && argc == 6) {
 		r = ds_add_device(ds, argv[4], argv[5]);
+	} else if (strcmp(cmd, "add-many") == 0 && argc >= 7) {
+		r = add_many(ds, argv[4], argv[5], argv + 6, argc - 6);
 	} else if (strcmp(cmd, "delete") == 0 && argc == 5) {
 		r = ds_delete_device(ds, argv[4]);
 	} else if (strcmp(cmd, "rename") == 0 && argc == 6) {

@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -174,6 +175,87 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Clients at once: each thread snapshots its own parent (adds of one
+ * parent wait for each other on its op_lock), deletes half of what it
+ * made, and all of them race for one name. */
+#define CLIENTS 6
+#define CLIENT_ADDS 8
+static pthread_barrier_t clients_ready;
+
+struct client {
+	struct deviceset *ds;
+	int i;
+	pthread_t thread;
+	int failures, same;
+};
+
+static void *client_main(void *arg)
+{
+	struct client *c = arg;
+	char name[64], parent[32];
+
+	snprintf(parent, sizeof(parent), "d%03d", c->i);
+	for (int k = 0; k < CLIENT_ADDS; k++) {
+		snprintf(name, sizeof(name), "c%d-%d", c->i, k);
+		if (ds_add_device(c->ds, name, parent) != 0)
+			c->failures++;
+	}
+	for (int k = 0; k < CLIENT_ADDS; k += 2) {
+		snprintf(name, sizeof(name), "c%d-%d", c->i, k);
+		if (ds_delete_device(c->ds, name) != 0)
+			c->failures++;
+	}
+	pthread_barrier_wait(&clients_ready);
+	c->same = ds_add_device(c->ds, "same", parent);
+	return NULL;
+}
+
+static void test_clients(struct deviceset *ds)
+{
+	struct client c[CLIENTS];
+	struct ds_device_info info;
+	char name[64], report[512];
+	int failures = 0, made = 0, exists = 0, present = 0, r;
+
+	pthread_barrier_init(&clients_ready, NULL, CLIENTS);
+	for (int i = 0; i < CLIENTS; i++) {
+		c[i] = (struct client){ .ds = ds, .i = i };
+		r = pthread_create(&c[i].thread, NULL, client_main, &c[i]);
+		if (r != 0) {
+			/* The others would wait at the barrier for ever. */
+			printf("Bail out! pthread_create: %s\n", strerror(r));
+			exit(1);
+		}
+	}
+	for (int i = 0; i < CLIENTS; i++) {
+		pthread_join(c[i].thread, NULL);
+		failures += c[i].failures;
+		made += c[i].same == 0;
+		if (i == CLIENTS - 1)
+			pthread_barrier_destroy(&clients_ready);
+		exists += c[i].same == -EEXIST;
+	}
+	ok(failures == 0, "%d clients at once: every add and delete of its own succeeded (%d failed)", CLIENTS,
+	   failures);
+	ok(made == 1 && exists == CLIENTS - 1, "one name raced for: one add made it, the rest got EEXIST (%d, %d)",
+	   made, exists);
+	for (int i = 0; i < CLIENTS; i++)
+		for (int k = 0; k < CLIENT_ADDS; k++) {
+			snprintf(name, sizeof(name), "c%d-%d", i, k);
+			present += (ds_device_info(ds, name, &info) == 0) == (k % 2 == 1);
+		}
+	ok(present == CLIENTS * CLIENT_ADDS, "the odd ones are there, the even ones gone (%d of %d as expected)",
+	   present, CLIENTS * CLIENT_ADDS);
+	is_int(ds_check_consistency(ds, report, sizeof(report)), 0, "consistent after the clients (%s)",
+	       report[0] ? report : "OK");
+	ok(ds_delete_device(ds, "same") == 0, "delete the raced-for name");
+	for (int i = 0; i < CLIENTS; i++)
+		for (int k = 1; k < CLIENT_ADDS; k += 2) {
+			snprintf(name, sizeof(name), "c%d-%d", i, k);
+			ds_delete_device(ds, name);
+		}
+}
+
 int main(void)
 {
 	const char *base_opts = "dm.loopdatasize=8G,dm.basesize=256M,dm.fs=ext4";
@@ -292,6 +374,8 @@ int main(void)
 	is_int(ds_delete_device(ds, "nosuch"), -ENOENT, "ENOENT deleting a missing device");
 	is_int(ds_delete_device(ds, DS_BASE_NAME), -EPERM, "EPERM deleting the base");
 	is_int(ds_unmount(ds, "d000"), -EINVAL, "EINVAL unmounting what is not mounted");
+
+	test_clients(ds);
 
 	/* Snapshot of a mounted device with an unsynced file. */
 	ok(mount_at(ds, "d000", mnt1, false) == 0, "mount d000");
