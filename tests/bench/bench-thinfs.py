@@ -31,6 +31,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 
 
+ROUNDS = 5    # floor and namespace measured in this many alternating rounds
+MOUNTS = 20   # ctl mounts, automounts and mount floors, in all
+
+
 def pct(values, p):
     v = sorted(values)
     if not v:
@@ -160,23 +164,10 @@ def main():
                "thinfs": thinfs, "load_before": benchlib.loadavg()}
     daemon = None
     try:
-        # 1. The floor: bare pool operations, in-process.
-        fs = os.path.join(work, "floor")
-        os.mkdir(fs)
-        out = run([floor, a.backend, fs, str(a.count), a.opts])
-        fl = json.loads(out.splitlines()[-1])
-        results["floor_snapshot"] = summary(fl["snap_us"])
-        results["floor_delete"] = summary(fl["delete_us"])
-        # ... and the mount floor: activate + mkdir + mount(2), rw and ro.
-        fs = os.path.join(work, "floor-mount")
-        os.mkdir(fs)
-        out = run([floor, "--mount", a.backend, fs, "20", a.opts])
-        fl = json.loads(out.splitlines()[-1])
-        results["floor_mount"] = summary(fl["mount_us"])
-        results["floor_mount_ro"] = summary(fl["mount_ro_us"])
-        results["floor_unmount"] = summary(fl["unmount_us"])
-
-        # 2. mkdir / rmdir on the namespace.
+        # 1 and 2. The floors (bare pool operations, in-process, each
+        # round on a fresh pool of its own) and the same operations on the
+        # namespace, in ROUNDS alternating rounds: a host whose I/O speed
+        # drifts (a VM's disk) moves both sides alike.
         sd, mnt = os.path.join(work, "state"), os.path.join(work, "mnt")
         os.makedirs(sd, exist_ok=True)
         os.makedirs(mnt, exist_ok=True)
@@ -184,33 +175,56 @@ def main():
         daemon = Daemon(thinfs, sd, mnt, opts)
         bw.prefixes.add(benchlib.prefix_of(sd))  # dm: its devices, at cleanup
         results["first_start_s"] = round(daemon.start(), 3)
-        names = ["b%05d" % i for i in range(a.count)]
-        mk = [timed(lambda n=n: os.mkdir(os.path.join(mnt, n))) for n in names]
-        rm = [timed(lambda n=n: os.rmdir(os.path.join(mnt, n))) for n in names]
+        fl_snap, fl_del, mk, rm = [], [], [], []
+        per = max(1, a.count // ROUNDS)
+        for k in range(ROUNDS):
+            fs = os.path.join(work, "floor-%d" % k)
+            os.mkdir(fs)
+            fl = json.loads(run([floor, a.backend, fs, str(per), a.opts]).splitlines()[-1])
+            fl_snap += fl["snap_us"]
+            fl_del += fl["delete_us"]
+            names = ["b%d-%05d" % (k, i) for i in range(per)]
+            mk += [timed(lambda n=n: os.mkdir(os.path.join(mnt, n))) for n in names]
+            rm += [timed(lambda n=n: os.rmdir(os.path.join(mnt, n))) for n in names]
+        results["floor_snapshot"] = summary(fl_snap)
+        results["floor_delete"] = summary(fl_del)
         results["mkdir"] = summary(mk)
         results["rmdir"] = summary(rm)
 
-        # 3. ctl mount against activating and mounting by hand.
+        # 3. ctl mount, and the first walk through an unmounted device's
+        # rootfs/ (the readlink automounts it read-only before the walk
+        # goes on; a fresh device each time, removed afterwards: rmdir
+        # takes an unused automount away), against the mount floor
+        # (activate + mkdir + mount(2), rw of one device, ro of fresh
+        # snapshots), alternating as above; then activating and mounting
+        # by hand.
         os.mkdir(os.path.join(mnt, "m"))
         ctl = os.path.join(mnt, "m", "ctl")
-        mounts, unmounts = [], []
-        for _ in range(20):
-            mounts.append(timed(lambda: write_ctl(ctl, "mount")))
-            unmounts.append(timed(lambda: write_ctl(ctl, "unmount")))
+        fl_mount, fl_mount_ro, fl_unmount, mounts, unmounts, walks = [], [], [], [], [], []
+        per = max(1, MOUNTS // ROUNDS)
+        for k in range(ROUNDS):
+            fs = os.path.join(work, "floor-mount-%d" % k)
+            os.mkdir(fs)
+            fl = json.loads(run([floor, "--mount", a.backend, fs, str(per), a.opts]).splitlines()[-1])
+            fl_mount += fl["mount_us"]
+            fl_mount_ro += fl["mount_ro_us"]
+            fl_unmount += fl["unmount_us"]
+            for _ in range(per):
+                mounts.append(timed(lambda: write_ctl(ctl, "mount")))
+                unmounts.append(timed(lambda: write_ctl(ctl, "unmount")))
+            autos = ["a%d-%02d" % (k, i) for i in range(per)]
+            for n in autos:
+                os.mkdir(os.path.join(mnt, n))
+            walks += [timed(lambda n=n: os.stat(os.path.join(mnt, n, "rootfs") + "/")) for n in autos]
+            with open(os.path.join(mnt, autos[0], "ctl")) as f:
+                results["automount_ctl"] = f.readline().strip()
+            for n in autos:
+                os.rmdir(os.path.join(mnt, n))
+        results["floor_mount"] = summary(fl_mount)
+        results["floor_mount_ro"] = summary(fl_mount_ro)
+        results["floor_unmount"] = summary(fl_unmount)
         results["ctl_mount"] = summary(mounts)
         results["ctl_unmount"] = summary(unmounts)
-        # The first walk through an unmounted device's rootfs/: the
-        # readlink automounts it (read-only) before the walk goes on. A
-        # fresh device each time, removed afterwards (rmdir takes an
-        # unused automount away).
-        autos = ["a%02d" % i for i in range(20)]
-        for n in autos:
-            os.mkdir(os.path.join(mnt, n))
-        walks = [timed(lambda n=n: os.stat(os.path.join(mnt, n, "rootfs") + "/")) for n in autos]
-        with open(os.path.join(mnt, autos[0], "ctl")) as f:
-            results["automount_ctl"] = f.readline().strip()
-        for n in autos:
-            os.rmdir(os.path.join(mnt, n))
         results["automount_walk"] = summary(walks)
         dev, pool = info(os.path.join(mnt, "m", "info")), info(os.path.join(mnt, "info"))
         hand_dir = os.path.join(work, "hand")

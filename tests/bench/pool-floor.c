@@ -14,7 +14,11 @@
  *   (with a filesystem, dm.fs), make its mount directory and mount(2) it
  *   (read-write, then read-only), as mount_device() does minus the
  *   engine's bookkeeping; and the way back (umount2 MNT_DETACH, rmdir,
- *   deactivate). Prints {"backend":..,"mount_us":[...],"mount_ro_us":[...],
+ *   deactivate). Read-write mounts are of one device over and over, as
+ *   the benchmark's ctl mounts are; each read-only mount is of a new
+ *   snapshot of it (made and deleted outside the timing), as each
+ *   automount the benchmark times is of a device never mounted before.
+ *   Prints {"backend":..,"mount_us":[...],"mount_ro_us":[...],
  *   "unmount_us":[...]}.
  *
  * pool-floor --open BACKEND STATEDIR PREFIX COUNT [dm.KEY=VALUE,...]
@@ -24,6 +28,7 @@
  *   Prints {"backend":..,"open_us":[...],"close_us":[...]}.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,8 +110,9 @@ static int mount_floor(int argc, char **argv)
 	struct pool *pool = NULL;
 	double *mnt = NULL, *mnt_ro = NULL, *umnt = NULL;
 	char err[256], dev[PATH_MAX], dir[PATH_MAX];
-	const char *name = "thinfs-bench-1";
+	char name[64] = "thinfs-bench-1";
 	bool made = false, active = false, mounted = false;
+	uint32_t id = 1;
 	uint64_t tid;
 	int count, r = 1;
 
@@ -148,9 +154,14 @@ static int mount_floor(int argc, char **argv)
 	active = false;
 	for (int i = 0; i < 2 * count; i++) {
 		bool ro = i % 2;
-		double t0 = now_us();
+		double t0;
 
-		if (ops->activate(pool, name, 1, opts.base_size, dev, sizeof(dev)) < 0)
+		id = ro ? 2 + (uint32_t)i / 2 : 1;
+		snprintf(name, sizeof(name), "thinfs-bench-%" PRIu32, id);
+		if (ro && ops->create_snap(pool, id, 1, opts.base_size, NULL) < 0)
+			goto out;
+		t0 = now_us();
+		if (ops->activate(pool, name, id, opts.base_size, dev, sizeof(dev)) < 0)
 			goto out;
 		active = true;
 		if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
@@ -168,10 +179,13 @@ static int mount_floor(int argc, char **argv)
 		}
 		mounted = false;
 		rmdir(dir);
-		if (ops->deactivate(pool, name, 1, false) < 0)
+		if (ops->deactivate(pool, name, id, false) < 0)
 			goto out;
 		active = false;
 		umnt[i] = now_us() - t0;
+		if (ro && ops->delete_thin(pool, id) < 0)
+			goto out;
+		id = 1;
 	}
 	printf("{\"backend\":\"%s\",", ops->name);
 	print_list("mount_us", mnt, count);
@@ -186,7 +200,9 @@ out:
 		umount2(dir, MNT_DETACH);
 	rmdir(dir);
 	if (active)
-		ops->deactivate(pool, name, 1, false);
+		ops->deactivate(pool, name, id, false);
+	if (id != 1)
+		ops->delete_thin(pool, id);
 	if (made)
 		ops->delete_thin(pool, 1);
 	if (pool)
