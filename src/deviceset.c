@@ -250,6 +250,52 @@ static int add_finish_writing(struct deviceset *s, struct add_in_flight *a, int 
 	return a->result;
 }
 
+/* The add's record, written by a helper thread while the pool prepares
+ * the snapshot (write_add_overlapped). */
+struct record_job {
+	const char *dir;
+	const struct meta_device *m;
+	int r;
+};
+
+static void *save_record(void *arg)
+{
+	struct record_job *j = arg;
+
+	j->r = meta_device_save(j->dir, j->m);
+	return NULL;
+}
+
+/* One try of the add's I/O with a backend that splits create_snap: the
+ * record and the prepared snapshot are written side by side (their fsyncs
+ * are most of a mkdir, on two filesystems), and the snapshot becomes the
+ * pool's device only once both are durable, so the record still comes
+ * first. *made: the pool device may exist. */
+static int write_add_overlapped(struct deviceset *s, const struct meta_device *m, const struct device *parent,
+				uint32_t id, bool *made)
+{
+	struct record_job j = { .dir = s->meta_dir, .m = m };
+	pthread_t t;
+	bool threaded;
+	int handle, r;
+
+	*made = false;
+	threaded = pthread_create(&t, NULL, save_record, &j) == 0;
+	if (!threaded)
+		save_record(&j);
+	r = s->ops->snap_prepare(s->pool, id, parent->m.device_id, parent->m.size, &handle);
+	if (threaded)
+		pthread_join(t, NULL);
+	if (r == 0 && j.r < 0)
+		s->ops->snap_drop(s->pool, id, handle);
+	if (j.r < 0 || r < 0)
+		return j.r < 0 ? j.r : r;
+	fault_point("add-after-intent");
+	r = s->ops->snap_publish(s->pool, id, handle);
+	*made = r != -EEXIST;
+	return r;
+}
+
 /* Write the add's record, then make its pool device (the add's I/O):
  * without the pool lock if unlocked (the caller let it go), taking it
  * only to pick another ID. The device's own file, one transaction past
@@ -262,17 +308,21 @@ static int write_add(struct deviceset *s, struct meta_device *m, const struct de
 
 	for (;;) {
 		m->device_id = a->id;
-		r = meta_device_save(s->meta_dir, m);
-		if (r < 0)
-			return r;
-		fault_point("add-after-intent");
-		*made = true;
-		r = s->ops->create_snap(s->pool, a->id, parent->m.device_id, parent->m.size, origin_active);
+		if (unlocked && s->ops->snap_prepare) {
+			r = write_add_overlapped(s, m, parent, a->id, made);
+		} else {
+			r = meta_device_save(s->meta_dir, m);
+			if (r < 0)
+				return r;
+			fault_point("add-after-intent");
+			*made = true;
+			r = s->ops->create_snap(s->pool, a->id, parent->m.device_id, parent->m.size, origin_active);
+			*made = r != -EEXIST;
+		}
 		if (r != -EEXIST)
 			return r;
 		/* The pool already has this ID (metadata lost?): keep it marked
 		 * used and try the next one, as the original engine did. */
-		*made = false;
 		log_warn("device '%s': the pool already has device ID %" PRIu32 ", trying another", m->name, a->id);
 		if (unlocked)
 			pthread_mutex_lock(&s->lock);

@@ -541,6 +541,24 @@ out:
 	return r;
 }
 
+/* Rename the durable temp image tmp to dst, never over an existing image
+ * (-EEXIST, not logged: the engine retries with another ID), and fsync
+ * the directory. */
+static int rename_image(struct pool *p, uint32_t dev_id, const char *tmp, const char *dst, bool *renamed)
+{
+	int r;
+
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE) < 0) {
+		r = -errno;
+		if (r != -EEXIST)
+			log_err("reflink pool: image %" PRIu32 ": rename %s to %s: %s", dev_id, tmp, dst,
+				strerror(-r));
+		return r;
+	}
+	*renamed = true;
+	return meta_fsync_path(p->images);
+}
+
 /* Make the image dev_id from tmp, a new file in images/ open as fd: fsync
  * it, rename it into place (never over an existing image: -EEXIST, not
  * logged, the engine retries with another ID) and fsync the directory, so
@@ -556,15 +574,7 @@ static int publish_image(struct pool *p, uint32_t dev_id, int fd, const char *tm
 		log_err("reflink pool: image %" PRIu32 ": fsync %s: %s", dev_id, tmp, strerror(-r));
 		return r;
 	}
-	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE) < 0) {
-		r = -errno;
-		if (r != -EEXIST)
-			log_err("reflink pool: image %" PRIu32 ": rename %s to %s: %s", dev_id, tmp, dst,
-				strerror(-r));
-		return r;
-	}
-	*renamed = true;
-	return meta_fsync_path(p->images);
+	return rename_image(p, dev_id, tmp, dst, renamed);
 }
 
 /* Close fd on the temp image tmp and remove tmp unless it became the image. */
@@ -610,15 +620,16 @@ out:
 	return r;
 }
 
-static int reflink_create_snap(struct pool *p, uint32_t dev_id, uint32_t origin_id,
-			       uint64_t size, const char *origin_active_name)
+/* The clone of origin_id, made durable as images/.new-DEV_ID: *fd is the
+ * open temp image for reflink_snap_publish or reflink_snap_drop. The
+ * pool does not count it; a crash leaves a temp the next open removes. */
+static int reflink_snap_prepare(struct pool *p, uint32_t dev_id, uint32_t origin_id, uint64_t size, int *fd)
 {
 	char src[PATH_MAX + 16], tmp[PATH_MAX + 32], dst[PATH_MAX + 16];
 	struct stat st;
-	bool renamed = false;
 	int sfd = -1, dfd = -1, r = 0;
 
-	(void)origin_active_name; /* the engine freezes the origin itself */
+	*fd = -1;
 	image_path(p, origin_id, src, sizeof(src));
 	image_path(p, dev_id, dst, sizeof(dst));
 	temp_image_path(p, dev_id, tmp, sizeof(tmp));
@@ -653,12 +664,50 @@ static int reflink_create_snap(struct pool *p, uint32_t dev_id, uint32_t origin_
 		log_err("reflink pool: snapshot %" PRIu32 ": size %s: %s", dev_id, tmp, strerror(-r));
 		goto out;
 	}
-	r = publish_image(p, dev_id, dfd, tmp, dst, &renamed);
+	if (fsync(dfd) < 0) {
+		r = -errno;
+		log_err("reflink pool: image %" PRIu32 ": fsync %s: %s", dev_id, tmp, strerror(-r));
+		goto out;
+	}
+	*fd = dfd;
+	dfd = -1;
 out:
 	if (sfd >= 0)
 		close(sfd);
-	drop_temp_image(dfd, tmp, renamed);
+	drop_temp_image(dfd, tmp, false);
 	return r;
+}
+
+/* Make the prepared clone dev_id (as publish_image, its fsync done). */
+static int reflink_snap_publish(struct pool *p, uint32_t dev_id, int fd)
+{
+	char tmp[PATH_MAX + 32], dst[PATH_MAX + 16];
+	bool renamed = false;
+	int r;
+
+	image_path(p, dev_id, dst, sizeof(dst));
+	temp_image_path(p, dev_id, tmp, sizeof(tmp));
+	r = rename_image(p, dev_id, tmp, dst, &renamed);
+	drop_temp_image(fd, tmp, renamed);
+	return r;
+}
+
+static void reflink_snap_drop(struct pool *p, uint32_t dev_id, int fd)
+{
+	char tmp[PATH_MAX + 32];
+
+	temp_image_path(p, dev_id, tmp, sizeof(tmp));
+	drop_temp_image(fd, tmp, false);
+}
+
+static int reflink_create_snap(struct pool *p, uint32_t dev_id, uint32_t origin_id,
+			       uint64_t size, const char *origin_active_name)
+{
+	int fd, r;
+
+	(void)origin_active_name; /* the engine freezes the origin itself */
+	r = reflink_snap_prepare(p, dev_id, origin_id, size, &fd);
+	return r < 0 ? r : reflink_snap_publish(p, dev_id, fd);
 }
 
 static int reflink_delete(struct pool *p, uint32_t dev_id)
@@ -1108,6 +1157,9 @@ const struct pool_ops pool_reflink_ops = {
 	.set_transaction_id = reflink_set_tid,
 	.create_thin = reflink_create_thin,
 	.create_snap = reflink_create_snap,
+	.snap_prepare = reflink_snap_prepare,
+	.snap_publish = reflink_snap_publish,
+	.snap_drop = reflink_snap_drop,
 	.delete_thin = reflink_delete,
 	.list_ids = reflink_list_ids,
 	.activate = reflink_activate,

@@ -112,6 +112,17 @@ struct pool_ops {
 	 * create_thin. */
 	int (*create_snap)(struct pool *p, uint32_t dev_id, uint32_t origin_id,
 			   uint64_t size, const char *origin_active_name);
+	/* Optional (NULL where the backend has no such split): create_snap
+	 * in two steps, so the engine can write its record of the add while
+	 * the pool works. snap_prepare makes the snapshot durable where the
+	 * pool does not count it (a crash leaves nothing the pool knows;
+	 * -EEXIST as create_snap) and gives a handle; snap_publish makes it
+	 * dev_id (-EEXIST as create_snap; the handle is used up either way);
+	 * snap_drop gives up a prepared one. For backends that suspend no
+	 * origin (engine_freezes_origin). */
+	int (*snap_prepare)(struct pool *p, uint32_t dev_id, uint32_t origin_id, uint64_t size, int *handle);
+	int (*snap_publish)(struct pool *p, uint32_t dev_id, int handle);
+	void (*snap_drop)(struct pool *p, uint32_t dev_id, int handle);
 	/* Remove dev_id from the pool. -ENOENT if the pool has no such ID;
 	 * -EBUSY if it is still active/open. */
 	int (*delete_thin)(struct pool *p, uint32_t dev_id);
