@@ -158,11 +158,12 @@ static void undo_add(struct deviceset *s, const char *name, uint32_t id)
  * (pool_ops.concurrent_snap) the adds of a group write side by side; with
  * the others the pool lock is held throughout and a group is one add. */
 
-/* Wait until an add may join the group in flight. Pool lock held (let go
- * while waiting). */
+/* Wait until an add may join the group in flight (and no consistency
+ * check waits for the adds to drain). Pool lock held (let go while
+ * waiting). */
 static void add_wait_to_join(struct deviceset *s)
 {
-	while (s->adds_ready > 0)
+	while (s->adds_ready > 0 || s->check_waiting)
 		pthread_cond_wait(&s->adds_cond, &s->lock);
 }
 
@@ -170,8 +171,13 @@ static void add_wait_to_join(struct deviceset *s)
  * and pool device exist before it is in the table). Pool lock held. */
 void adds_wait_idle(struct deviceset *s)
 {
+	/* New adds wait meanwhile (add_wait_to_join): a steady stream of
+	 * them would keep the list from ever emptying. */
+	s->check_waiting++;
 	while (s->adds)
 		pthread_cond_wait(&s->adds_cond, &s->lock);
+	s->check_waiting--;
+	pthread_cond_broadcast(&s->adds_cond);
 }
 
 /* Is name taken by an add in flight? Pool lock held. */
@@ -209,6 +215,7 @@ static void add_leave(struct deviceset *s, struct add_in_flight *a)
 static void commit_group(struct deviceset *s)
 {
 	unsigned n = s->adds_ready;
+	uint64_t pool_tid;
 	int r;
 
 	fault_point("add-before-commit");
@@ -216,6 +223,13 @@ static void commit_group(struct deviceset *s)
 	if (r < 0)
 		log_err("pool %s: the transaction of %u new device(s) could not be closed: %s", s->prefix, n,
 			s->recovery_reason[0] ? s->recovery_reason : strerror(-r));
+	if (r < 0 && !s->recovery_reason[0] && s->ops->get_transaction_id(s->pool, &pool_tid) == 0 &&
+	    pool_tid != s->tid)
+		/* The pool moved all the same (reflink: the ID's file renamed,
+		 * its directory's fsync failed): whether that lasts is not
+		 * known, so neither keeping the group nor undoing it is safe.
+		 * The next start decides by the pool's ID as it finds it. */
+		need_recovery(s, "the pool's transaction ID moved to %" PRIu64 " though setting it failed", pool_tid);
 	for (struct add_in_flight *a = s->adds; a; a = a->next) {
 		if (a->state != ADD_READY)
 			continue;
@@ -554,72 +568,86 @@ void tombstone_of(const struct device *d, struct meta_device *m)
 
 /* Move d's file to its tombstone (pool lock held): one rename, so the
  * name's file and the tombstone never both exist, and the name is free
- * once it is durable. Also used at start for files a deferred deletion of
- * an older engine (or Docker) left marked deleted. */
-int bury_files(struct deviceset *s, struct device *d, struct meta_device *m)
+ * once it is durable. *moved: the rename happened (on a failed fsync it
+ * did, but may not last). Also used at start for files a deferred
+ * deletion of an older engine (or Docker) left marked deleted. */
+int bury_files(struct deviceset *s, struct device *d, struct meta_device *m, bool *moved)
 {
 	int r;
 
 	tombstone_of(d, m);
-	r = meta_device_move(s->meta_dir, d->m.name, s->deleted_dir, m->name);
+	r = meta_device_move(s->meta_dir, d->m.name, s->deleted_dir, m->name, moved);
 	if (r == 0)
 		fault_point("delete-after-tombstone");
 	return r;
 }
 
+/* d's table entry follows its file (pool lock held): buried (its name
+ * free, its tombstone's metadata m), or back under its name (m as it
+ * was). */
+static void set_buried(struct deviceset *s, struct device *d, const struct meta_device *m, bool buried)
+{
+	struct device *parent;
+
+	pthread_mutex_lock(&s->table_lock);
+	unlink_device(s, d);
+	parent = find_name(s, buried ? d->m.parent : m->parent);
+	if (parent && !(buried ? d->m.deleted : m->deleted)) {
+		if (!buried)
+			parent->n_children++;
+		else if (parent->n_children > 0)
+			parent->n_children--;
+	}
+	d->buried = buried;
+	d->m = *m;
+	link_device(s, d);
+	if (buried)
+		s->deferred_count++;
+	else
+		s->deferred_count -= s->deferred_count > 0;
+	pthread_mutex_unlock(&s->table_lock);
+}
+
 /* Bury d (pool lock held): its tombstone replaces its file, its name is
  * free at once, and the worker (or the caller) deletes it from the pool.
- * old gets d's metadata as it was, for unbury. */
+ * old gets d's metadata as it was, for unbury. A rename whose fsync
+ * failed is a burial all the same, whose durability is unknown: no more
+ * changes until a restart, which finds the file where it is. */
 static int bury(struct deviceset *s, struct device *d, struct meta_device *old)
 {
 	struct meta_device m;
-	struct device *parent;
+	bool moved;
 	int r;
 
 	*old = d->m;
-	r = bury_files(s, d, &m);
-	if (r < 0)
-		return r;
-	pthread_mutex_lock(&s->table_lock);
-	if (!d->m.deleted) {
-		parent = find_name(s, d->m.parent);
-		if (parent && parent->n_children > 0)
-			parent->n_children--;
-	}
-	unlink_name(s, d);
-	d->buried = true;
-	d->m = m;
-	s->deferred_count++;
-	pthread_mutex_unlock(&s->table_lock);
-	return 0;
+	r = bury_files(s, d, &m, &moved);
+	if (moved)
+		set_buried(s, d, &m, true);
+	if (r < 0 && moved)
+		need_recovery(s, "device '%s': its tombstone %s/%s may not be durable (%s)", old->name,
+			      s->deleted_dir, m.name, strerror(-r));
+	return r;
 }
 
-/* Undo bury after the pool refused the delete (pool lock held): the
- * tombstone goes back to the name's file. If it cannot, d stays buried
- * and the worker goes on trying to delete it. */
-static int unbury(struct deviceset *s, struct device *d, const struct meta_device *old)
+/* Undo bury after the pool refused the delete, having changed nothing
+ * (pool lock held): the tombstone goes back to the name's file. If it
+ * cannot, d stays buried and the worker goes on trying to delete it. */
+static void unbury(struct deviceset *s, struct device *d, const struct meta_device *old)
 {
-	struct device *parent;
+	bool moved;
 	int r;
 
-	r = meta_device_move(s->deleted_dir, d->m.name, s->meta_dir, old->name);
-	if (r < 0) {
+	r = meta_device_move(s->deleted_dir, d->m.name, s->meta_dir, old->name, &moved);
+	if (moved)
+		set_buried(s, d, old, false);
+	if (r < 0 && moved) {
+		need_recovery(s, "device '%s': its file is back in %s, but may not be durable (%s)", old->name,
+			      s->meta_dir, strerror(-r));
+	} else if (r < 0) {
 		log_err("device '%s': its tombstone %s/%s stays (%s): the worker deletes it", old->name,
 			s->deleted_dir, d->m.name, strerror(-r));
 		pthread_cond_signal(&s->worker_cond);
-		return r;
 	}
-	pthread_mutex_lock(&s->table_lock);
-	unlink_device(s, d);
-	d->buried = false;
-	d->m = *old;
-	link_device(s, d);
-	parent = find_name(s, d->m.parent);
-	if (parent)
-		parent->n_children++;
-	s->deferred_count -= s->deferred_count > 0;
-	pthread_mutex_unlock(&s->table_lock);
-	return 0;
 }
 
 int ds_delete_device(struct deviceset *s, const char *name)
@@ -633,7 +661,8 @@ int ds_delete_device(struct deviceset *s, const char *name)
 	d = get_device(s, name, false);
 	if (!d)
 		return fail(s, NULL, -ENOENT, "rmdir '%s': no such device", name);
-	if (is_base(d)) {
+	/* The name asked for, which found d: d->m is the table's to change. */
+	if (strcmp(name, DS_BASE_NAME) == 0) {
 		put_device(s, d);
 		return fail(s, NULL, -EPERM, "rmdir '%s': the base device cannot be deleted", name);
 	}
@@ -688,10 +717,21 @@ int ds_delete_device(struct deviceset *s, const char *name)
 			 busy ? "the pool lets it go when released" : "its space is given back");
 		pthread_cond_signal(&s->worker_cond);
 		r = 0;
-	} else {
-		/* The pool kept the device: so does the tree. */
+	} else if (r == -EBUSY) {
+		/* The pool kept the device and changed nothing: so does the
+		 * tree. */
 		unbury(s, d, &old);
-		r = fail(s, NULL, r, "rmdir '%s': %s", name, strerror(-r));
+		r = fail(s, d, r, "rmdir '%s': the pool still holds the device (turn on dm.use_deferred_deletion "
+			 "to delete it when released)", name);
+	} else {
+		/* Another failure may come after the pool's change (a reflink
+		 * image unlinked, its directory's fsync failed): the device
+		 * stays buried, its deletion recorded, and the worker finishes
+		 * it (the pool says -ENOENT if it is gone). */
+		log_err("rmdir '%s': the pool's delete failed (%s): the device is gone from the tree and the worker "
+			"retries its delete", name, strerror(-r));
+		pthread_cond_signal(&s->worker_cond);
+		r = 0;
 	}
 out_unlock:
 	pthread_mutex_unlock(&s->lock);
@@ -755,7 +795,7 @@ int ds_rename_device(struct deviceset *s, const char *old_name, const char *new_
 	d = get_device(s, old_name, false);
 	if (!d)
 		return fail(s, NULL, -ENOENT, "rename '%s': no such device", old_name);
-	if (is_base(d)) {
+	if (strcmp(old_name, DS_BASE_NAME) == 0) {
 		put_device(s, d);
 		return fail(s, NULL, -EPERM, "rename '%s': the base device cannot be renamed", old_name);
 	}

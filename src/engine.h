@@ -127,6 +127,7 @@ struct deviceset {
 	 * leaves. Pool lock. */
 	struct add_in_flight *adds;
 	unsigned adds_writing, adds_ready;
+	unsigned check_waiting;   /* consistency checks waiting for no add */
 	pthread_cond_t adds_cond;
 	/* The table lock: by_name, by_id, n_buckets, n_devices,
 	 * deferred_count and the devices' table fields. */
@@ -232,7 +233,7 @@ int delete_from_pool(struct deviceset *s, struct device *d);
 void adds_wait_idle(struct deviceset *s);
 /* A buried device's file contents: d's, marked deleted, named by its ID. */
 void tombstone_of(const struct device *d, struct meta_device *m);
-int bury_files(struct deviceset *s, struct device *d, struct meta_device *m);
+int bury_files(struct deviceset *s, struct device *d, struct meta_device *m, bool *moved);
 /* for_each_device: point the children of old_name at new_name and save
  * their files (the first error in r). Pool lock held. */
 struct reparent_arg {

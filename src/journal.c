@@ -1,11 +1,11 @@
 /*
  * journal.c - the transactions that keep the metadata files and the pool
- * in step (doc/design.md §4): the open record before a delete (an add's
- * record is its device's own file), the close by the pool's transaction
- * ID, the abandon after an undo, the stop of all changes when an undo
- * fails (need_recovery); and, at start, the roll-forward of interrupted
- * renames and the roll-back of an open transaction or an interrupted
- * add.
+ * in step (doc/design.md §4): the open record (written by the base
+ * device's creation; an add's record is its device's own file, a delete's
+ * its tombstone), the close by the pool's transaction ID, the abandon
+ * after an undo, the stop of all changes when an undo fails
+ * (need_recovery); and, at start, the roll-forward of interrupted renames
+ * and the roll-back of an open transaction or of the adds in flight.
  */
 #include "engine.h"
 
@@ -177,7 +177,8 @@ static int rollback(struct deviceset *s, const struct meta_transaction *t, uint6
 	char name[POOL_DEV_NAME_MAX];
 	int r;
 
-	/* A buried device's record names it "#ID" (txn_name_of). */
+	/* An older engine's record of a buried device's delete names it
+	 * "#ID", which no device name can equal. */
 	d = holder && holder->buried ? holder : t->device_hash[0] == '#' ? NULL : find_name(s, t->device_hash);
 
 	if (d && d->m.device_id != t->device_id) {
@@ -199,7 +200,7 @@ static int rollback(struct deviceset *s, const struct meta_transaction *t, uint6
 		r = hide_read_only(s, t->device_id);
 		if (r == 0 && d)
 			remove_device(s, d);
-		return 0;
+		return r;
 	}
 	dm_name_of(s, t->device_id, name, sizeof(name));
 	s->ops->deactivate(s->pool, name, t->device_id, false);

@@ -501,11 +501,12 @@ int meta_device_remove(const char *dir, const char *name)
 	return meta_fsync_path(dir);
 }
 
-int meta_device_move(const char *from_dir, const char *from, const char *to_dir, const char *to)
+int meta_device_move(const char *from_dir, const char *from, const char *to_dir, const char *to, bool *moved)
 {
 	char src[PATH_MAX], dst[PATH_MAX];
 	int r;
 
+	*moved = false;
 	r = check_name(from_dir, from, "move");
 	if (r == 0)
 		r = check_name(to_dir, to, "move");
@@ -515,8 +516,10 @@ int meta_device_move(const char *from_dir, const char *from, const char *to_dir,
 	snprintf(dst, sizeof(dst), "%s/%s", to_dir, to);
 	r = renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE) < 0 ? -errno : 0;
 	if (r == -EINVAL) {
-		/* A filesystem without RENAME_NOREPLACE: the engine holds the
-		 * pool lock, so nothing of its own makes dst in between. */
+		/* A filesystem without RENAME_NOREPLACE: dst is a name the
+		 * engine holds (a tombstone's ID, or a device name, reserved
+		 * under its pool lock), so nothing of its own makes it in
+		 * between. */
 		if (faccessat(AT_FDCWD, dst, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 			r = -EEXIST;
 		else
@@ -527,6 +530,7 @@ int meta_device_move(const char *from_dir, const char *from, const char *to_dir,
 			log_err("metadata %s: rename to %s: %s", src, dst, strerror(-r));
 		return r;
 	}
+	*moved = true;
 	r = meta_fsync_path(to_dir);
 	return r < 0 || strcmp(from_dir, to_dir) == 0 ? r : meta_fsync_path(from_dir);
 }

@@ -72,8 +72,10 @@ int meta_device_load(const char *dir, const char *name, struct meta_device *m);
 int meta_device_remove(const char *dir, const char *name);
 /* Rename from_dir/from to to_dir/to, never over an existing file
  * (-EEXIST, nothing changed), and fsync both directories: one durable
- * step, with the file's contents as they were. -ENOENT if from is absent. */
-int meta_device_move(const char *from_dir, const char *from, const char *to_dir, const char *to);
+ * step, with the file's contents as they were. -ENOENT if from is absent.
+ * *moved says whether the rename happened: on a failed fsync it did, but
+ * may not survive a crash. */
+int meta_device_move(const char *from_dir, const char *from, const char *to_dir, const char *to, bool *moved);
 /* Names of device files in dir (not the two engine files, not temp files),
  * sorted; stale temp files are removed (and logged) if remove_temp.
  * Caller frees each name and the array. */

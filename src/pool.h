@@ -14,8 +14,9 @@
  * Thread safety: the engine calls the verbs that change the pool, and
  * activate/deactivate/is_active, with its pool lock held (engine.h;
  * for_each_active only at start, before any other thread runs),
- * so those see one call at a time; except create_snap of a backend that
- * sets concurrent_snap, called without it, beside any other verb. status and dev_status are called
+ * so those see one call at a time; except create_snap and
+ * snap_prepare/snap_publish/snap_drop of a backend that sets
+ * concurrent_snap, called without it, beside any other verb. status and dev_status are called
  * without it, concurrently with anything: a backend answers them from
  * the kernel or the filesystem without touching state the other verbs
  * change. discard is called without it too, for a deleted device nothing

@@ -108,9 +108,11 @@ static void bury_legacy(struct deviceset *s, struct device *d, void *arg)
 	if (s->opts->read_only) {
 		tombstone_of(d, &m); /* what bury_files would write, in memory */
 	} else {
-		*r = bury_files(s, d, &m);
+		bool moved;
+
+		*r = bury_files(s, d, &m, &moved);
 		if (*r < 0)
-			return;
+			return; /* the start stops: the next one finds the file where it is */
 	}
 	log_info("device '%s' (id %" PRIu32 ") was marked deleted: %s", d->m.name, d->m.device_id,
 		 s->opts->read_only ? "hidden (read-only: left as it is)" : "buried, the worker deletes it");

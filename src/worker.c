@@ -99,9 +99,9 @@ static void process_buried(struct deviceset *s)
 	char name[POOL_DEV_NAME_MAX];
 	int r;
 
-	/* After need_recovery() the open transaction on disk belongs to the
-	 * next start: a new one must not overwrite it. Under -o ro buried
-	 * devices stay as they are, counted as pending. */
+	/* After need_recovery() what is on disk is the next start's to
+	 * settle: nothing more is changed. Under -o ro buried devices stay
+	 * as they are, counted as pending. */
 	if (s->recovery_reason[0] || s->opts->read_only)
 		return;
 	TABLE(s, for_each_device(s, collect, &a));
