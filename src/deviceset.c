@@ -302,8 +302,14 @@ static int write_add_overlapped(struct deviceset *s, const struct meta_device *m
 		pthread_join(t, NULL);
 	if (r == 0 && j.r < 0)
 		s->ops->snap_drop(s->pool, id, handle);
-	if (j.r < 0 || r < 0)
-		return j.r < 0 ? j.r : r;
+	if (j.r < 0)
+		return j.r;
+	if (r < 0) {
+		/* The pool's failure, reported as such (an undo's delete of
+		 * what the pool does not have is -ENOENT, and fine). */
+		*made = r != -EEXIST;
+		return r;
+	}
 	fault_point("add-after-intent");
 	r = s->ops->snap_publish(s->pool, id, handle);
 	*made = r != -EEXIST;
