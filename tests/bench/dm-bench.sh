@@ -9,7 +9,9 @@
 #   floor: create_snap+set_transaction_id, delete+set_transaction_id
 #          through libdevmapper in-process      (tests/bench/dm-floor)
 #   lvcreate -s / lvremove of a thin LV         (BENCH_LVM_N, default 100)
-#   `echo mount > ctl` against dmsetup create + mount by hand (BENCH_MOUNT_N, 20)
+#   `echo mount > ctl` against its floor, activation through libdevmapper +
+#          mount(2) in-process (tests/bench/pool-floor --mount), and against
+#          dmsetup create + mount by hand               (BENCH_MOUNT_N, 20)
 # All devices are 1G, all pools 64K blocks on loop files in the guest's RAM.
 # Prints a table and one JSON line. Not a test: it asserts nothing, but
 # exits 1 when a part could not run (its rows are null) or a command failed.
@@ -125,6 +127,20 @@ else
 	tm_med=$mk_med tm_p95=$mk_p95 tm_n=0 rm_med=$mk_med rm_p95=$mk_p95 rm_n=0
 fi
 
+# ---- floor of a mount: activate + mkdir + mount(2) in-process (pool-floor) ----
+# Read-write, one device over and over, as thinfs' ctl mounts above.
+PFLOOR=$top_builddir/tests/bench/pool-floor
+mf_med=null mf_p95=null mf_n=0
+mkdir -p "$w/pf"
+if pf_json=$("$PFLOOR" --mount dm "$w/pf" "$MN" \
+	"dm.basesize=1G,dm.loopdatasize=2G,dm.loopmetadatasize=200M,dm.fs=$fs" 2>"$w/pfloor.log"); then
+	read -r mf_med mf_p95 mf_n < <(echo "$pf_json" | tail -n 1 | jq -r '.mount_us[] / 1000' | stats)
+else
+	echo "dm-bench: pool-floor --mount failed; its row is null. Its log:" >&2
+	tail -n 20 "$w/pfloor.log" >&2
+	status=1
+fi
+
 # ---- floor: the same pool messages through libdevmapper, and mount by hand ----
 truncate -s 2G "$w/fdata"
 truncate -s 200M "$w/fmeta"
@@ -190,20 +206,22 @@ row "floor delete+set_tid" "$fd_med" "$fd_p95" "$fd_n" "$(ratio "$rm_med" "$fd_m
 row "thinfs rmdir, dm.blkdiscard=false" "$rn_med" "$rn_p95" "$rn_n" "$(ratio "$rm_med" "$rn_med")"
 row "lvremove (thin)" "$lr_med" "$lr_p95" "$lr_n" "$(ratio "$rm_med" "$lr_med")"
 row "thinfs echo mount > ctl ($fs)" "$tm_med" "$tm_p95" "$tm_n" 1.00
+row "floor activate + mount(2)" "$mf_med" "$mf_p95" "$mf_n" "$(ratio "$tm_med" "$mf_med")"
 row "dmsetup create + mount by hand" "$hm_med" "$hm_p95" "$hm_n" "$(ratio "$tm_med" "$hm_med")"
 jq -cn --arg fs "$fs" \
 	--argjson mk "[$mk_med,$mk_p95,$mk_n]" --argjson fsn "[$fs_med,$fs_p95,$fs_n]" \
 	--argjson lc "[$lc_med,$lc_p95,$lc_n]" --argjson rm "[$rm_med,$rm_p95,$rm_n]" \
 	--argjson fdl "[$fd_med,$fd_p95,$fd_n]" --argjson rn "[$rn_med,$rn_p95,$rn_n]" --argjson lr "[$lr_med,$lr_p95,$lr_n]" \
 	--argjson tm "[$tm_med,$tm_p95,$tm_n]" --argjson hm "[$hm_med,$hm_p95,$hm_n]" \
+	--argjson mf "[$mf_med,$mf_p95,$mf_n]" \
 	'def s(a): {median_ms: a[0], p95_ms: a[1], n: a[2]};
 	 def r(a; b): if (a[0] | type) == "number" and (b[0] | type) == "number" and b[0] > 0
 	              then (a[0] / b[0] * 100 | round) / 100 else null end;
 	 {bench: "dm", fs: $fs, mkdir: s($mk), floor_snap: s($fsn), lvcreate_snap: s($lc),
 	  rmdir: s($rm), floor_delete: s($fdl), rmdir_nodiscard: s($rn), lvremove: s($lr),
-	  ctl_mount: s($tm), hand_mount: s($hm),
+	  ctl_mount: s($tm), floor_mount: s($mf), hand_mount: s($hm),
 	  ratio: {mkdir_floor: r($mk; $fsn), mkdir_lvcreate: r($mk; $lc),
 	          rmdir_floor: r($rm; $fdl), rmdir_lvremove: r($rm; $lr),
 	          rmdir_nodiscard_floor: r($rn; $fdl), rmdir_nodiscard_lvremove: r($rn; $lr),
-	          mount_hand: r($tm; $hm)}}'
+	          mount_floor: r($tm; $mf), mount_hand: r($tm; $hm)}}'
 exit $status
