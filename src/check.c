@@ -123,9 +123,7 @@ static void finish_pool_deletes(struct deviceset *s, const uint32_t *ids, size_t
 				continue;
 			}
 			log_info("deleted device %s: its interrupted delete is finished", d->m.name);
-			idmap_mark_free(&s->ids, d->m.device_id);
-			s->deferred_count -= s->deferred_count > 0;
-			remove_device(s, d);
+			forget_deleted(s, d);
 		}
 }
 

@@ -304,14 +304,12 @@ static int write_add_overlapped(struct deviceset *s, const struct meta_device *m
 		s->ops->snap_drop(s->pool, id, handle);
 	if (j.r < 0)
 		return j.r;
-	if (r < 0) {
-		/* The pool's failure, reported as such (an undo's delete of
-		 * what the pool does not have is -ENOENT, and fine). */
-		*made = r != -EEXIST;
-		return r;
+	if (r == 0) {
+		fault_point("add-after-intent");
+		r = s->ops->snap_publish(s->pool, id, handle);
 	}
-	fault_point("add-after-intent");
-	r = s->ops->snap_publish(s->pool, id, handle);
+	/* A failed prepare counts as made too: it is the pool's failure, and
+	 * the undo's delete of what the pool does not have is -ENOENT, fine. */
 	*made = r != -EEXIST;
 	return r;
 }
@@ -335,7 +333,6 @@ static int write_add(struct deviceset *s, struct meta_device *m, const struct de
 			if (r < 0)
 				return r;
 			fault_point("add-after-intent");
-			*made = true;
 			r = s->ops->create_snap(s->pool, a->id, parent->m.device_id, parent->m.size, origin_active);
 			*made = r != -EEXIST;
 		}
@@ -556,10 +553,18 @@ int delete_from_pool(struct deviceset *s, struct device *d)
 		return 0;
 	}
 	fault_point("delete-after-unregister");
+	forget_deleted(s, d);
+	return 0;
+}
+
+/* d, buried, is gone from the pool and its tombstone from the disk: its
+ * ID is free again and it leaves the table. Pool lock held (or the
+ * start). */
+void forget_deleted(struct deviceset *s, struct device *d)
+{
 	idmap_mark_free(&s->ids, d->m.device_id);
 	TABLE(s, s->deferred_count -= s->deferred_count > 0);
 	remove_device(s, d);
-	return 0;
 }
 
 /* The tombstone of d: its file as it is, named by its ID, in

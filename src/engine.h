@@ -230,6 +230,7 @@ int activate(struct deviceset *s, struct device *d);
 int deactivate(struct deviceset *s, struct device *d, bool deferred);
 int remove_device_file(struct deviceset *s, struct device *d);
 int delete_from_pool(struct deviceset *s, struct device *d);
+void forget_deleted(struct deviceset *s, struct device *d);
 void adds_wait_idle(struct deviceset *s);
 /* A buried device's file contents: d's, marked deleted, named by its ID. */
 void tombstone_of(const struct device *d, struct meta_device *m);

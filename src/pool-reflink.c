@@ -559,6 +559,18 @@ static int rename_image(struct pool *p, uint32_t dev_id, const char *tmp, const 
 	return meta_fsync_path(p->images);
 }
 
+/* fsync the new image tmp (open as fd), logging a failure. */
+static int sync_image(uint32_t dev_id, int fd, const char *tmp)
+{
+	int r;
+
+	if (fsync(fd) == 0)
+		return 0;
+	r = -errno;
+	log_err("reflink pool: image %" PRIu32 ": fsync %s: %s", dev_id, tmp, strerror(-r));
+	return r;
+}
+
 /* Make the image dev_id from tmp, a new file in images/ open as fd: fsync
  * it, rename it into place (never over an existing image: -EEXIST, not
  * logged, the engine retries with another ID) and fsync the directory, so
@@ -567,14 +579,9 @@ static int rename_image(struct pool *p, uint32_t dev_id, const char *tmp, const 
 static int publish_image(struct pool *p, uint32_t dev_id, int fd, const char *tmp,
 			 const char *dst, bool *renamed)
 {
-	int r;
+	int r = sync_image(dev_id, fd, tmp);
 
-	if (fsync(fd) < 0) {
-		r = -errno;
-		log_err("reflink pool: image %" PRIu32 ": fsync %s: %s", dev_id, tmp, strerror(-r));
-		return r;
-	}
-	return rename_image(p, dev_id, tmp, dst, renamed);
+	return r < 0 ? r : rename_image(p, dev_id, tmp, dst, renamed);
 }
 
 /* Close fd on the temp image tmp and remove tmp unless it became the image. */
@@ -664,11 +671,9 @@ static int reflink_snap_prepare(struct pool *p, uint32_t dev_id, uint32_t origin
 		log_err("reflink pool: snapshot %" PRIu32 ": size %s: %s", dev_id, tmp, strerror(-r));
 		goto out;
 	}
-	if (fsync(dfd) < 0) {
-		r = -errno;
-		log_err("reflink pool: image %" PRIu32 ": fsync %s: %s", dev_id, tmp, strerror(-r));
+	r = sync_image(dev_id, dfd, tmp);
+	if (r < 0)
 		goto out;
-	}
 	*fd = dfd;
 	dfd = -1;
 out:
