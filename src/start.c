@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -24,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dirlock.h"
 #include "docker.h"
 #include "fault.h"
 #include "fsutil.h"
@@ -657,13 +657,10 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 	/* One engine per STATEDIR, read-write or read-only: two would each
 	 * take the other's pool, loop devices and mounts for left-overs of a
 	 * killed run. flock writes nothing (-o ro) and goes with the
-	 * process, however it ends. */
-	if (flock(s->state_fd, LOCK_EX | LOCK_NB) < 0) {
-		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		log_err("cannot start on %s: %s", s->state_dir,
-			r == -EBUSY ? "another thinfs runs on this state directory (it holds its flock)" : strerror(-r));
+	 * process, however it ends (and with the programs it started). */
+	r = dirlock_take(s->state_fd, s->state_dir);
+	if (r < 0)
 		goto fail;
-	}
 	/* -o ro names its pool, devices and mount directory apart
 	 * (doc/design.md §8): a read-write start never takes over what a
 	 * read-only run left, nor the other way round. */
