@@ -1,7 +1,8 @@
 /*
  * dirlock.c - the exclusive flock on STATEDIR (see dirlock.h), and the
- * holders of a refused one, read from /proc/locks (who took it) and
- * /proc/PID/fdinfo (which processes hold a descriptor that carries it).
+ * holders of a refused one: every process with a descriptor whose
+ * /proc/PID/fdinfo shows the lock, and, from the same line, the pid of the
+ * process that took it.
  */
 #include "dirlock.h"
 
@@ -9,17 +10,18 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "elapsed.h"
 #include "log.h"
 
 /* The most holders a message names. */
@@ -27,121 +29,74 @@
 /* How often a start that waits asks again. */
 #define DIRLOCK_POLL_MS 20
 
-/* A held flock as the kernel prints it: "FLOCK ADVISORY WRITE PID MAJ:MIN:INO". */
-struct flock_id {
-	unsigned maj, min;
-	unsigned long ino;
-};
-
 struct holders {
-	pid_t locker; /* took the lock (/proc/locks); 0 if not seen */
-	bool locker_holds; /* ... and still holds a descriptor with it */
-	size_t n; /* processes holding a descriptor with the lock */
+	size_t n; /* processes with a descriptor that carries the lock */
 	pid_t pid[DIRLOCK_MAX_NAMED];
 	char comm[DIRLOCK_MAX_NAMED][17];
+	pid_t taker; /* took the lock, as fdinfo prints it: 0 if not visible here */
+	bool taker_holds; /* the taker is one of the holders */
+	char taker_comm[17]; /* its program, if it holds */
 };
 
-/* line: "N: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INO START END" (a waiter's
- * line, "N: -> FLOCK ...", is not a holder's and does not parse). */
-static bool parse_flock(const char *line, pid_t *pid, struct flock_id *id)
+/* An fdinfo line "lock:\tN: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INO 0 EOF"
+ * (READ for a shared lock). A waiter's line ("N: -> FLOCK ...") and
+ * POSIX, OFD and lease locks do not parse. */
+static bool parse_flock(const char *line, pid_t *taker, unsigned *maj, unsigned *min, unsigned long *ino)
 {
-	const char *c = strchr(line, ':');
+	const char *c;
 	char kind[16], mode[16];
 	int p;
 
-	if (!c || sscanf(c + 1, " %15s %*s %15s %d %x:%x:%lu", kind, mode, &p, &id->maj, &id->min, &id->ino) != 6)
+	if (strncmp(line, "lock:", 5) != 0 || !(c = strchr(line + 5, ':')))
 		return false;
-	if (strcmp(kind, "FLOCK") != 0 || strcmp(mode, "WRITE") != 0)
+	if (sscanf(c + 1, " %15s %*s %15s %d %x:%x:%lu", kind, mode, &p, maj, min, ino) != 6)
 		return false;
-	*pid = p;
+	if (strcmp(kind, "FLOCK") != 0 || (strcmp(mode, "WRITE") != 0 && strcmp(mode, "READ") != 0))
+		return false;
+	*taker = p;
 	return true;
 }
 
-static bool same_flock(const struct flock_id *a, const struct flock_id *b)
+/* Does descriptor fd of process pid carry a flock on the directory st
+ * names? The kernel prints the superblock's device, which a btrfs
+ * subvolume does not report to stat: then the descriptor's path decides.
+ * fdinfo is read, the file itself never touched (it may be on a hung
+ * filesystem). */
+static bool fd_holds(pid_t pid, const char *fd, const struct stat *st, const char *path, pid_t *taker)
 {
-	return a->maj == b->maj && a->min == b->min && a->ino == b->ino;
-}
-
-/* The taker of the exclusive flock on the inode st names, and the device
- * numbers the kernel prints for it: st's own, or, where the filesystem
- * reports another device to stat than its superblock's (btrfs
- * subvolumes), those of the one lock on that inode number. */
-static bool find_locker(const struct stat *st, pid_t *locker, struct flock_id *id)
-{
-	struct flock_id want = { major(st->st_dev), minor(st->st_dev), (unsigned long)st->st_ino }, got, loose = { 0 };
-	pid_t p, loose_pid = 0;
-	int loose_n = 0;
-	bool found = false;
-	char *line = NULL;
+	char file[300], *line = NULL, target[4096];
+	bool holds = false;
+	unsigned maj, min;
+	unsigned long ino;
 	size_t cap = 0;
+	ssize_t n;
 	FILE *f;
 
-	f = fopen("/proc/locks", "re");
+	snprintf(file, sizeof(file), "/proc/%d/fdinfo/%s", (int)pid, fd);
+	f = fopen(file, "re");
 	if (!f)
 		return false;
-	while (!found && getline(&line, &cap, f) > 0) {
-		if (!parse_flock(line, &p, &got) || got.ino != want.ino)
-			continue;
-		if (same_flock(&got, &want)) {
-			*locker = p;
-			*id = got;
-			found = true;
-		} else if (loose_n++ == 0) {
-			loose = got;
-			loose_pid = p;
-		}
-	}
-	if (!found && loose_n == 1) {
-		*locker = loose_pid;
-		*id = loose;
-		found = true;
-	}
+	while (!holds && getline(&line, &cap, f) > 0)
+		holds = parse_flock(line, taker, &maj, &min, &ino) && ino == (unsigned long)st->st_ino;
 	free(line);
 	fclose(f);
-	return found;
-}
-
-/* Does one of pid's descriptors carry the lock id? */
-static bool pid_holds(pid_t pid, const struct flock_id *id)
-{
-	char path[300], *line = NULL;
-	bool holds = false;
-	struct flock_id got;
-	struct dirent *e;
-	size_t cap = 0;
-	pid_t taker;
-	DIR *d;
-
-	snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)pid);
-	d = opendir(path);
-	if (!d)
+	if (!holds || (maj == major(st->st_dev) && min == minor(st->st_dev)))
+		return holds;
+	snprintf(file, sizeof(file), "/proc/%d/fd/%s", (int)pid, fd);
+	n = readlink(file, target, sizeof(target) - 1);
+	if (n < 0)
 		return false;
-	while (!holds && (e = readdir(d))) {
-		FILE *f;
-
-		if (!isdigit((unsigned char)e->d_name[0]))
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", (int)pid, e->d_name);
-		f = fopen(path, "re");
-		if (!f)
-			continue;
-		while (!holds && getline(&line, &cap, f) > 0)
-			holds = strncmp(line, "lock:", 5) == 0 && parse_flock(line + 5, &taker, &got) &&
-				same_flock(&got, id);
-		fclose(f);
-	}
-	free(line);
-	closedir(d);
-	return holds;
+	target[n] = '\0';
+	return strcmp(target, path) == 0;
 }
 
 static void read_comm(pid_t pid, char *comm, size_t len)
 {
-	char path[64];
+	char file[64];
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-	f = fopen(path, "re");
+	snprintf(file, sizeof(file), "/proc/%d/comm", (int)pid);
+	f = fopen(file, "re");
 	if (!f || !fgets(comm, (int)len, f))
 		snprintf(comm, len, "?");
 	comm[strcspn(comm, "\n")] = '\0';
@@ -149,40 +104,49 @@ static void read_comm(pid_t pid, char *comm, size_t len)
 		fclose(f);
 }
 
-/* Who holds the exclusive flock on the inode st names. Only a refused
- * start asks, so a walk of every process's descriptors is fine. */
-static void find_holders(const struct stat *st, struct holders *h)
+/* Who holds the flock on the directory st names. Only a refused start
+ * asks, so a walk of every process's descriptors is fine. */
+static void find_holders(const struct stat *st, const char *path, struct holders *h)
 {
-	struct flock_id id;
-	struct dirent *e;
-	DIR *d;
+	char dir[64];
+	struct dirent *p, *e;
+	DIR *procs, *fds;
 
 	memset(h, 0, sizeof(*h));
-	if (!find_locker(st, &h->locker, &id))
+	procs = opendir("/proc");
+	if (!procs)
 		return;
-	d = opendir("/proc");
-	if (!d)
-		return;
-	while ((e = readdir(d))) {
-		pid_t pid;
+	while ((p = readdir(procs))) {
+		pid_t pid, taker = 0;
+		bool holds = false;
 
-		if (!isdigit((unsigned char)e->d_name[0]))
+		if (!isdigit((unsigned char)p->d_name[0]))
 			continue;
-		pid = (pid_t)atoi(e->d_name);
-		if (!pid_holds(pid, &id))
+		pid = (pid_t)atoi(p->d_name);
+		snprintf(dir, sizeof(dir), "/proc/%d/fdinfo", (int)pid);
+		fds = opendir(dir);
+		if (!fds)
 			continue;
-		if (pid == h->locker)
-			h->locker_holds = true;
+		while (!holds && (e = readdir(fds)))
+			holds = isdigit((unsigned char)e->d_name[0]) && fd_holds(pid, e->d_name, st, path, &taker);
+		closedir(fds);
+		if (!holds)
+			continue;
+		h->taker = taker;
+		if (taker > 0 && taker == pid) {
+			h->taker_holds = true;
+			read_comm(pid, h->taker_comm, sizeof(h->taker_comm));
+		}
 		if (h->n < DIRLOCK_MAX_NAMED) {
 			h->pid[h->n] = pid;
 			read_comm(pid, h->comm[h->n], sizeof(h->comm[h->n]));
 		}
 		h->n++;
 	}
-	closedir(d);
+	closedir(procs);
 }
 
-/* "thinfs (pid 12), e2fsck (pid 34) and 2 more", or what is known. */
+/* "thinfs (pid 12), e2fsck (pid 34) and 2 more". */
 static void name_holders(const struct holders *h, char *buf, size_t len)
 {
 	size_t used = 0, i;
@@ -193,65 +157,79 @@ static void name_holders(const struct holders *h, char *buf, size_t len)
 					 (int)h->pid[i]);
 	if (h->n > DIRLOCK_MAX_NAMED && used < len)
 		snprintf(buf + used, len - used, " and %zu more", h->n - DIRLOCK_MAX_NAMED);
-	else if (h->n == 0 && h->locker > 0)
-		snprintf(buf, len, "a process not visible here (pid %d took it)", (int)h->locker);
-	else if (h->n == 0)
-		snprintf(buf, len, "a process not visible here");
 }
 
-static long ms_since(const struct timespec *t0)
+/* What is known of the taker that holds the lock no more. */
+static void name_taker(pid_t taker, char *buf, size_t len)
 {
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long)((now.tv_sec - t0->tv_sec) * 1000 + (now.tv_nsec - t0->tv_nsec) / 1000000);
+	if (taker <= 0)
+		snprintf(buf, len, "not visible here");
+	else if (kill(taker, 0) < 0 && errno == ESRCH)
+		snprintf(buf, len, "pid %d, which has exited", (int)taker);
+	else
+		snprintf(buf, len, "pid %d, which let it go", (int)taker);
 }
 
-int dirlock_take(int fd, const char *path)
+/* One try: 0 once held, -EWOULDBLOCK if another holds it, else logged. */
+static int try_lock(int fd, const char *path)
 {
-	const struct timespec poll = { 0, DIRLOCK_POLL_MS * 1000000L };
-	struct timespec t0;
-	struct holders h;
-	char who[256];
-	struct stat st;
-	int r = 0;
+	int r;
 
 	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
 		return 0;
-	if (errno != EWOULDBLOCK || fstat(fd, &st) < 0) {
-		r = -errno;
+	r = -errno;
+	if (r != -EWOULDBLOCK)
 		log_err("state directory %s: flock: %s", path, strerror(-r));
+	return r;
+}
+
+int dirlock_take(int fd, const struct stat *st, const char *path)
+{
+	const struct timespec pause = { 0, DIRLOCK_POLL_MS * 1000000L };
+	char who[256], taker[64];
+	struct timespec t0;
+	struct holders h;
+	int r;
+
+	r = try_lock(fd, path);
+	if (r != -EWOULDBLOCK)
 		return r;
-	}
-	find_holders(&st, &h);
+	find_holders(st, path, &h);
+	/* Let go between the two looks: nothing to say. */
+	if (h.n == 0 && (r = try_lock(fd, path)) != -EWOULDBLOCK)
+		return r;
 	name_holders(&h, who, sizeof(who));
-	if (h.locker_holds) {
-		log_err("cannot start on %s: another thinfs runs on this state directory (its flock is held by %s)",
-			path, who);
+	if (h.taker_holds) {
+		if (strcmp(h.taker_comm, "thinfs") == 0)
+			log_err("cannot start on %s: another thinfs runs on this state directory (%s holds its "
+				"flock)", path, who);
+		else
+			log_err("cannot start on %s: a running process holds this state directory's flock: %s",
+				path, who);
 		return -EBUSY;
 	}
-	/* The taker has exited (or is not visible here): what holds the lock
-	 * is a program it started, between fork and exec. */
-	log_info("state directory %s: its flock is still held by %s, started by a process that has exited; "
-		 "waiting up to %d s for it to be let go",
-		 path, who, DIRLOCK_WAIT_MS / 1000);
+	/* The taker holds it no more: what does is a program it started,
+	 * between fork and exec, or a process in another pid namespace. */
+	name_taker(h.taker, taker, sizeof(taker));
+	if (h.n)
+		log_info("state directory %s: its flock is held by %s, not by the process that took it (%s); "
+			 "waiting up to %.1f s for it to be let go",
+			 path, who, taker, DIRLOCK_WAIT_MS / 1000.0);
+	else
+		log_info("state directory %s: its flock is held by a process not visible here; waiting up to "
+			 "%.1f s for it to be let go", path, DIRLOCK_WAIT_MS / 1000.0);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (ms_since(&t0) < DIRLOCK_WAIT_MS) {
-		nanosleep(&poll, NULL);
-		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+		nanosleep(&pause, NULL);
+		r = try_lock(fd, path);
+		if (r == 0)
 			log_info("state directory %s: its flock was let go after %ld ms", path, ms_since(&t0));
-			return 0;
-		}
-		if (errno != EWOULDBLOCK) {
-			r = -errno;
-			log_err("state directory %s: flock: %s", path, strerror(-r));
+		if (r != -EWOULDBLOCK)
 			return r;
-		}
 	}
-	find_holders(&st, &h);
+	find_holders(st, path, &h);
 	name_holders(&h, who, sizeof(who));
-	log_err("cannot start on %s: another thinfs runs on this state directory, or a program it started "
-		"(its flock is still held by %s after %d s)",
-		path, who, DIRLOCK_WAIT_MS / 1000);
+	log_err("cannot start on %s: %s still holds this state directory's flock after %.1f s", path,
+		h.n ? who : "a process not visible here", DIRLOCK_WAIT_MS / 1000.0);
 	return -EBUSY;
 }

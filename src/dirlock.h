@@ -13,15 +13,18 @@
 #ifndef THINFS_DIRLOCK_H
 #define THINFS_DIRLOCK_H
 
+#include <sys/stat.h>
+
 /* Longest a start waits for a lock whose taker has exited to be let go
  * by the processes it started (they exec or exit within milliseconds). */
 #define DIRLOCK_WAIT_MS 5000
 
-/* Take an exclusive flock on the directory open as fd; path names it in
- * messages. 0 once held; -EBUSY, logged with the pid and program of the
- * holder, if a live process holds it, or if the processes left holding
- * it by one that has exited still do after DIRLOCK_WAIT_MS; another
+/* Take an exclusive flock on the directory open as fd, with st its fstat
+ * and path its real path. 0 once held. -EBUSY, logged naming the holders'
+ * programs and pids, at once if the process that took the lock still
+ * holds it, or after DIRLOCK_WAIT_MS if the holders left by one that no
+ * longer does (or that is not visible here) still hold it; another
  * negative errno, logged, if flock itself fails. */
-int dirlock_take(int fd, const char *path);
+int dirlock_take(int fd, const struct stat *st, const char *path);
 
 #endif

@@ -25,6 +25,7 @@
 
 #include "dirlock.h"
 #include "docker.h"
+#include "elapsed.h"
 #include "fault.h"
 #include "fsutil.h"
 #include "grow.h"
@@ -614,11 +615,6 @@ static void destroy(struct deviceset *s)
 	free(s);
 }
 
-static long ms_between(const struct timespec *a, const struct timespec *b)
-{
-	return (long)((b->tv_sec - a->tv_sec) * 1000 + (b->tv_nsec - a->tv_nsec) / 1000000);
-}
-
 int ds_open(const char *state_dir, const struct ds_options *opts, struct deviceset **out)
 {
 	struct timespec t[7];
@@ -656,9 +652,10 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 	}
 	/* One engine per STATEDIR, read-write or read-only: two would each
 	 * take the other's pool, loop devices and mounts for left-overs of a
-	 * killed run. flock writes nothing (-o ro) and goes with the
-	 * process, however it ends (and with the programs it started). */
-	r = dirlock_take(s->state_fd, s->state_dir);
+	 * killed run. flock writes nothing (-o ro) and is let go when the
+	 * process ends, however it ends (a program it forks holds it until
+	 * its exec: src/dirlock.h). */
+	r = dirlock_take(s->state_fd, &st, s->state_dir);
 	if (r < 0)
 		goto fail;
 	/* -o ro names its pool, devices and mount directory apart

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "docker.h"
+#include "elapsed.h"
 #include "fault.h"
 #include "fsutil.h"
 #include "grow.h"
@@ -297,7 +298,7 @@ static void refresh_usage(struct deviceset *s)
 	}
 	atomic_store(&s->usage_at, (int64_t)time(NULL));
 	log_debug("pool %s: usage of the devices read in %ld ms", s->prefix,
-		  (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
+		  ms_between(&t0, &t1));
 }
 
 /* An info file is being read: have the worker look at usage if the
