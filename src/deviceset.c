@@ -444,6 +444,23 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 	return 0;
 }
 
+/* Why name cannot be made (pool lock held): the device that has it, by
+ * its path, or the add that is making it. */
+static int name_taken(struct deviceset *s, struct device *scratch, const char *name)
+{
+	struct device *x = find_name(s, name);
+	char path[PATH_MAX];
+
+	if (x && strcmp(name, DS_BASE_NAME) == 0)
+		return fail(s, scratch, -EEXIST, "mkdir '%s': '%s' is the base device's name (the top directory)",
+			    name, name);
+	if (!x)
+		return fail(s, scratch, -EEXIST, "mkdir '%s': a device of that name is being made", name);
+	device_path(s, x, path, sizeof(path));
+	return fail(s, scratch, -EEXIST, "mkdir '%s': the name '%s' is used by the device at '%s' (names are unique "
+		    "in the pool)", name, name, path);
+}
+
 int ds_add_device(struct deviceset *s, const char *name, const char *parent_name)
 {
 	struct device *parent, scratch;
@@ -451,15 +468,21 @@ int ds_add_device(struct deviceset *s, const char *name, const char *parent_name
 	int r, fd = -1;
 
 	memset(&scratch, 0, sizeof(scratch));
-	r = ds_check_name(name);
-	if (r < 0)
-		return fail(s, NULL, r, "mkdir '%s': %s", name ? name : "",
-			    r == -ENAMETOOLONG ? "name longer than 128 characters"
-					       : "invalid name (use [A-Za-z0-9][A-Za-z0-9_.-]*, not ctl, info or rootfs)");
 	parent = get_device(s, parent_name, false);
 	if (!parent)
-		return fail(s, NULL, -ENOENT, "mkdir '%s': no device '%s' to snapshot", name, parent_name);
+		return fail(s, NULL, -ENOENT, "mkdir '%s': no device '%s' to snapshot", name ? name : "", parent_name);
+	/* A refusal is the parent's: its directory is where the user looks
+	 * (the base device's errors are the pool's). */
+	r = ds_check_name(name);
+	if (r < 0) {
+		r = fail(s, parent, r, "mkdir '%s': %s", name ? name : "",
+			 r == -ENAMETOOLONG ? "name longer than 128 characters"
+					    : "invalid name (use [A-Za-z0-9][A-Za-z0-9_.-]*, not ctl, info or rootfs)");
+		put_device(s, parent);
+		return r;
+	}
 	snprintf(scratch.m.name, sizeof(scratch.m.name), "%s", name);
+	snprintf(scratch.m.parent, sizeof(scratch.m.parent), "%s", parent_name);
 	/* The parent's op_lock keeps its mount state still while its
 	 * filesystem is frozen and the snapshot taken. */
 	if (!lock_op(s, parent)) {
@@ -484,19 +507,20 @@ int ds_add_device(struct deviceset *s, const char *name, const char *parent_name
 	pthread_mutex_lock(&s->lock);
 	add_wait_to_join(s);
 	if (find_name(s, name) || add_name_pending(s, name)) {
-		r = -EEXIST;
-		log_info("mkdir '%s': a device of that name exists%s", name,
-			 find_name(s, name) ? "" : " (being made)");
+		r = name_taken(s, &scratch, name);
 	} else if ((r = refuse_if_needs_recovery(s, &scratch, "mkdir")) == 0) {
 		r = check_free_space(s, &scratch);
 		if (r == 0)
 			r = create_device(s, name, parent, &scratch);
 	}
 	pthread_mutex_unlock(&s->lock);
-	if (r == 0)
+	if (r == 0) {
 		log_info("created device '%s' (snapshot of '%s')", name, parent->m.name);
-	else if (scratch.last_error)
-		ds_set_pool_error(s, "%s", scratch.last_error);
+		/* A snapshot of the parent succeeded: its error is stale. */
+		ds_clear_error(s, parent->m.name);
+	} else if (scratch.last_error) {
+		keep_error(s, parent, scratch.last_error);
+	}
 out_unlock:
 	if (fd >= 0) {
 		int t = fsutil_thaw(fd);
@@ -755,6 +779,75 @@ out:
 /* ------------------------------------------------------------------ */
 /* Rename                                                             */
 
+/* Is d ancestor or below it? Table lock held; the chain is bounded by
+ * the table's size, should metadata ever make a loop. */
+static bool within(struct deviceset *s, struct device *d, const char *ancestor)
+{
+	size_t depth = 0;
+
+	if (strcmp(ancestor, DS_BASE_NAME) == 0)
+		return true;
+	while (d && depth++ <= s->n_devices) {
+		if (strcmp(d->m.name, ancestor) == 0)
+			return true;
+		if (!d->m.parent[0])
+			return false;
+		d = find_name(s, d->m.parent);
+	}
+	return false;
+}
+
+bool ds_within(struct deviceset *s, const char *name, const char *ancestor)
+{
+	struct device *d;
+	bool in;
+
+	pthread_mutex_lock(&s->table_lock);
+	d = find_name(s, name);
+	in = d && !d->m.deleted && within(s, d, ancestor);
+	pthread_mutex_unlock(&s->table_lock);
+	return in;
+}
+
+/* The mounted devices within a subtree, as ds_subtree_busy finds them:
+ * the first counted mount, and the IDs of the automounts to try. */
+struct subtree_mounts {
+	char mounted[DS_NAME_MAX + 1];
+	int count;
+	uint32_t *auto_ids;
+	size_t n_auto, cap_auto;
+};
+
+/* The table lock or the pool lock held. */
+static int find_mounts(struct deviceset *s, const char *top, struct subtree_mounts *m)
+{
+	struct device *d;
+
+	for (size_t i = 0; i < s->n_buckets; i++)
+		for (d = s->by_name[i]; d; d = d->next_name) {
+			if (d->m.deleted || (d->mount_count == 0 && !d->automounted) || !within(s, d, top))
+				continue;
+			if (d->mount_count > 0) {
+				snprintf(m->mounted, sizeof(m->mounted), "%s", d->m.name);
+				m->count = d->mount_count;
+				return 0;
+			}
+			if (GROW(m->auto_ids, m->cap_auto, m->n_auto, 8) < 0)
+				return -ENOMEM;
+			m->auto_ids[m->n_auto++] = d->m.device_id;
+		}
+	return 0;
+}
+
+/* The words for the counted mount find_mounts found (its locks held). */
+static void mounted_why(struct deviceset *s, const struct subtree_mounts *m, char *why, size_t len)
+{
+	char path[PATH_MAX];
+
+	device_path(s, find_name(s, m->mounted), path, sizeof(path));
+	snprintf(why, len, "the device at '%s' is mounted (%d)", path, m->count);
+}
+
 /* Is d or a descendant of d mounted? Pool and table locks held. */
 static bool subtree_mounted(struct deviceset *s, struct device *d)
 {
@@ -800,12 +893,17 @@ int ds_rename_device(struct deviceset *s, const char *old_name, const char *new_
 	bool busy;
 	int r, u;
 
-	r = ds_check_name(new_name);
-	if (r < 0)
-		return fail(s, NULL, r, "rename '%s' to '%s': invalid new name", old_name, new_name);
 	d = get_device(s, old_name, false);
 	if (!d)
 		return fail(s, NULL, -ENOENT, "rename '%s': no such device", old_name);
+	r = ds_check_name(new_name);
+	if (r < 0) {
+		r = fail(s, d, r, "rename '%s' to '%s': %s", old_name, new_name,
+			 r == -ENAMETOOLONG ? "name longer than 128 characters"
+					    : "invalid name (use [A-Za-z0-9][A-Za-z0-9_.-]*, not ctl, info or rootfs)");
+		put_device(s, d);
+		return r;
+	}
 	if (strcmp(old_name, DS_BASE_NAME) == 0) {
 		put_device(s, d);
 		return fail(s, NULL, -EPERM, "rename '%s': the base device cannot be renamed", old_name);
@@ -819,13 +917,27 @@ int ds_rename_device(struct deviceset *s, const char *old_name, const char *new_
 		r = 0;
 		goto out;
 	}
-	if (find_name(s, new_name) || add_name_pending(s, new_name)) {
-		r = fail(s, d, -EEXIST, "rename '%s' to '%s': that name is in use", old_name, new_name);
+	if (find_name(s, new_name)) {
+		char path[PATH_MAX];
+
+		TABLE(s, device_path(s, find_name(s, new_name), path, sizeof(path)));
+		r = fail(s, d, -EEXIST, "rename '%s' to '%s': the name is used by the device at '%s' (names are "
+			 "unique in the pool)", old_name, new_name, path);
+		goto out;
+	}
+	if (add_name_pending(s, new_name)) {
+		r = fail(s, d, -EEXIST, "rename '%s' to '%s': a device of that name is being made", old_name, new_name);
 		goto out;
 	}
 	TABLE(s, busy = subtree_mounted(s, d));
 	if (busy) {
-		r = fail(s, d, -EBUSY, "rename '%s': it or one of its snapshots is mounted", old_name);
+		struct subtree_mounts sm = { 0 };
+		char why[PATH_MAX + 64] = "";
+
+		if (find_mounts(s, old_name, &sm) == 0 && sm.mounted[0])
+			mounted_why(s, &sm, why, sizeof(why));
+		free(sm.auto_ids);
+		r = fail(s, d, -EBUSY, "rename '%s': it or one of its snapshots is mounted (%s)", old_name, why);
 		goto out;
 	}
 	r = refuse_if_needs_recovery(s, d, "rename");
@@ -860,6 +972,11 @@ int ds_rename_device(struct deviceset *s, const char *old_name, const char *new_
 	TABLE(s, unlink_device(s, d); d->m = m; link_device(s, d));
 	r = 0;
 	log_info("renamed device '%s' to '%s'", old_name, new_name);
+	/* An operation on d succeeded: its error is stale. */
+	pthread_mutex_lock(&s->err_lock);
+	if (d->last_error)
+		d->last_error[0] = '\0';
+	pthread_mutex_unlock(&s->err_lock);
 out:
 	pthread_mutex_unlock(&s->lock);
 	unlock_op(d);
@@ -1295,6 +1412,7 @@ static void fill_info(struct deviceset *s, struct device *d, struct ds_device_in
 	out->created = d->m.created;
 	pthread_mutex_lock(&s->err_lock);
 	snprintf(out->last_error, sizeof(out->last_error), "%s", d->last_error ? d->last_error : "");
+	out->last_error_at = d->last_error && d->last_error[0] ? d->last_error_at : 0;
 	pthread_mutex_unlock(&s->err_lock);
 	out->n_children = d->n_children;
 	mount_dir_of(s, d->m.device_id, out->mount_dir, sizeof(out->mount_dir));
@@ -1362,9 +1480,9 @@ void ds_set_device_error(struct deviceset *s, const char *name, const char *fmt,
 
 void ds_clear_error(struct deviceset *s, const char *name)
 {
-	struct device *d = name ? get_device(s, name, false) : NULL;
+	struct device *d = name && strcmp(name, DS_BASE_NAME) != 0 ? get_device(s, name, false) : NULL;
 
-	if (name && !d)
+	if (name && strcmp(name, DS_BASE_NAME) != 0 && !d)
 		return;
 	pthread_mutex_lock(&s->err_lock);
 	if (!d)
@@ -1374,6 +1492,61 @@ void ds_clear_error(struct deviceset *s, const char *name)
 	pthread_mutex_unlock(&s->err_lock);
 	if (d)
 		put_device(s, d);
+}
+
+int ds_device_path(struct deviceset *s, const char *name, char *buf, size_t len)
+{
+	struct device *d;
+	int r = -ENOENT;
+
+	pthread_mutex_lock(&s->table_lock);
+	d = find_name(s, name);
+	if (d && !d->m.deleted) {
+		device_path(s, d, buf, len);
+		r = 0;
+	}
+	pthread_mutex_unlock(&s->table_lock);
+	return r;
+}
+
+int ds_subtree_busy(struct deviceset *s, const char *name, char *why, size_t len)
+{
+	struct subtree_mounts m;
+	char path[PATH_MAX];
+	int r;
+
+	memset(&m, 0, sizeof(m));
+	why[0] = '\0';
+	pthread_mutex_lock(&s->table_lock);
+	r = find_mounts(s, name, &m);
+	if (r == 0 && m.mounted[0]) {
+		mounted_why(s, &m, why, len);
+		r = -EBUSY;
+	}
+	pthread_mutex_unlock(&s->table_lock);
+	/* An automount stands in the way of rmdir only while used: take
+	 * away those nothing uses, as rmdir would, each under its op_lock
+	 * (never with the table lock: it is I/O). */
+	for (size_t i = 0; r == 0 && i < m.n_auto; i++) {
+		struct ds_device_info info;
+		struct device *d;
+
+		if (ds_device_info_by_id(s, m.auto_ids[i], &info) < 0 || !(d = get_device(s, info.name, false)))
+			continue;
+		if (lock_op(s, d)) {
+			if (drop_automount(s, d, 0) < 0) {
+				pthread_mutex_lock(&s->table_lock);
+				device_path(s, d, path, sizeof(path));
+				pthread_mutex_unlock(&s->table_lock);
+				snprintf(why, len, "the automount of the device at '%s' is in use", path);
+				r = -EBUSY;
+			}
+			unlock_op(d);
+		}
+		put_device(s, d);
+	}
+	free(m.auto_ids);
+	return r;
 }
 
 /* The DS_TOP_USAGE visible devices with the most exclusive bytes, most
@@ -1458,6 +1631,7 @@ int ds_pool_info(struct deviceset *s, struct ds_pool_info *out)
 	pthread_mutex_unlock(&s->table_lock);
 	pthread_mutex_lock(&s->err_lock);
 	snprintf(out->last_error, sizeof(out->last_error), "%s", s->last_error);
+	out->last_error_at = s->last_error[0] ? s->last_error_at : 0;
 	pthread_mutex_unlock(&s->err_lock);
 	return r;
 }

@@ -75,6 +75,7 @@ struct ds_device_info {
 	uint64_t exclusive_bytes, shared_bytes;
 	int64_t usage_at;
 	char last_error[DS_ERROR_MAX];/* "" if none */
+	int64_t last_error_at;        /* when it was kept (unix seconds) */
 	int n_children;               /* visible (not deleted) child devices */
 };
 
@@ -120,6 +121,7 @@ struct ds_pool_info {
 	bool low_space;
 	unsigned low_space_threshold; /* percent */
 	char last_error[DS_ERROR_MAX];
+	int64_t last_error_at;        /* when it was kept (unix seconds) */
 };
 
 struct ds_entry {
@@ -208,12 +210,25 @@ int ds_list(struct deviceset *ds, const char *parent, struct ds_entry **out,
 /* Record words for the pool's last_error (e.g. a refused ctl command). */
 void ds_set_pool_error(struct deviceset *ds, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* Record words for a device's last_error. */
+/* Record words for a device's last_error (the base device's are the
+ * pool's: its directory is the top, whose ctl is the pool's). */
 void ds_set_device_error(struct deviceset *ds, const char *name,
 			 const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Forget the last_error of a device, or of the pool for name NULL (a
- * later command succeeded). */
+/* Forget the last_error of a device, or of the pool for name NULL or
+ * DS_BASE_NAME (a later command or operation on it succeeded). */
 void ds_clear_error(struct deviceset *ds, const char *name);
+/* The device's place in the namespace, "/a/b/NAME" ("/" for the base),
+ * for messages. -ENOENT for an unknown device. */
+int ds_device_path(struct deviceset *ds, const char *name, char *buf, size_t len);
+/* Is name the device ancestor or one of its descendants? (Every device
+ * is within the base device.) Memory only, under the table lock. */
+bool ds_within(struct deviceset *ds, const char *name, const char *ancestor);
+/* Would the rmdir of name or of a descendant fail with -EBUSY because it
+ * is mounted? 0 if not; -EBUSY with why (the first such device, by its
+ * path) if a counted mount or an automount in use is there. Automounts
+ * nothing uses are taken away on the way, as rmdir would (doc/design.md
+ * §1, "rm -r"). */
+int ds_subtree_busy(struct deviceset *ds, const char *name, char *why, size_t len);
 
 /* Compare the metadata with the pool: every device file's ID is in the
  * pool and the reverse, no two files share an ID, the ID bitmap matches,

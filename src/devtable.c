@@ -60,18 +60,65 @@ int ds_check_name(const char *name)
 	return 0;
 }
 
+/* Keep text as d's last_error (the pool's for NULL or the base device,
+ * whose directory is the top and whose ctl is the pool's; not for an
+ * add's scratch record named "base", which has a parent), stamped now.
+ * Takes err_lock only. */
+void keep_error(struct deviceset *s, struct device *d, const char *text)
+{
+	if (d && is_base(d) && !d->m.parent[0])
+		d = NULL;
+	pthread_mutex_lock(&s->err_lock);
+	if (d && !d->last_error)
+		d->last_error = malloc(DS_ERROR_MAX);
+	if (!d || d->last_error) {
+		snprintf(d ? d->last_error : s->last_error, DS_ERROR_MAX, "%s", text);
+		*(d ? &d->last_error_at : &s->last_error_at) = (int64_t)time(NULL);
+	}
+	pthread_mutex_unlock(&s->err_lock);
+}
+
 void store_error(struct deviceset *s, struct device *d, const char *fmt, va_list ap)
 {
 	char buf[DS_ERROR_MAX];
 
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	log_err("%s", buf);
-	pthread_mutex_lock(&s->err_lock);
-	if (d && !d->last_error)
-		d->last_error = malloc(DS_ERROR_MAX);
-	if (!d || d->last_error)
-		snprintf(d ? d->last_error : s->last_error, DS_ERROR_MAX, "%s", buf);
-	pthread_mutex_unlock(&s->err_lock);
+	keep_error(s, d, buf);
+}
+
+/* d's place in the namespace, "/a/b/NAME" ("/" for the base device), for
+ * messages. The table lock or the pool lock held. -ENAMETOOLONG if it
+ * does not fit (buf then holds "/NAME"). */
+int device_path(struct deviceset *s, struct device *d, char *buf, size_t len)
+{
+	const char *names[64];
+	size_t n = 0, used = 0;
+	struct device *up = d;
+
+	while (up && up->m.parent[0] && n < sizeof(names) / sizeof(names[0])) {
+		names[n++] = up->m.name;
+		up = find_name(s, up->m.parent);
+	}
+	if (len)
+		buf[0] = '\0';
+	if (up && up->m.parent[0]) {
+		/* Deeper than names[] holds: the name alone. */
+		snprintf(buf, len, "/%s", d->m.name);
+		return -ENAMETOOLONG;
+	}
+	if (n == 0)
+		snprintf(buf, len, "/");
+	while (n > 0) {
+		int w = snprintf(buf + used, len - used, "/%s", names[--n]);
+
+		if (w < 0 || (size_t)w >= len - used) {
+			snprintf(buf, len, "/%s", d->m.name);
+			return -ENAMETOOLONG;
+		}
+		used += (size_t)w;
+	}
+	return 0;
 }
 
 int fail(struct deviceset *s, struct device *d, int r, const char *fmt, ...)

@@ -88,8 +88,10 @@ struct device {
 	uint64_t exclusive_bytes, shared_bytes;
 	int64_t usage_at;
 	/* DS_ERROR_MAX bytes once a first error is kept, NULL before (most
-	 * devices never have one: 10,000s of devices stay small); err_lock. */
+	 * devices never have one: 10,000s of devices stay small), and when
+	 * it was kept (unix seconds); err_lock. */
 	char *last_error;
+	int64_t last_error_at;
 };
 
 
@@ -155,7 +157,8 @@ struct deviceset {
 	char recovery_reason[DS_ERROR_MAX / 2];
 	/* A leaf lock for the last_error strings; nothing is taken under it. */
 	pthread_mutex_t err_lock;
-	char last_error[DS_ERROR_MAX];
+	char last_error[DS_ERROR_MAX]; /* the pool's, which is also the base device's */
+	int64_t last_error_at;
 	/* The space watch's state (worker.c): below dm.low_space_threshold
 	 * at the last look, and dm.autoextend's refusal said once; worker
 	 * only. */
@@ -184,6 +187,8 @@ struct deviceset {
 /* devtable.c: the table (each function's comment names the locks it
  * needs), names, errors */
 void store_error(struct deviceset *s, struct device *d, const char *fmt, va_list ap);
+void keep_error(struct deviceset *s, struct device *d, const char *text);
+int device_path(struct deviceset *s, struct device *d, char *buf, size_t len);
 int fail(struct deviceset *s, struct device *d, int r, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 struct device *find_name(struct deviceset *s, const char *name);

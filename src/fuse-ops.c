@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,7 @@ void tf_fuse_ctx_init(struct tf_fuse_ctx *c, struct deviceset *ds)
 	c->ds = ds;
 	c->started = time(NULL);
 	pthread_mutex_init(&c->handles_lock, NULL);
+	rmwalk_init(&c->walks);
 }
 
 static void handle_link(struct tf_fuse_ctx *c, struct tf_handle *h)
@@ -106,6 +108,7 @@ void tf_fuse_ctx_fini(struct tf_fuse_ctx *c)
 	if (n)
 		log_debug("freed %zu file handle(s) still open at shutdown", n);
 	pthread_mutex_destroy(&c->handles_lock);
+	rmwalk_fini(&c->walks);
 }
 
 static struct tf_fuse_ctx *ctx_of(fuse_req_t req)
@@ -142,26 +145,32 @@ static const char *dir_device(const struct node *n)
 	return n->kind == N_ROOT ? DS_BASE_NAME : n->dev.name;
 }
 
+/* A ctl's text: its state line, then "error: TIME REASON" if the last
+ * operation on it failed; malloc'd. */
+static char *ctl_text_of(const char *state, const char *err, int64_t at)
+{
+	char when[META_ISO_TIME_LEN];
+	char *text;
+
+	meta_iso_time(at, when, sizeof(when));
+	if (!err[0])
+		return asprintf(&text, "%s\n", state) < 0 ? NULL : text;
+	return asprintf(&text, "%s\nerror: %s %s\n", state, when[0] ? when : "-", err) < 0 ? NULL : text;
+}
+
 /* The text of a ctl or info file; malloc'd. */
 static char *render(struct deviceset *ds, const struct node *n)
 {
 	struct ds_pool_info pi;
-	char *text = NULL;
+	char state[64];
 
 	switch (n->kind) {
-	case N_CTL: {
-		/* The state, then why the last command failed, if it did. */
-		const char *err = n->dev.last_error;
-		char state[32];
-
+	case N_CTL:
 		if (n->dev.mount_count > 0)
 			snprintf(state, sizeof(state), "mounted %d", n->dev.mount_count);
 		else
 			snprintf(state, sizeof(state), n->dev.automounted ? "automounted" : "unmounted");
-		if (asprintf(&text, "%s\n%s%s%s", state, err[0] ? "error: " : "", err, err[0] ? "\n" : "") < 0)
-			text = NULL;
-		return text;
-	}
+		return ctl_text_of(state, n->dev.last_error, n->dev.last_error_at);
 	case N_INFO: {
 		struct ds_device_info full = n->dev;
 
@@ -176,10 +185,8 @@ static char *render(struct deviceset *ds, const struct node *n)
 			ds_pool_usage(ds, &pi);
 			return meta_pool_info_json(&pi);
 		}
-		if (asprintf(&text, "ok %s %u devices\n%s%s%s", pi.backend, pi.device_count,
-			     pi.last_error[0] ? "error: " : "", pi.last_error, pi.last_error[0] ? "\n" : "") < 0)
-			text = NULL;
-		return text;
+		snprintf(state, sizeof(state), "ok %s %u devices", pi.backend, pi.device_count);
+		return ctl_text_of(state, pi.last_error, pi.last_error_at);
 	default:
 		return NULL;
 	}
@@ -302,6 +309,55 @@ static void tf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_attr(req, &st, is_dir_kind(n.kind) ? DIR_ATTR_TIMEOUT : 0);
 }
 
+/* For the log: the device a ctl or info file belongs to ("ctl"/"info"
+ * for the pool's own). */
+static const char *file_name(const struct node *n)
+{
+	switch (n->kind) {
+	case N_POOL_CTL:
+		return "ctl";
+	case N_POOL_INFO:
+		return "info";
+	default:
+		return n->dev.name;
+	}
+}
+
+/* The device whose ctl a node's refusals go to (the base device's are
+ * the pool's). */
+static const char *node_device(const struct node *n)
+{
+	return n->kind == N_ROOT || n->kind == N_POOL_CTL || n->kind == N_POOL_INFO ? DS_BASE_NAME : n->dev.name;
+}
+
+/* The device an operation on name in directory p is about: name's own if
+ * it is a device there, else the directory's (mkdir, a create). */
+static const char *target_of(struct deviceset *ds, const struct node *p, const char *name)
+{
+	fuse_ino_t ino;
+
+	return child_ino(ds, p, name, &ino) == 0 ? name : dir_device(p);
+}
+
+/* A refusal that never reaches the engine (which keeps its own): logged,
+ * and kept as the last_error of device dev, whose ctl the user reads.
+ * Returns -err. */
+static int refuse(fuse_req_t req, const char *dev, const char *op, const char *name, int err,
+		  const char *why_fmt, ...) __attribute__((format(printf, 6, 7)));
+static int refuse(fuse_req_t req, const char *dev, const char *op, const char *name, int err,
+		  const char *why_fmt, ...)
+{
+	char why[DS_ERROR_MAX];
+	va_list ap;
+
+	va_start(ap, why_fmt);
+	vsnprintf(why, sizeof(why), why_fmt, ap);
+	va_end(ap);
+	ds_set_device_error(ctx_of(req)->ds, dev, "%s '%s' (uid %u): refused: %s: %s", op, name,
+			    (unsigned)fuse_req_ctx(req)->uid, strerror(err), why);
+	return -err;
+}
+
 /* Writers: only root changes anything (the contract's EPERM). */
 static bool caller_is_root(fuse_req_t req)
 {
@@ -321,7 +377,8 @@ static void tf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		return;
 	}
 	if (!caller_is_root(req)) {
-		fuse_reply_err(req, EPERM);
+		fuse_reply_err(req, -refuse(req, node_device(&n), "setattr", file_name(&n), EPERM,
+					    "only root changes the pool"));
 		return;
 	}
 	/* A chown to the owner every node has (root:root) changes nothing
@@ -340,7 +397,9 @@ static void tf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		tf_getattr(req, ino, fi);
 		return;
 	}
-	fuse_reply_err(req, EPERM);
+	fuse_reply_err(req, -refuse(req, node_device(&n), "setattr", file_name(&n), EPERM,
+				    "modes, owners and times of the namespace are fixed (a chown to root and "
+				    "a truncate of ctl are accepted)"));
 }
 
 /* rootfs: the device's mount directory. The kernel asks for the link on
@@ -491,28 +550,6 @@ static void tf_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	fuse_reply_err(req, 0);
 }
 
-/* For the log: the device a ctl or info file belongs to ("ctl"/"info"
- * for the pool's own). */
-static const char *file_name(const struct node *n)
-{
-	switch (n->kind) {
-	case N_POOL_CTL:
-		return "ctl";
-	case N_POOL_INFO:
-		return "info";
-	default:
-		return n->dev.name;
-	}
-}
-
-/* A refusal that never reaches the engine (which logs its own). */
-static void log_refusal(fuse_req_t req, const char *op, const char *name, int err,
-			const char *why)
-{
-	log_info("%s '%s' (uid %u): refused: %s: %s", op, name,
-		 (unsigned)fuse_req_ctx(req)->uid, strerror(err), why);
-}
-
 /* The parent directory of a change by the namespace (mkdir, rmdir, unlink,
  * rename): nothing changes for a caller who is not root (EPERM). */
 static int may_change(fuse_req_t req, const char *op, fuse_ino_t parent, const char *name,
@@ -524,10 +561,9 @@ static int may_change(fuse_req_t req, const char *op, fuse_ino_t parent, const c
 		return r;
 	if (!is_dir_kind(p->kind))
 		return -ENOTDIR;
-	if (!caller_is_root(req)) {
-		log_refusal(req, op, name, EPERM, "only root changes the pool");
-		return -EPERM;
-	}
+	if (!caller_is_root(req))
+		return refuse(req, target_of(ctx_of(req)->ds, p, name), op, name, EPERM,
+			      "only root changes the pool");
 	return 0;
 }
 
@@ -554,6 +590,58 @@ err:
 	fuse_reply_err(req, -r);
 }
 
+/* rm -r of a tree that holds a mounted device deletes nothing of it
+ * (doc/design.md §1, "rm -r"). A walk removes a directory's own files
+ * before its subdirectories (readdir lists ctl, info and rootfs first),
+ * so its first step in the tree of device top is the unlink of top's ctl:
+ * refused (EBUSY) while that tree holds a mounted device, and the process
+ * is marked; then every unlink and rmdir of that process inside top's
+ * tree is refused too, while the tree still holds the mount (and the mark
+ * has not idled out, RMWALK_IDLE_SECONDS). 0, or -EBUSY with the reason
+ * kept in the ctl of dev, the device whose entry the walk removes. */
+
+/* How many marks of one process are looked at: a walk makes one per
+ * device on the way down to a mount, so a few. */
+#define WALK_TOPS_MAX 16
+
+static int walk_guard(fuse_req_t req, const char *op, const char *dev, const char *name, bool own_file)
+{
+	struct tf_fuse_ctx *c = ctx_of(req);
+	char tops[WALK_TOPS_MAX][DS_NAME_MAX + 1];
+	char why[DS_ERROR_MAX], path[PATH_MAX];
+	struct rmwalk_who who;
+	size_t n;
+
+	/* The first step of a walk in dev's tree. */
+	if (own_file && ds_subtree_busy(c->ds, dev, why, sizeof(why)) == -EBUSY) {
+		rmwalk_who_of(fuse_req_ctx(req)->pid, &who);
+		if (rmwalk_mark(&c->walks, &who, dev) < 0)
+			log_err("rm -r walk of '%s': no memory to remember it", dev);
+		ds_device_path(c->ds, dev, path, sizeof(path));
+		return refuse(req, dev, op, name, EBUSY,
+			      "%s: nothing under '%s' is deleted while it holds a mounted device "
+			      "(unmount it, then delete again)", why, path);
+	}
+	if (!rmwalk_any(&c->walks))
+		return 0;
+	rmwalk_who_of(fuse_req_ctx(req)->pid, &who);
+	n = rmwalk_tops(&c->walks, &who, tops, WALK_TOPS_MAX);
+	for (size_t i = 0; i < n && i < WALK_TOPS_MAX; i++) {
+		if (!ds_within(c->ds, dev, tops[i]))
+			continue;
+		/* The tree let its mount go: the mark has done its work. */
+		if (ds_subtree_busy(c->ds, tops[i], why, sizeof(why)) != -EBUSY) {
+			rmwalk_drop(&c->walks, &who, tops[i]);
+			continue;
+		}
+		ds_device_path(c->ds, tops[i], path, sizeof(path));
+		return refuse(req, dev, op, name, EBUSY,
+			      "this process's delete of '%s' met a mounted device (%s): nothing under it "
+			      "is deleted by that delete", path, why);
+	}
+	return 0;
+}
+
 static void tf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct deviceset *ds = ctx_of(req)->ds;
@@ -565,10 +653,13 @@ static void tf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (r < 0)
 		goto out;
 	if (strcmp(name, "ctl") == 0 || strcmp(name, "info") == 0 || strcmp(name, "rootfs") == 0) {
-		r = -ENOTDIR;
+		r = refuse(req, dir_device(&p), "rmdir", name, ENOTDIR,
+			   "ctl, info and rootfs are files of the device (rmdir the device's directory)");
 		goto out;
 	}
 	r = child_ino(ds, &p, name, &ino);
+	if (r == 0)
+		r = walk_guard(req, "rmdir", name, name, false);
 	if (r == 0)
 		r = ds_delete_device(ds, name);
 out:
@@ -587,11 +678,15 @@ static void tf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		goto out;
 	if (strcmp(name, "ctl") == 0 || strcmp(name, "info") == 0 ||
 	    (p.kind == N_DIR && strcmp(name, "rootfs") == 0)) {
-		/* Part of `rm -r DEV`: accepted, changes nothing. */
-		r = 0;
+		/* Part of `rm -r DEV`: changes nothing, unless the walk must
+		 * stop here (walk_guard). */
+		r = walk_guard(req, "unlink", dir_device(&p), name, true);
 		goto out;
 	}
-	r = child_ino(ds, &p, name, &ino) == 0 ? -EISDIR : -ENOENT;
+	if (child_ino(ds, &p, name, &ino) == 0)
+		r = refuse(req, name, "unlink", name, EISDIR, "a device is a directory: rmdir or rm -r deletes it");
+	else
+		r = -ENOENT;
 out:
 	fuse_reply_err(req, -r);
 }
@@ -608,13 +703,11 @@ static void tf_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (r < 0)
 		goto out;
 	if (flags & RENAME_EXCHANGE) {
-		log_refusal(req, "rename", name, EINVAL, "devices cannot be exchanged");
-		r = -EINVAL;
+		r = refuse(req, target_of(ds, &p, name), "rename", name, EINVAL, "devices cannot be exchanged");
 		goto out;
 	}
 	if (strcmp(name, "ctl") == 0 || strcmp(name, "info") == 0 || strcmp(name, "rootfs") == 0) {
-		log_refusal(req, "rename", name, EPERM, "ctl, info and rootfs keep their names");
-		r = -EPERM;
+		r = refuse(req, dir_device(&p), "rename", name, EPERM, "ctl, info and rootfs keep their names");
 		goto out;
 	}
 	r = child_ino(ds, &p, name, &ino);
@@ -624,10 +717,9 @@ static void tf_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		/* The tree is the snapshot genealogy: devices do not move.
 		 * Not EXDEV, which mv and file managers answer with a copy
 		 * that makes a wrong device. */
-		log_refusal(req, "rename", name, EOPNOTSUPP,
-			    "a device stays in the directory of the device it was snapshotted from "
-			    "(copy it with mkdir inside it)");
-		r = -EOPNOTSUPP;
+		r = refuse(req, name, "rename", name, EOPNOTSUPP,
+			   "a device stays in the directory of the device it was snapshotted from "
+			   "(copy it with mkdir inside it)");
 		goto out;
 	}
 	r = ds_rename_device(ds, name, newname);
@@ -640,10 +732,10 @@ static void refuse_create(fuse_req_t req, const char *op, fuse_ino_t parent, con
 	struct node p;
 	int r = get_node(ctx_of(req)->ds, parent, &p);
 
-	if (r == 0) {
-		r = -EPERM;
-		log_refusal(req, op, name, -r, "only devices (mkdir) are made in the pool");
-	}
+	if (r == 0 && !is_dir_kind(p.kind))
+		r = -ENOTDIR;
+	else if (r == 0)
+		r = refuse(req, dir_device(&p), op, name, EPERM, "only devices (mkdir) are made in the pool");
 	fuse_reply_err(req, -r);
 }
 
@@ -705,13 +797,13 @@ static void tf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
 		if (!caller_is_root(req)) {
-			log_refusal(req, "open for writing", file_name(&n), EPERM,
-				    "only root changes the pool");
-			fuse_reply_err(req, EPERM);
+			fuse_reply_err(req, -refuse(req, node_device(&n), "open for writing", file_name(&n), EPERM,
+						    "only root changes the pool"));
 			return;
 		}
 		if (n.kind == N_INFO || n.kind == N_POOL_INFO) {
-			fuse_reply_err(req, EACCES);
+			fuse_reply_err(req, -refuse(req, node_device(&n), "open for writing", file_name(&n), EACCES,
+						    "info is read-only (commands go to ctl)"));
 			return;
 		}
 	}
@@ -822,8 +914,7 @@ static void tf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		goto err;
 	}
 	if (!caller_is_root(req)) {
-		log_refusal(req, "write", file_name(&n), EPERM, "only root changes the pool");
-		r = -EPERM;
+		r = refuse(req, node_device(&n), "write", file_name(&n), EPERM, "only root changes the pool");
 		goto err;
 	}
 	if (ctl_text(buf, len, cmd, sizeof(cmd)) < 0) {

@@ -12,6 +12,8 @@
 #include <pthread.h>
 #include <time.h>
 
+#include "rmwalk.h"
+
 struct deviceset;
 
 /* What an open file or directory of the namespace holds (its text or
@@ -31,6 +33,8 @@ struct tf_fuse_ctx {
 	 * insert or unlink, never with any engine lock, never across I/O. */
 	pthread_mutex_t handles_lock;
 	struct tf_handle *handles;
+	/* The rm -r walks that met a mounted device (its own lock, a leaf). */
+	struct rmwalk walks;
 };
 
 /* Set up / tear down a context: fini frees every handle still open (call

@@ -750,18 +750,27 @@ static int add_nullable(struct json_object *o, const char *key, struct json_obje
 	return 0;
 }
 
+void meta_iso_time(int64_t t, char *buf, size_t len)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (len)
+		buf[0] = '\0';
+	if (t && gmtime_r(&tt, &tm))
+		strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
 char *meta_device_info_json(const struct ds_device_info *d)
 {
 	struct json_object *o = json_object_new_object();
-	char created[32] = "";
-	struct tm tm;
-	time_t t = (time_t)d->created;
+	char created[META_ISO_TIME_LEN], error_at[META_ISO_TIME_LEN];
 	int r;
 
 	if (!o)
 		return NULL;
-	if (d->created && gmtime_r(&t, &tm))
-		strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	meta_iso_time(d->created, created, sizeof(created));
+	meta_iso_time(d->last_error[0] ? d->last_error_at : 0, error_at, sizeof(error_at));
 	r = add(o, "name", json_object_new_string(d->name));
 	r = r ?: add_nullable(o, "parent", str_or_null(d->parent));
 	r = r ?: add(o, "device_id", json_object_new_int64(d->device_id));
@@ -786,6 +795,7 @@ char *meta_device_info_json(const struct ds_device_info *d)
 	r = r ?: add_nullable(o, "shared_bytes", d->usage_at ? json_object_new_uint64(d->shared_bytes) : NULL);
 	r = r ?: add_nullable(o, "usage_at", d->usage_at ? json_object_new_int64(d->usage_at) : NULL);
 	r = r ?: add_nullable(o, "last_error", str_or_null(d->last_error));
+	r = r ?: add_nullable(o, "last_error_at", str_or_null(error_at));
 	r = r ?: add(o, "children", json_object_new_int(d->n_children));
 	return to_text(o, r);
 }
@@ -845,9 +855,10 @@ static struct json_object *usage_ranking(const struct ds_pool_info *p)
 char *meta_pool_info_json(const struct ds_pool_info *p)
 {
 	struct json_object *o = json_object_new_object();
-	char pct[16];
+	char pct[16], error_at[META_ISO_TIME_LEN];
 	int r;
 
+	meta_iso_time(p->last_error[0] ? p->last_error_at : 0, error_at, sizeof(error_at));
 	if (!o)
 		return NULL;
 	snprintf(pct, sizeof(pct), "%u%%", p->min_free_space);
@@ -879,5 +890,6 @@ char *meta_pool_info_json(const struct ds_pool_info *p)
 	r = r ?: add(o, "low_space", json_object_new_boolean(p->low_space));
 	r = r ?: add(o, "low_space_threshold", json_object_new_string(pct));
 	r = r ?: add_nullable(o, "last_error", str_or_null(p->last_error));
+	r = r ?: add_nullable(o, "last_error_at", str_or_null(error_at));
 	return to_text(o, r);
 }

@@ -94,6 +94,11 @@ int meta_parse_tid(const char *text, size_t len, uint64_t *out);
 
 /* The info files' JSON (pretty, ending in "\n"); malloc'd, NULL on ENOMEM.
  * Keys as doc/design.md §2; figures that are not known are null. */
+/* Unix seconds t as ISO 8601 UTC ("2026-11-25T04:23:57Z") in buf (at
+ * least META_ISO_TIME_LEN bytes); "" for 0. The one format of every time
+ * the namespace shows. */
+#define META_ISO_TIME_LEN 32
+void meta_iso_time(int64_t t, char *buf, size_t len);
 char *meta_device_info_json(const struct ds_device_info *d);
 char *meta_pool_info_json(const struct ds_pool_info *p);
 

@@ -70,6 +70,70 @@ try:
 except OSError as e: print(errno.errorcode[e.errno])')" "EPERM" "EPERM: writing ctl as a user who is not root"
 nobody ls "$M/a" >/dev/null && nobody cat "$M/a/info" >/dev/null; ok $? "other users may browse with allow_other"
 grep -q "rmdir 'c' (uid 65534): refused: Operation not permitted" "$WORK/log"; ok $? "a refusal that never reaches the engine is logged"
+
+# Where the user looks: every refusal's reason is in the read-back of the
+# ctl of the directory the name was asked in (mkdir, a create), or of the
+# device the operation is on, as "error: TIME REASON" under the state line;
+# a later success on that object clears it, nothing else does.
+ISO='[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z'
+err_of() { sed -n 2p "$M/${1:+$1/}ctl"; }
+# says DIR ERRNO REGEX DESCRIPTION: the error line of DIR's ctl.
+says() {
+	local line
+	line=$(err_of "$1")
+	echo "$line" | grep -Eq "^error: $ISO .*$3"; ok $? "$4 ($2): ${1:-pool} ctl says: ${line:-(nothing)}"
+}
+mkdir "$M/db" "$M/web"
+is "$(errno_of mkdir "$M/db/web")" "EEXIST" "mkdir db/web while web is at the top"
+says db EEXIST "mkdir 'web': the name 'web' is used by the device at '/web'" "the parent's ctl names the other device's path"
+is "$(head -n 1 "$M/db/ctl")" "unmounted" "the first line is still the state line"
+t=$(err_of db | awk '{print $2}')
+now=$(date -u +%s); then=$(date -u -d "$t" +%s 2>/dev/null || echo 0)
+[ $((now - then)) -ge 0 ] && [ $((now - then)) -lt 30 ]; ok $? "the error line has the time it happened (UTC): $t"
+is "$(jq -r .last_error_at "$M/db/info")" "$t" "info's last_error_at is that time"
+jq -r .last_error "$M/db/info" | grep -q "used by the device at '/web'"; ok $? "and info's last_error the words"
+is "$(errno_of write "$M/c/ctl" frobnicate)" "EINVAL" "an error on another device"
+ctl c mount && ctl c unmount; ok $? "and a success on another device"
+says db EEXIST "used by the device at '/web'" "leave db's error alone"
+is "$(errno_of mkdir "$M/b")" "EEXIST" "mkdir of a name used deeper in the tree, at the top"
+says "" EEXIST "the name 'b' is used by the device at '/a/b'" "the pool's ctl names it"
+is "$(errno_of mkdir "$M/db/base")" "EEXIST" "mkdir db/base"
+says db EEXIST "'base' is the base device's name" "the parent's ctl says why"
+is "$(errno_of mkdir "$M/db/-x")" "EINVAL" "mkdir db/-x"
+says db EINVAL "mkdir '-x': invalid name" "the parent's ctl says why"
+is "$(errno_of mkdir "$M/db/$(printf 'x%.0s' $(seq 129))")" "ENAMETOOLONG" "mkdir of a 129-character name"
+says db ENAMETOOLONG "longer than 128 characters" "the parent's ctl says why"
+is "$(errno_of create "$M/db/file")" "EPERM" "a file in db"
+says db EPERM "create 'file' .*only devices \\(mkdir\\)" "the parent's ctl says why"
+is "$(errno_of rmdir "$M/a")" "ENOTEMPTY" "rmdir of a device with snapshots"
+says a ENOTEMPTY "rmdir 'a': the device has 2 snapshot" "its ctl says why"
+is "$(errno_of rename "$M/a" "$M/web")" "EEXIST" "rename onto a used name"
+says a EEXIST "rename 'a' to 'web': the name is used by the device at '/web'" "its ctl says why"
+is "$(errno_of rename "$M/a/b" "$M/c/b")" "ENOTSUP" "rename across directories"
+says a/b EOPNOTSUPP "stays in the directory" "its ctl says why"
+ctl c mount
+is "$(errno_of rmdir "$M/c")" "EBUSY" "rmdir of a mounted device"
+says c EBUSY "rmdir 'c': the device is mounted" "its ctl says why"
+is "$(errno_of rename "$M/c" "$M/c2")" "EBUSY" "rename of a mounted device"
+says c EBUSY "rename 'c': .*mounted \\(the device at '/c' is mounted" "its ctl says why"
+ctl c unmount
+is "$(nobody /usr/bin/python3 -c 'import os
+try:
+  os.mkdir("'"$M"'/db/u"); print("OK")
+except OSError as e: print(e.errno)')" "1" "mkdir by a user who is not root"
+says db EPERM "mkdir 'u' \\(uid 65534\\): refused: .*only root" "the parent's ctl says why"
+# A later success on the same object clears its error line.
+ctl db mount && ctl db unmount; ok $? "a command on db succeeds"
+is "$(cat "$M/db/ctl")" "unmounted" "db's ctl is the state line alone"
+is "$(jq -c '[.last_error, .last_error_at]' "$M/db/info")" "[null,null]" "info's last_error and its time are null"
+errno_of mkdir "$M/db/web" >/dev/null
+mkdir "$M/db/ok"; ok $? "after another refusal, a mkdir in db succeeds"
+is "$(err_of db)" "" "the snapshot of db clears db's error"
+mv "$M/a/b" "$M/a/b2"; ok $? "a rename of b succeeds"
+is "$(err_of a/b2)" "" "and clears b's error"
+says a EEXIST "rename 'a' to 'web'" "a's error stays (not its object)"
+mkdir "$M/top2"; ok $? "a mkdir at the top succeeds"
+is "$(err_of "")" "" "and clears the pool's error"
 stop_daemon; ok $? "stopped"
 
 # The free-space floor: use a little over 1% of the pool (8G), then ask
