@@ -59,6 +59,19 @@ for depth in 0 1 2; do
 	done
 done
 
+# An automount stands in the way only while something uses it.
+for d in $TREE; do mkdir "$M/$d"; done
+ls "$M/proj/a/b/rootfs/" >/dev/null && is "$(ctl_state proj/a/b)" "automounted" "proj/a/b automounted by a walk"
+( cd "$M/proj/a/b/rootfs/" && exec sleep 600 ) & user=$!
+for _ in $(seq 1 100); do [ "$(readlink /proc/$user/cwd)" = "$(readlink "$M/proj/a/b/rootfs")" ] && break; sleep 0.1; done
+rm -r "$M/proj" 2>"$WORK/err"; st=$?
+[ $st -ne 0 ] && grep -q "Device or resource busy" "$WORK/err"; ok $? "rm -r while a process is inside proj/a/b's automount fails with EBUSY"
+is "$(survivors)" 5 "and every device of the tree survives"
+sed -n 2p "$M/proj/ctl" | grep -q "automount of the device at '/proj/a/b' is in use"; ok $? "proj/ctl says why: $(sed -n 2p "$M/proj/ctl")"
+kill $user; wait $user 2>/dev/null
+rm -r "$M/proj"; ok $? "once nothing uses it, rm -r takes the automount away and deletes the tree"
+[ ! -e "$M/proj" ]; ok $? "and nothing of it is left"
+
 # mc: F8 on proj in the pool's directory, confirmed, errors skipped.
 if command -v mc >/dev/null && command -v tmux >/dev/null; then
 	SESS=0
