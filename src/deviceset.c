@@ -444,6 +444,13 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 	return 0;
 }
 
+/* What ds_check_name's refusal r means, in words. */
+static const char *name_problem(int r)
+{
+	return r == -ENAMETOOLONG ? "name longer than 128 characters"
+				  : "invalid name (use [A-Za-z0-9][A-Za-z0-9_.-]*, not ctl, info or rootfs)";
+}
+
 /* Why name cannot be made (pool lock held): the device that has it, by
  * its path, or the add that is making it. */
 static int name_taken(struct deviceset *s, struct device *scratch, const char *name)
@@ -476,8 +483,7 @@ int ds_add_device(struct deviceset *s, const char *name, const char *parent_name
 	r = ds_check_name(name);
 	if (r < 0) {
 		r = fail(s, parent, r, "mkdir '%s': %s", name ? name : "",
-			 r == -ENAMETOOLONG ? "name longer than 128 characters"
-					    : "invalid name (use [A-Za-z0-9][A-Za-z0-9_.-]*, not ctl, info or rootfs)");
+			 name_problem(r));
 		put_device(s, parent);
 		return r;
 	}
@@ -899,8 +905,7 @@ int ds_rename_device(struct deviceset *s, const char *old_name, const char *new_
 	r = ds_check_name(new_name);
 	if (r < 0) {
 		r = fail(s, d, r, "rename '%s' to '%s': %s", old_name, new_name,
-			 r == -ENAMETOOLONG ? "name longer than 128 characters"
-					    : "invalid name (use [A-Za-z0-9][A-Za-z0-9_.-]*, not ctl, info or rootfs)");
+			 name_problem(r));
 		put_device(s, d);
 		return r;
 	}
@@ -934,8 +939,8 @@ int ds_rename_device(struct deviceset *s, const char *old_name, const char *new_
 		struct subtree_mounts sm = { 0 };
 		char why[PATH_MAX + 64] = "";
 
-		if (find_mounts(s, old_name, &sm) == 0 && sm.mounted[0])
-			mounted_why(s, &sm, why, sizeof(why));
+		TABLE(s, if (find_mounts(s, old_name, &sm) == 0 && sm.mounted[0])
+				 mounted_why(s, &sm, why, sizeof(why)));
 		free(sm.auto_ids);
 		r = fail(s, d, -EBUSY, "rename '%s': it or one of its snapshots is mounted (%s)", old_name, why);
 		goto out;

@@ -590,6 +590,10 @@ err:
 	fuse_reply_err(req, -r);
 }
 
+/* How many marks of one process are looked at: a walk makes one per
+ * device on the way down to a mount, so a few. */
+#define WALK_TOPS_MAX 16
+
 /* rm -r of a tree that holds a mounted device deletes nothing of it
  * (doc/design.md §1, "rm -r"). A walk removes a directory's own files
  * before its subdirectories (readdir lists ctl, info and rootfs first),
@@ -599,11 +603,6 @@ err:
  * tree is refused too, while the tree still holds the mount (and the mark
  * has not idled out, RMWALK_IDLE_SECONDS). 0, or -EBUSY with the reason
  * kept in the ctl of dev, the device whose entry the walk removes. */
-
-/* How many marks of one process are looked at: a walk makes one per
- * device on the way down to a mount, so a few. */
-#define WALK_TOPS_MAX 16
-
 static int walk_guard(fuse_req_t req, const char *op, const char *dev, const char *name, bool own_file)
 {
 	struct tf_fuse_ctx *c = ctx_of(req);
