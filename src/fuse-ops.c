@@ -590,8 +590,8 @@ err:
 	fuse_reply_err(req, -r);
 }
 
-/* How many marks of one process are looked at: a walk makes one per
- * device on the way down to a mount, so a few. */
+/* How many marks of one process are looked at: one per walk that met a
+ * mounted device in the last RMWALK_IDLE_SECONDS, so a few. */
 #define WALK_TOPS_MAX 16
 
 /* rm -r of a tree that holds a mounted device deletes nothing of it
@@ -608,37 +608,43 @@ static int walk_guard(fuse_req_t req, const char *op, const char *dev, const cha
 	struct tf_fuse_ctx *c = ctx_of(req);
 	char tops[WALK_TOPS_MAX][DS_NAME_MAX + 1];
 	char why[DS_ERROR_MAX], path[PATH_MAX];
+	const char *covered = NULL;
 	struct rmwalk_who who;
+	bool busy;
 	size_t n;
 
-	/* The first step of a walk in dev's tree. */
-	if (own_file && ds_subtree_busy(c->ds, dev, why, sizeof(why)) == -EBUSY) {
-		rmwalk_who_of(fuse_req_ctx(req)->pid, &who);
-		if (rmwalk_mark(&c->walks, &who, dev) < 0)
+	/* The first step of a walk in dev's tree? */
+	busy = own_file && ds_subtree_busy(c->ds, dev, why, sizeof(why)) == -EBUSY;
+	if (!busy && !rmwalk_any(&c->walks))
+		return 0;
+	rmwalk_who_of(fuse_req_ctx(req)->pid, &who);
+	n = rmwalk_tops(&c->walks, &who, tops, WALK_TOPS_MAX);
+	for (size_t i = 0; i < n && i < WALK_TOPS_MAX && !covered; i++) {
+		if (!ds_within(c->ds, dev, tops[i]))
+			continue;
+		/* The tree let its mount go: the mark has done its work. */
+		if (!busy && ds_subtree_busy(c->ds, tops[i], why, sizeof(why)) != -EBUSY) {
+			rmwalk_drop(&c->walks, &who, tops[i]);
+			continue;
+		}
+		covered = tops[i];
+	}
+	if (busy) {
+		/* Inside a walk already marked higher up, that mark covers
+		 * it: a process keeps one mark per walk. */
+		if (!covered && rmwalk_mark(&c->walks, &who, dev) < 0)
 			log_err("rm -r walk of '%s': no memory to remember it", dev);
-		ds_device_path(c->ds, dev, path, sizeof(path));
+		ds_device_path(c->ds, covered ? covered : dev, path, sizeof(path));
 		return refuse(req, dev, op, name, EBUSY,
 			      "%s: nothing under '%s' is deleted while it holds a mounted device "
 			      "(unmount it, then delete again)", why, path);
 	}
-	if (!rmwalk_any(&c->walks))
+	if (!covered)
 		return 0;
-	rmwalk_who_of(fuse_req_ctx(req)->pid, &who);
-	n = rmwalk_tops(&c->walks, &who, tops, WALK_TOPS_MAX);
-	for (size_t i = 0; i < n && i < WALK_TOPS_MAX; i++) {
-		if (!ds_within(c->ds, dev, tops[i]))
-			continue;
-		/* The tree let its mount go: the mark has done its work. */
-		if (ds_subtree_busy(c->ds, tops[i], why, sizeof(why)) != -EBUSY) {
-			rmwalk_drop(&c->walks, &who, tops[i]);
-			continue;
-		}
-		ds_device_path(c->ds, tops[i], path, sizeof(path));
-		return refuse(req, dev, op, name, EBUSY,
-			      "this process's delete of '%s' met a mounted device (%s): nothing under it "
-			      "is deleted by that delete", path, why);
-	}
-	return 0;
+	ds_device_path(c->ds, covered, path, sizeof(path));
+	return refuse(req, dev, op, name, EBUSY,
+		      "this process's delete of '%s' met a mounted device (%s): nothing under it "
+		      "is deleted by that delete", path, why);
 }
 
 static void tf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)

@@ -59,6 +59,15 @@ for depth in 0 1 2; do
 	done
 done
 
+# A deep tree: the mount 20 levels down, a sibling at the top visited
+# after the whole chain (readdir lists children by name).
+chain=proj; for i in $(seq 1 20); do chain=$chain/l$i; done
+mkdir -p "$M/$chain" "$M/proj/s" && ctl "$chain" mount; ok $? "a chain of 20 devices under proj, the last mounted, and proj/s"
+rm -r "$M/proj" 2>/dev/null; st=$?
+[ $st -ne 0 ] && [ -d "$M/$chain" ] && [ -d "$M/proj/s" ]; ok $? "rm -r keeps the chain and proj/s (status $st)"
+is "$(find "$M/proj" -name info | wc -l)" 22 "all 22 devices survive"
+ctl "$chain" unmount && rm -r "$M/proj" && [ ! -e "$M/proj" ]; ok $? "after the unmount rm -r deletes them all"
+
 # An automount stands in the way only while something uses it.
 for d in $TREE; do mkdir "$M/$d"; done
 ls "$M/proj/a/b/rootfs/" >/dev/null && is "$(ctl_state proj/a/b)" "automounted" "proj/a/b automounted by a walk"
