@@ -186,7 +186,8 @@ struct deviceset {
 
 /* devtable.c: the table (each function's comment names the locks it
  * needs), names, errors */
-void store_error(struct deviceset *s, struct device *d, const char *fmt, va_list ap);
+void store_error(struct deviceset *s, struct device *d, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 void keep_error(struct deviceset *s, struct device *d, const char *text);
 int device_path(struct deviceset *s, struct device *d, char *buf, size_t len);
 int fail(struct deviceset *s, struct device *d, int r, const char *fmt, ...)
