@@ -431,6 +431,7 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 	m.device_id = a.id;
 	d = device_new(&m);
 	if (d) {
+		usage_of_snapshot(s, parent, d);
 		insert_device(s, d);
 		TABLE(s, parent->n_children++);
 	}
@@ -1462,6 +1463,123 @@ int ds_pool_info(struct deviceset *s, struct ds_pool_info *out)
 	return r;
 }
 
+void ds_listing_free(struct ds_listing *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->e[i].path);
+		free(l->e[i].rootfs);
+	}
+	free(l->e);
+	l->e = NULL;
+	l->n = 0;
+}
+
+static int cmp_list_names(const void *a, const void *b)
+{
+	return strcmp(((const struct ds_list_entry *)a)->name, ((const struct ds_list_entry *)b)->name);
+}
+
+static int cmp_list_name_key(const void *key, const void *e)
+{
+	return strcmp(key, ((const struct ds_list_entry *)e)->name);
+}
+
+static int cmp_list_paths(const void *a, const void *b)
+{
+	const struct ds_list_entry *x = a, *y = b;
+
+	/* '/' before any name character: a device right before its
+	 * descendants. */
+	for (size_t i = 0;; i++) {
+		unsigned char cx = x->path[i] == '/' ? 1 : (unsigned char)x->path[i];
+		unsigned char cy = y->path[i] == '/' ? 1 : (unsigned char)y->path[i];
+
+		if (cx != cy || !cx)
+			return cx - cy;
+	}
+}
+
+/* e's path under the mount, from its ancestors' names (l sorted by
+ * name). A chain longer than PATH_MAX (or a loop, which the start's
+ * checks rule out) is cut short. */
+static char *path_of(const struct ds_listing *l, const struct ds_list_entry *e)
+{
+	char buf[PATH_MAX], *p = buf + sizeof(buf) - 1;
+
+	*p = '\0';
+	while (e->parent[0]) {
+		size_t len = strlen(e->name);
+
+		if ((size_t)(p - buf) < len + 1)
+			break;
+		if (*p)
+			*--p = '/';
+		p -= len;
+		memcpy(p, e->name, len);
+		e = bsearch(e->parent, l->e, l->n, sizeof(*l->e), cmp_list_name_key);
+		if (!e)
+			break;
+	}
+	return strdup(p);
+}
+
+int ds_list_all(struct deviceset *s, struct ds_listing *out)
+{
+	struct ds_listing l = { 0 };
+	struct device *d;
+	size_t cap;
+	int r = 0;
+
+	want_usage(s);
+	pthread_mutex_lock(&s->table_lock);
+	cap = s->n_devices + 1;
+	l.e = calloc(cap, sizeof(*l.e));
+	for (size_t b = 0; l.e && r == 0 && b < s->n_buckets; b++)
+		for (d = s->by_name[b]; d && r == 0; d = d->next_name) {
+			struct ds_list_entry *e;
+			char dir[PATH_MAX];
+
+			if (d->m.deleted)
+				continue;
+			r = GROW(l.e, cap, l.n, 64);
+			if (r < 0)
+				break;
+			e = &l.e[l.n++];
+			memset(e, 0, sizeof(*e));
+			snprintf(e->name, sizeof(e->name), "%s", d->m.name);
+			snprintf(e->parent, sizeof(e->parent), "%s", d->m.parent);
+			e->device_id = d->m.device_id;
+			e->size = d->m.size;
+			e->mount_count = d->mount_count;
+			e->automounted = d->automounted;
+			e->read_only = d->read_only;
+			e->active = d->active;
+			e->exclusive_bytes = d->exclusive_bytes;
+			e->shared_bytes = d->shared_bytes;
+			e->usage_at = d->usage_at;
+			e->created = d->m.created;
+			mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
+			if (asprintf(&e->rootfs, "%s%s", dir, d->docker_layout ? "/rootfs" : "") < 0) {
+				e->rootfs = NULL;
+				r = -ENOMEM;
+			}
+		}
+	pthread_mutex_unlock(&s->table_lock);
+	if (!l.e)
+		r = -ENOMEM;
+	qsort(l.e, l.n, sizeof(*l.e), cmp_list_names);
+	for (size_t i = 0; r == 0 && i < l.n; i++)
+		if (!(l.e[i].path = path_of(&l, &l.e[i])))
+			r = -ENOMEM;
+	if (r < 0) {
+		ds_listing_free(&l);
+		return fail(s, NULL, r, "listing the devices: %s", strerror(-r));
+	}
+	qsort(l.e, l.n, sizeof(*l.e), cmp_list_paths);
+	*out = l;
+	return 0;
+}
+
 static int cmp_entries(const void *a, const void *b)
 {
 	return strcmp(((const struct ds_entry *)a)->name, ((const struct ds_entry *)b)->name);
@@ -1488,7 +1606,9 @@ int ds_list(struct deviceset *s, const char *parent, struct ds_entry **out, size
 		r = -ENOMEM;
 		goto out;
 	}
-	for (size_t i = 0; i < s->n_buckets; i++)
+	/* Most devices are leaves: a walk of the whole tree (du, find) opens
+	 * every one, and must not cost a scan of the table each. */
+	for (size_t i = 0; p->n_children > 0 && i < s->n_buckets; i++)
 		for (d = s->by_name[i]; d; d = d->next_name) {
 			if (d->m.deleted || strcmp(d->m.parent, parent) != 0)
 				continue;

@@ -168,6 +168,12 @@ struct deviceset {
 	 * succeeded (unix seconds). */
 	atomic_bool usage_wanted;
 	_Atomic int64_t usage_tried_at, usage_at;
+	/* The worker's usage passes begun and ended, and the last one's
+	 * result, for refresh-usage to wait on (usage_cond, with the pool
+	 * lock). Pool lock. */
+	uint64_t usage_passes_started, usage_passes_done;
+	int usage_result;
+	pthread_cond_t usage_cond;
 	/* The deferred-deletion worker; pool lock for stop, cond with it. */
 	pthread_t worker;
 	bool worker_running, worker_stop;
@@ -218,6 +224,8 @@ int recover_transaction(struct deviceset *s);
 
 /* worker.c: an info file is being read; see ds_device_usage */
 void want_usage(struct deviceset *s);
+/* worker.c: the figures of a snapshot just made, from its origin's */
+void usage_of_snapshot(struct deviceset *s, struct device *origin, struct device *snap);
 
 /* check.c */
 void compare_with_pool(struct deviceset *s);

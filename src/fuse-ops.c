@@ -29,6 +29,7 @@
 
 #include "ctl.h"
 #include "deviceset.h"
+#include "list.h"
 #include "log.h"
 #include "metadata.h"
 #include "options.h"
@@ -37,10 +38,11 @@
 #define RENAME_EXCHANGE (1 << 1)
 #endif
 
-enum node_kind { N_ROOT, N_POOL_CTL, N_POOL_INFO, N_DIR, N_CTL, N_INFO, N_ROOTFS };
+enum node_kind { N_ROOT, N_POOL_CTL, N_POOL_INFO, N_POOL_LIST, N_DIR, N_CTL, N_INFO, N_ROOTFS };
 
 #define INO_POOL_CTL 2
 #define INO_POOL_INFO 3
+#define INO_POOL_LIST 4
 #define INO_DEV_BASE 16
 
 /* Device directories keep their entries long: this daemon is the only
@@ -126,8 +128,8 @@ static int get_node(struct deviceset *ds, fuse_ino_t ino, struct node *n)
 		n->kind = N_ROOT;
 		return ds_device_info(ds, DS_BASE_NAME, &n->dev);
 	}
-	if (ino == INO_POOL_CTL || ino == INO_POOL_INFO) {
-		n->kind = ino == INO_POOL_CTL ? N_POOL_CTL : N_POOL_INFO;
+	if (ino == INO_POOL_CTL || ino == INO_POOL_INFO || ino == INO_POOL_LIST) {
+		n->kind = ino == INO_POOL_CTL ? N_POOL_CTL : ino == INO_POOL_INFO ? N_POOL_INFO : N_POOL_LIST;
 		return 0;
 	}
 	if (ino < INO_DEV_BASE || (ino - INO_DEV_BASE) / 4 > 0xffffff)
@@ -168,6 +170,15 @@ static char *render(struct deviceset *ds, const struct node *n)
 		ds_device_usage(ds, &full);
 		return meta_device_info_json(&full);
 	}
+	case N_POOL_LIST: {
+		struct ds_listing l;
+
+		if (ds_list_all(ds, &l) < 0)
+			return NULL;
+		text = meta_listing_json(&l);
+		ds_listing_free(&l);
+		return text;
+	}
 	case N_POOL_CTL:
 	case N_POOL_INFO:
 		if (ds_pool_info(ds, &pi) < 0 && n->kind == N_POOL_CTL)
@@ -192,15 +203,17 @@ static void fill_attr(struct tf_fuse_ctx *c, fuse_ino_t ino, const struct node *
 	st->st_uid = 0;
 	st->st_gid = 0;
 	st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec =
-		n->kind == N_POOL_CTL || n->kind == N_POOL_INFO ? c->started : (time_t)n->dev.created;
+		n->kind == N_POOL_CTL || n->kind == N_POOL_INFO || n->kind == N_POOL_LIST ? c->started
+											 : (time_t)n->dev.created;
 	switch (n->kind) {
 	case N_ROOT:
-		st->st_mode = S_IFDIR | 0755;
-		st->st_nlink = 2 + (nlink_t)n->dev.n_children;
-		break;
 	case N_DIR:
 		st->st_mode = S_IFDIR | 0755;
-		st->st_nlink = 3 + (nlink_t)n->dev.n_children;
+		st->st_nlink = (n->kind == N_ROOT ? 2 : 3) + (nlink_t)n->dev.n_children;
+		/* du(1): the space deleting the device would free, as the
+		 * worker last looked (a copy made under the table lock: no
+		 * pool call here). du sums a subtree (doc/design.md §1). */
+		st->st_blocks = (blkcnt_t)((n->dev.exclusive_bytes + 511) / 512);
 		break;
 	case N_ROOTFS:
 		st->st_mode = S_IFLNK | 0777;
@@ -211,6 +224,7 @@ static void fill_attr(struct tf_fuse_ctx *c, fuse_ino_t ino, const struct node *
 	case N_POOL_CTL:
 	case N_INFO:
 	case N_POOL_INFO:
+	case N_POOL_LIST:
 		/* Size 0, as /proc's files: their text is made when they are
 		 * opened and may need the pool (mapped bytes, space), which
 		 * getattr and lookup never ask. Reads are direct_io and go to
@@ -273,6 +287,8 @@ static void tf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	if (strcmp(name, "ctl") == 0)
 		ino = p.kind == N_ROOT ? INO_POOL_CTL : dev_ino(p.dev.device_id, N_CTL);
+	else if (strcmp(name, TF_LIST_FILE) == 0 && p.kind == N_ROOT)
+		ino = INO_POOL_LIST;
 	else if (strcmp(name, "info") == 0)
 		ino = p.kind == N_ROOT ? INO_POOL_INFO : dev_ino(p.dev.device_id, N_INFO);
 	else if (strcmp(name, "rootfs") == 0 && p.kind == N_DIR)
@@ -416,7 +432,7 @@ static void tf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	l = calloc(1, sizeof(*l));
 	if (l) {
 		l->h.destroy = dir_list_destroy;
-		l->e = calloc(nchildren + 5, sizeof(*l->e));
+		l->e = calloc(nchildren + 6, sizeof(*l->e));
 	}
 	if (!l || !l->e) {
 		r = -ENOMEM;
@@ -433,6 +449,7 @@ static void tf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (n.kind == N_ROOT) {
 		ADD("ctl", INO_POOL_CTL, S_IFREG);
 		ADD("info", INO_POOL_INFO, S_IFREG);
+		ADD(TF_LIST_FILE, INO_POOL_LIST, S_IFREG);
 	} else if (n.kind == N_DIR) {
 		ADD("ctl", dev_ino(n.dev.device_id, N_CTL), S_IFREG);
 		ADD("info", dev_ino(n.dev.device_id, N_INFO), S_IFREG);
@@ -500,6 +517,8 @@ static const char *file_name(const struct node *n)
 		return "ctl";
 	case N_POOL_INFO:
 		return "info";
+	case N_POOL_LIST:
+		return TF_LIST_FILE;
 	default:
 		return n->dev.name;
 	}
@@ -586,7 +605,8 @@ static void tf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (r < 0)
 		goto out;
 	if (strcmp(name, "ctl") == 0 || strcmp(name, "info") == 0 ||
-	    (p.kind == N_DIR && strcmp(name, "rootfs") == 0)) {
+	    (p.kind == N_DIR && strcmp(name, "rootfs") == 0) ||
+	    (p.kind == N_ROOT && strcmp(name, TF_LIST_FILE) == 0)) {
 		/* Part of `rm -r DEV`: accepted, changes nothing. */
 		r = 0;
 		goto out;
@@ -710,7 +730,7 @@ static void tf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_reply_err(req, EPERM);
 			return;
 		}
-		if (n.kind == N_INFO || n.kind == N_POOL_INFO) {
+		if (n.kind == N_INFO || n.kind == N_POOL_INFO || n.kind == N_POOL_LIST) {
 			fuse_reply_err(req, EACCES);
 			return;
 		}
@@ -798,9 +818,12 @@ static int pool_command(struct tf_fuse_ctx *c, const char *cmd)
 		if (k.verb == CTL_RESIZE_POOL)
 			ds_set_pool_error(c->ds, "resize-pool: invalid size '%s' (use e.g. 200G)", k.arg);
 		else
-			ds_set_pool_error(c->ds, "pool: unknown command '%s' (expected resize-pool SIZE)", cmd);
+			ds_set_pool_error(c->ds, "pool: unknown command '%s' (expected resize-pool SIZE, refresh-usage)",
+					  cmd);
 		return -EINVAL;
 	}
+	if (k.verb == CTL_REFRESH_USAGE)
+		return ds_refresh_usage(c->ds);
 	return ds_resize_pool(c->ds, k.size);
 }
 
@@ -871,7 +894,8 @@ static void tf_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	struct node n;
 	int r = get_node(ctx_of(req)->ds, ino, &n);
 
-	if (r == 0 && (mask & W_OK) && (!caller_is_root(req) || n.kind == N_INFO || n.kind == N_POOL_INFO))
+	if (r == 0 && (mask & W_OK) &&
+	    (!caller_is_root(req) || n.kind == N_INFO || n.kind == N_POOL_INFO || n.kind == N_POOL_LIST))
 		r = -EACCES;
 	fuse_reply_err(req, -r);
 }

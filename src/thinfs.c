@@ -28,6 +28,7 @@
 #include "deviceset.h"
 #include "fault.h"
 #include "fuse-ops.h"
+#include "list.h"
 #include "log.h"
 #include "metadata.h"
 #include "options.h"
@@ -196,6 +197,24 @@ static void ensure_sbin_path(void)
 	setenv("PATH", buf, 1);
 }
 
+/* Subcommands: `thinfs NAME ...` runs NAME's main with argv from NAME on,
+ * before any of the daemon's option handling. A state directory of one
+ * of these names is given as ./NAME. */
+static const struct subcommand {
+	const char *name;
+	int (*main)(int argc, char **argv);
+} subcommands[] = {
+	{ "list", list_main },
+};
+
+static const struct subcommand *find_subcommand(const char *arg)
+{
+	for (size_t i = 0; arg && i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
+		if (strcmp(arg, subcommands[i].name) == 0)
+			return &subcommands[i];
+	return NULL;
+}
+
 /* Is a inside b (or the same)? Both absolute and canonical. */
 static bool path_within(const char *a, const char *b)
 {
@@ -215,7 +234,11 @@ int main(int argc, char **argv)
 	struct cmdline c = { 0 };
 	char err[512], *state_real = NULL, *mnt_real = NULL;
 	bool mounted = false, handlers = false, ctx_ready = false;
+	const struct subcommand *sub = argc > 1 ? find_subcommand(argv[1]) : NULL;
 	int ret = 1, r;
+
+	if (sub)
+		return sub->main(argc - 1, argv + 1);
 
 	/* A listing of a large pool (opendir of the top) is big and short
 	 * lived: a fixed mmap threshold hands it back at releasedir, where
