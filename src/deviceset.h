@@ -235,6 +235,11 @@ void ds_listing_free(struct ds_listing *l);
  * and wait until it has (the pool's ctl `refresh-usage`): seconds on a
  * large pool, never a FUSE request. */
 int ds_refresh_usage(struct deviceset *ds);
+/* Have fn(arg, device_id) called for each device whose exclusive bytes a
+ * usage pass changed, from the worker, with no engine lock held (NULL:
+ * no more calls once this returns). For the FUSE layer, whose directory
+ * attributes (du's st_blocks) the kernel caches. */
+void ds_set_usage_hook(struct deviceset *ds, void (*fn)(void *arg, uint32_t device_id), void *arg);
 /* Record words for the pool's last_error (e.g. a refused ctl command). */
 void ds_set_pool_error(struct deviceset *ds, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -174,6 +174,12 @@ struct deviceset {
 	uint64_t usage_passes_started, usage_passes_done;
 	int usage_result;
 	pthread_cond_t usage_cond;
+	/* Told of each device whose exclusive bytes a pass changed (see
+	 * ds_set_usage_hook). Set and called under hook_lock, a leaf taken
+	 * with no other engine lock held. */
+	pthread_mutex_t hook_lock;
+	void (*usage_hook)(void *arg, uint32_t device_id);
+	void *usage_hook_arg;
 	/* The deferred-deletion worker; pool lock for stop, cond with it. */
 	pthread_t worker;
 	bool worker_running, worker_stop;

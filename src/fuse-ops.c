@@ -94,6 +94,28 @@ static void handle_close(struct tf_fuse_ctx *c, struct tf_handle *h)
 	h->destroy(h);
 }
 
+static fuse_ino_t dev_ino(uint32_t id, enum node_kind kind);
+
+/* A usage pass changed a device's exclusive bytes: the kernel keeps
+ * directory attributes DIR_ATTR_TIMEOUT, and du must see the new
+ * st_blocks at once. Attributes only (offset -1): its listing stays. */
+static void usage_changed(void *arg, uint32_t device_id)
+{
+	struct tf_fuse_ctx *c = arg;
+	struct ds_device_info d;
+	fuse_ino_t ino = dev_ino(device_id, N_DIR);
+
+	if (ds_device_info_by_id(c->ds, device_id, &d) == 0 && strcmp(d.name, DS_BASE_NAME) == 0)
+		ino = FUSE_ROOT_ID;
+	/* -ENOENT: the kernel does not have it; nothing to drop. */
+	fuse_lowlevel_notify_inval_inode(c->se, ino, -1, 0);
+}
+
+void tf_fuse_ctx_attach(struct tf_fuse_ctx *c, struct fuse_session *se)
+{
+	c->se = se;
+}
+
 void tf_fuse_ctx_fini(struct tf_fuse_ctx *c)
 {
 	size_t n = 0;
@@ -902,13 +924,26 @@ static void tf_access(fuse_req_t req, fuse_ino_t ino, int mask)
 
 static void tf_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct tf_fuse_ctx *c = userdata;
+
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* From here to tf_destroy, which fuse_session_destroy calls (after
+	 * an init) before it frees the session the hook writes to. */
+	if (c->se)
+		ds_set_usage_hook(c->ds, usage_changed, c);
+}
+
+static void tf_destroy(void *userdata)
+{
+	struct tf_fuse_ctx *c = userdata;
+
+	ds_set_usage_hook(c->ds, NULL, NULL);
 }
 
 const struct fuse_lowlevel_ops tf_fuse_ops = {
 	.init = tf_init,
+	.destroy = tf_destroy,
 	.lookup = tf_lookup,
 	.getattr = tf_getattr,
 	.readlink = tf_readlink,

@@ -318,6 +318,7 @@ int main(int argc, char **argv)
 	se = fuse_session_new(&args, &tf_fuse_ops, sizeof(tf_fuse_ops), &ctx);
 	if (!se)
 		goto out;
+	tf_fuse_ctx_attach(&ctx, se);
 	if (fuse_set_signal_handlers(se) < 0)
 		goto out;
 	handlers = true;
