@@ -1474,19 +1474,20 @@ void ds_listing_free(struct ds_listing *l)
 	l->n = 0;
 }
 
+/* The listing is sorted through pointers: its entries are large. */
 static int cmp_list_names(const void *a, const void *b)
 {
-	return strcmp(((const struct ds_list_entry *)a)->name, ((const struct ds_list_entry *)b)->name);
+	return strcmp((*(struct ds_list_entry *const *)a)->name, (*(struct ds_list_entry *const *)b)->name);
 }
 
 static int cmp_list_name_key(const void *key, const void *e)
 {
-	return strcmp(key, ((const struct ds_list_entry *)e)->name);
+	return strcmp(key, (*(struct ds_list_entry *const *)e)->name);
 }
 
 static int cmp_list_paths(const void *a, const void *b)
 {
-	const struct ds_list_entry *x = a, *y = b;
+	const struct ds_list_entry *x = *(struct ds_list_entry *const *)a, *y = *(struct ds_list_entry *const *)b;
 
 	/* '/' before any name character: a device right before its
 	 * descendants. */
@@ -1499,12 +1500,13 @@ static int cmp_list_paths(const void *a, const void *b)
 	}
 }
 
-/* e's path under the mount, from its ancestors' names (l sorted by
- * name). A chain longer than PATH_MAX (or a loop, which the start's
- * checks rule out) is cut short. */
-static char *path_of(const struct ds_listing *l, const struct ds_list_entry *e)
+/* e's path under the mount, from its ancestors' names (by_name: the n
+ * entries sorted by name). A chain longer than PATH_MAX (or a loop,
+ * which the start's checks rule out) is cut short. */
+static char *path_of(struct ds_list_entry *const *by_name, size_t n, const struct ds_list_entry *e)
 {
 	char buf[PATH_MAX], *p = buf + sizeof(buf) - 1;
+	struct ds_list_entry *const *up;
 
 	*p = '\0';
 	while (e->parent[0]) {
@@ -1516,9 +1518,10 @@ static char *path_of(const struct ds_listing *l, const struct ds_list_entry *e)
 			*--p = '/';
 		p -= len;
 		memcpy(p, e->name, len);
-		e = bsearch(e->parent, l->e, l->n, sizeof(*l->e), cmp_list_name_key);
-		if (!e)
+		up = bsearch(e->parent, by_name, n, sizeof(*by_name), cmp_list_name_key);
+		if (!up)
 			break;
+		e = *up;
 	}
 	return strdup(p);
 }
@@ -1526,6 +1529,7 @@ static char *path_of(const struct ds_listing *l, const struct ds_list_entry *e)
 int ds_list_all(struct deviceset *s, struct ds_listing *out)
 {
 	struct ds_listing l = { 0 };
+	struct ds_list_entry **v = NULL, *sorted = NULL;
 	struct device *d;
 	size_t cap;
 	int r = 0;
@@ -1533,7 +1537,7 @@ int ds_list_all(struct deviceset *s, struct ds_listing *out)
 	want_usage(s);
 	pthread_mutex_lock(&s->table_lock);
 	cap = s->n_devices + 1;
-	l.e = calloc(cap, sizeof(*l.e));
+	l.e = malloc(cap * sizeof(*l.e));
 	for (size_t b = 0; l.e && r == 0 && b < s->n_buckets; b++)
 		for (d = s->by_name[b]; d && r == 0; d = d->next_name) {
 			struct ds_list_entry *e;
@@ -1546,8 +1550,8 @@ int ds_list_all(struct deviceset *s, struct ds_listing *out)
 				break;
 			e = &l.e[l.n++];
 			memset(e, 0, sizeof(*e));
-			snprintf(e->name, sizeof(e->name), "%s", d->m.name);
-			snprintf(e->parent, sizeof(e->parent), "%s", d->m.parent);
+			memcpy(e->name, d->m.name, sizeof(e->name));
+			memcpy(e->parent, d->m.parent, sizeof(e->parent));
 			e->device_id = d->m.device_id;
 			e->size = d->m.size;
 			e->mount_count = d->mount_count;
@@ -1567,15 +1571,31 @@ int ds_list_all(struct deviceset *s, struct ds_listing *out)
 	pthread_mutex_unlock(&s->table_lock);
 	if (!l.e)
 		r = -ENOMEM;
-	qsort(l.e, l.n, sizeof(*l.e), cmp_list_names);
+	v = r == 0 ? malloc((l.n + 1) * sizeof(*v)) : NULL;
+	sorted = v ? malloc((l.n + 1) * sizeof(*sorted)) : NULL;
+	if (r == 0 && !sorted)
+		r = -ENOMEM;
 	for (size_t i = 0; r == 0 && i < l.n; i++)
-		if (!(l.e[i].path = path_of(&l, &l.e[i])))
+		v[i] = &l.e[i];
+	if (r == 0)
+		qsort(v, l.n, sizeof(*v), cmp_list_names);
+	for (size_t i = 0; r == 0 && i < l.n; i++)
+		if (!(v[i]->path = path_of(v, l.n, v[i])))
 			r = -ENOMEM;
+	if (r == 0) {
+		qsort(v, l.n, sizeof(*v), cmp_list_paths);
+		for (size_t i = 0; i < l.n; i++)
+			sorted[i] = *v[i];
+		free(l.e);
+		l.e = sorted;
+		sorted = NULL;
+	}
+	free(v);
+	free(sorted);
 	if (r < 0) {
 		ds_listing_free(&l);
 		return fail(s, NULL, r, "listing the devices: %s", strerror(-r));
 	}
-	qsort(l.e, l.n, sizeof(*l.e), cmp_list_paths);
 	*out = l;
 	return 0;
 }

@@ -49,7 +49,13 @@ enum node_kind { N_ROOT, N_POOL_CTL, N_POOL_INFO, N_POOL_LIST, N_DIR, N_CTL, N_I
  * one changing the tree, and the kernel follows our own mkdir, rmdir and
  * rename. */
 #define ENTRY_TIMEOUT 3600.0
-#define DIR_ATTR_TIMEOUT 1.0
+/* Their attributes change only with a mkdir, rmdir or rename in them,
+ * which the kernel follows, and with the usage figures (st_blocks), of
+ * which usage_changed tells it: a walk of the tree (du, find) asks the
+ * daemon nothing twice. The ctl, info and .devices files' attributes
+ * never change (their text is made at open); rootfs's do (it may lead
+ * into a Docker layer's rootfs/ once mounted). */
+#define ATTR_TIMEOUT 60.0
 
 struct node {
 	enum node_kind kind;
@@ -97,7 +103,7 @@ static void handle_close(struct tf_fuse_ctx *c, struct tf_handle *h)
 static fuse_ino_t dev_ino(uint32_t id, enum node_kind kind);
 
 /* A usage pass changed a device's exclusive bytes: the kernel keeps
- * directory attributes DIR_ATTR_TIMEOUT, and du must see the new
+ * directory attributes ATTR_TIMEOUT, and du must see the new
  * st_blocks at once. Attributes only (offset -1): its listing stays. */
 static void usage_changed(void *arg, uint32_t device_id)
 {
@@ -263,6 +269,11 @@ static bool is_dir_kind(enum node_kind k)
 	return k == N_ROOT || k == N_DIR;
 }
 
+static double attr_timeout(enum node_kind k)
+{
+	return k == N_ROOTFS ? 0 : ATTR_TIMEOUT;
+}
+
 static void reply_entry_for(fuse_req_t req, fuse_ino_t ino)
 {
 	struct fuse_entry_param e;
@@ -278,7 +289,7 @@ static void reply_entry_for(fuse_req_t req, fuse_ino_t ino)
 	e.generation = (uint64_t)n.dev.created;
 	fill_attr(ctx_of(req), ino, &n, &e.attr);
 	e.entry_timeout = ENTRY_TIMEOUT;
-	e.attr_timeout = is_dir_kind(n.kind) ? DIR_ATTR_TIMEOUT : 0;
+	e.attr_timeout = attr_timeout(n.kind);
 	fuse_reply_entry(req, &e);
 }
 
@@ -337,7 +348,7 @@ static void tf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	fill_attr(ctx_of(req), ino, &n, &st);
-	fuse_reply_attr(req, &st, is_dir_kind(n.kind) ? DIR_ATTR_TIMEOUT : 0);
+	fuse_reply_attr(req, &st, attr_timeout(n.kind));
 }
 
 /* Writers: only root changes anything (the contract's EPERM). */
@@ -483,6 +494,10 @@ static void tf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 #undef ADD
 	free(children);
 	fi->fh = (uint64_t)(uintptr_t)l;
+	/* The kernel keeps the listing until a mkdir, rmdir or rename in
+	 * this directory (all of which come through it) changes it. */
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
 	handle_link(c, &l->h);
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		handle_close(c, &l->h);

@@ -248,7 +248,15 @@ int list_main(int argc, char **argv)
 		return 1;
 	}
 	if (json) {
-		fputs(text, stdout);
+		/* The daemon's lines, as one array. */
+		bool first = true;
+
+		putchar('[');
+		for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+			printf("%s%s", first ? "" : ",\n", line);
+			first = false;
+		}
+		puts("]");
 		free(text);
 		return fflush(stdout) == 0 ? 0 : 1;
 	}

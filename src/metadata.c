@@ -921,15 +921,16 @@ char *meta_listing_json(const struct ds_listing *l)
 	bool ok = true;
 
 	/* Object by object, each freed once written: the listing of a large
-	 * pool is never a tree of json-c objects at once. */
-	for (size_t i = 0; ok && i <= l->n; i++) {
-		struct json_object *o = i < l->n ? listing_entry(&l->e[i]) : NULL;
+	 * pool is never a tree of json-c objects at once, here or in the
+	 * reader (meta_listing_parse). */
+	for (size_t i = 0; ok && i < l->n; i++) {
+		struct json_object *o = listing_entry(&l->e[i]);
 		const char *one = o ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
 								     JSON_C_TO_STRING_NOSLASHESCAPE)
 				    : NULL;
-		size_t need = (one ? strlen(one) : 0) + 4;
+		size_t need = (one ? strlen(one) : 0) + 2;
 
-		if (i < l->n && !one)
+		if (!one)
 			ok = false;
 		else if (len + need + 1 > cap) {
 			size_t ncap = (len + need + 1) * 2;
@@ -943,10 +944,11 @@ char *meta_listing_json(const struct ds_listing *l)
 			}
 		}
 		if (ok)
-			len += (size_t)sprintf(text + len, "%s%s%s", i == 0 ? "[" : i < l->n ? ",\n" : "",
-					       one ? one : "", i == l->n ? "]\n" : "");
+			len += (size_t)sprintf(text + len, "%s\n", one);
 		json_object_put(o);
 	}
+	if (ok && !text)
+		ok = (text = strdup("")) != NULL;
 	if (!ok) {
 		free(text);
 		return NULL;
@@ -983,60 +985,73 @@ static bool listed_bool(struct json_object *o, const char *key)
 	return json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
 }
 
+/* One line's object into e; -EINVAL without the keys every entry has. */
+static int listed_entry(struct json_object *o, struct ds_list_entry *e)
+{
+	const char *name = listed_str(o, "name"), *path = listed_str(o, "path");
+	const char *parent = listed_str(o, "parent"), *rootfs = listed_str(o, "rootfs");
+
+	if (!name || !path || !rootfs)
+		return -EINVAL;
+	snprintf(e->name, sizeof(e->name), "%s", name);
+	snprintf(e->parent, sizeof(e->parent), "%s", parent ? parent : "");
+	e->path = strdup(path);
+	e->rootfs = strdup(rootfs);
+	if (!e->path || !e->rootfs)
+		return -ENOMEM;
+	e->device_id = (uint32_t)listed_int(o, "device_id");
+	e->size = listed_uint(o, "size");
+	e->mount_count = (int)listed_int(o, "mount_count");
+	e->automounted = listed_bool(o, "automounted");
+	e->read_only = listed_bool(o, "read_only");
+	e->active = listed_bool(o, "active");
+	e->exclusive_bytes = listed_uint(o, "exclusive_bytes");
+	e->shared_bytes = listed_uint(o, "shared_bytes");
+	e->usage_at = listed_int(o, "usage_at");
+	e->created = listed_int(o, "created_unix");
+	return 0;
+}
+
 int meta_listing_parse(const char *text, struct ds_listing *out, char *err, size_t errlen)
 {
-	struct json_object *a = json_tokener_parse(text);
+	struct json_tokener *tok = json_tokener_new();
 	struct ds_listing l = { 0 };
-	int r = 0;
+	size_t cap = 0, len = strlen(text), at = 0;
+	int r = tok ? 0 : -ENOMEM;
 
-	if (!a || !json_object_is_type(a, json_type_array)) {
-		snprintf(err, errlen, "not a JSON array");
-		r = -EINVAL;
-		goto out;
-	}
-	l.e = calloc(json_object_array_length(a) + 1, sizeof(*l.e));
-	if (!l.e) {
-		snprintf(err, errlen, "out of memory");
-		r = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < json_object_array_length(a); i++) {
-		struct json_object *o = json_object_array_get_idx(a, i);
-		struct ds_list_entry *e = &l.e[l.n];
-		const char *name = listed_str(o, "name"), *path = listed_str(o, "path");
-		const char *parent = listed_str(o, "parent"), *rootfs = listed_str(o, "rootfs");
+	/* One object a line, each parsed and freed in turn. */
+	while (r == 0) {
+		struct json_object *o;
 
-		if (!name || !path || !rootfs) {
-			snprintf(err, errlen, "entry %zu has no name, path or rootfs", i);
+		at += strspn(text + at, " \t\r\n");
+		if (at >= len)
+			break;
+		json_tokener_reset(tok);
+		o = json_tokener_parse_ex(tok, text + at, (int)(len - at));
+		if (!o || !json_object_is_type(o, json_type_object)) {
+			snprintf(err, errlen, "entry %zu: not a JSON object", l.n + 1);
+			json_object_put(o);
 			r = -EINVAL;
-			goto out;
+			break;
 		}
-		l.n++;
-		snprintf(e->name, sizeof(e->name), "%s", name);
-		snprintf(e->parent, sizeof(e->parent), "%s", parent ? parent : "");
-		e->path = strdup(path);
-		e->rootfs = strdup(rootfs);
-		if (!e->path || !e->rootfs) {
+		at += json_tokener_get_parse_end(tok);
+		r = GROW(l.e, cap, l.n, 1024);
+		if (r == 0) {
+			memset(&l.e[l.n], 0, sizeof(l.e[l.n]));
+			r = listed_entry(o, &l.e[l.n++]);
+			if (r == -EINVAL)
+				snprintf(err, errlen, "entry %zu has no name, path or rootfs", l.n);
+		}
+		json_object_put(o);
+		if (r == -ENOMEM)
 			snprintf(err, errlen, "out of memory");
-			r = -ENOMEM;
-			goto out;
-		}
-		e->device_id = (uint32_t)listed_int(o, "device_id");
-		e->size = listed_uint(o, "size");
-		e->mount_count = (int)listed_int(o, "mount_count");
-		e->automounted = listed_bool(o, "automounted");
-		e->read_only = listed_bool(o, "read_only");
-		e->active = listed_bool(o, "active");
-		e->exclusive_bytes = listed_uint(o, "exclusive_bytes");
-		e->shared_bytes = listed_uint(o, "shared_bytes");
-		e->usage_at = listed_int(o, "usage_at");
-		e->created = listed_int(o, "created_unix");
 	}
-	*out = l;
-	l.e = NULL;
-	l.n = 0;
-out:
+	if (r == 0) {
+		*out = l;
+		l.e = NULL;
+		l.n = 0;
+	}
 	ds_listing_free(&l);
-	json_object_put(a);
+	json_tokener_free(tok);
 	return r;
 }
