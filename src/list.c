@@ -113,12 +113,13 @@ static int refresh(const char *mnt)
 	return r;
 }
 
-/* A size as df -h shows one (1024-based), or in bytes. */
+/* A size as du -h shows one (1024-based, rounded up, so the two agree),
+ * or in bytes. */
 static void size_text(char *buf, size_t len, uint64_t v, bool known, bool bytes)
 {
 	static const char units[] = "KMGTPE";
-	double x = (double)v;
-	int u = -1;
+	unsigned __int128 d = 1024, tenths, whole;
+	int u = 0;
 
 	if (!known) {
 		snprintf(buf, len, "-");
@@ -128,11 +129,22 @@ static void size_text(char *buf, size_t len, uint64_t v, bool known, bool bytes)
 		snprintf(buf, len, "%" PRIu64, v);
 		return;
 	}
-	while (x >= 1024 && u < (int)sizeof(units) - 2) {
-		x /= 1024;
+	while (u < (int)sizeof(units) - 2 && v >= d * 1024) {
+		d *= 1024;
 		u++;
 	}
-	snprintf(buf, len, x < 10 ? "%.1f%c" : "%.0f%c", x, units[u]);
+	for (;;) {
+		tenths = ((unsigned __int128)v * 10 + d - 1) / d;
+		whole = (v + d - 1) / d;
+		if (whole < 1024 || u == (int)sizeof(units) - 2)
+			break;
+		d *= 1024; /* 1023.5M shows as 1.0G, as du -h has it */
+		u++;
+	}
+	if (tenths < 100)
+		snprintf(buf, len, "%u.%u%c", (unsigned)(tenths / 10), (unsigned)(tenths % 10), units[u]);
+	else
+		snprintf(buf, len, "%u%c", (unsigned)whole, units[u]);
 }
 
 static void state_text(char *buf, size_t len, const struct ds_list_entry *e)
