@@ -226,6 +226,7 @@ int list_main(int argc, char **argv)
 	int c, r;
 
 	optind = 1;
+	opterr = 0; /* one line of ours instead */
 	while ((c = getopt_long(argc, argv, "+jbrh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
@@ -241,13 +242,13 @@ int list_main(int argc, char **argv)
 			list_usage(stdout);
 			return 0;
 		default:
-			list_usage(stderr);
+			fprintf(stderr, "thinfs list: unknown option '%s' (see thinfs list --help)\n", argv[optind - 1]);
 			return 2;
 		}
 	}
 	if (optind != argc - 1) {
-		fprintf(stderr, "thinfs list: %s\n", optind < argc ? "one MOUNTPOINT only" : "no MOUNTPOINT given");
-		list_usage(stderr);
+		fprintf(stderr, "thinfs list: %s (usage: thinfs list [--json] [--bytes] [--refresh] MOUNTPOINT)\n",
+			optind < argc ? "one MOUNTPOINT only" : "no MOUNTPOINT given");
 		return 2;
 	}
 	snprintf(path, sizeof(path), "%s/%s", argv[optind], TF_LIST_FILE);
