@@ -48,6 +48,9 @@
  *                       across I/O, so lookups, getattr, readdir and info
  *                       never wait behind another operation's I/O;
  *   err_lock            the last_error strings; a leaf.
+ *   hook_lock           the usage hook, held across its call (a FUSE
+ *                       notify that waits for no request); a leaf, taken
+ *                       with no other lock.
  * A field marked "table" is written under the table lock (and, for the
  * structure of the tables and the metadata fields, the pool lock too, so
  * a pool-lock holder may read those without the table lock).
