@@ -7,7 +7,6 @@
 # `refresh-usage` on the pool's ctl waits for fresh ones; and neither du
 # nor list mounts or activates anything, for root or another user.
 . "$(dirname "$0")/lib.sh"
-[ "$BACKEND" = reflink ] || skip_all "reflink here (the figures' source is the backend's; dm: usage.t's thin_ls check)"
 command -v jq >/dev/null || skip_all "jq missing"
 
 MiB=$((1024 * 1024))
@@ -18,11 +17,15 @@ du_b() { du -sB1 "$1" | cut -f1; }
 field() { list --json "$M" | jq -r --arg p "$1" --arg k "$2" '.[] | select(.path == $p) | .[$k]'; }
 # between N LO HI
 between() { [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
-# the device filesystems mounted and the loop devices on images: what du
-# and list must leave as they are.
+# the device filesystems mounted and the devices active (reflink: loop
+# devices on images; dm: thin devices): what du and list must leave as
+# they are.
 mounts_and_loops() {
 	awk -v s="$S/mnt/" 'index($5, s) == 1 {print $5}' /proc/self/mountinfo | sort
 	losetup -l -n -O NAME,BACK-FILE 2>/dev/null | grep -F "$S/reflink/images/" | sort
+	if [ "$BACKEND" = dm ]; then
+		dmsetup ls 2>/dev/null | awk '{print $1}' | grep "^$(prefix)-" | grep -v -- '-pool$' | sort
+	fi
 }
 
 start_daemon; ok $? "daemon starts"
