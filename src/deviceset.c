@@ -1273,6 +1273,16 @@ int ds_resize_pool(struct deviceset *s, uint64_t data_size)
 /* ------------------------------------------------------------------ */
 /* Status                                                             */
 
+/* Where d's files are when it is mounted (table lock held): its mount
+ * directory, or a Docker layer's rootfs/ in it. */
+static void rootfs_of(struct deviceset *s, struct device *d, char *buf, size_t len)
+{
+	char dir[PATH_MAX];
+
+	mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
+	snprintf(buf, len, "%s%s", dir, d->docker_layout ? "/rootfs" : "");
+}
+
 /* A copy of d's state from memory alone (table lock held): no backend
  * call, so a lookup never waits for the pool. */
 static void fill_info(struct deviceset *s, struct device *d, struct ds_device_info *out)
@@ -1299,7 +1309,7 @@ static void fill_info(struct deviceset *s, struct device *d, struct ds_device_in
 	pthread_mutex_unlock(&s->err_lock);
 	out->n_children = d->n_children;
 	mount_dir_of(s, d->m.device_id, out->mount_dir, sizeof(out->mount_dir));
-	snprintf(out->rootfs, sizeof(out->rootfs), "%s%s", out->mount_dir, d->docker_layout ? "/rootfs" : "");
+	rootfs_of(s, d, out->rootfs, sizeof(out->rootfs));
 	out->exclusive_bytes = d->exclusive_bytes;
 	out->shared_bytes = d->shared_bytes;
 	out->usage_at = d->usage_at;
@@ -1541,7 +1551,7 @@ int ds_list_all(struct deviceset *s, struct ds_listing *out)
 	for (size_t b = 0; l.e && r == 0 && b < s->n_buckets; b++)
 		for (d = s->by_name[b]; d && r == 0; d = d->next_name) {
 			struct ds_list_entry *e;
-			char dir[PATH_MAX];
+			char rootfs[PATH_MAX + 8];
 
 			if (d->m.deleted)
 				continue;
@@ -1562,11 +1572,9 @@ int ds_list_all(struct deviceset *s, struct ds_listing *out)
 			e->shared_bytes = d->shared_bytes;
 			e->usage_at = d->usage_at;
 			e->created = d->m.created;
-			mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
-			if (asprintf(&e->rootfs, "%s%s", dir, d->docker_layout ? "/rootfs" : "") < 0) {
-				e->rootfs = NULL;
+			rootfs_of(s, d, rootfs, sizeof(rootfs));
+			if (!(e->rootfs = strdup(rootfs)))
 				r = -ENOMEM;
-			}
 		}
 	pthread_mutex_unlock(&s->table_lock);
 	if (!l.e)

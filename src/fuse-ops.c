@@ -49,12 +49,12 @@ enum node_kind { N_ROOT, N_POOL_CTL, N_POOL_INFO, N_POOL_LIST, N_DIR, N_CTL, N_I
  * one changing the tree, and the kernel follows our own mkdir, rmdir and
  * rename. */
 #define ENTRY_TIMEOUT 3600.0
-/* Their attributes change only with a mkdir, rmdir or rename in them,
- * which the kernel follows, and with the usage figures (st_blocks), of
- * which usage_changed tells it: a walk of the tree (du, find) asks the
- * daemon nothing twice. The ctl, info and .devices files' attributes
- * never change (their text is made at open); rootfs's do (it may lead
- * into a Docker layer's rootfs/ once mounted). */
+/* Directory attributes change only with a mkdir, rmdir or rename in
+ * them, which the kernel follows, and with the usage figures (st_blocks),
+ * of which usage_changed tells it; the ctl, info and .devices files'
+ * never change (their text is made at open). Kept this long, a second
+ * walk of the tree (du, find) asks the daemon for none of them. rootfs's
+ * do change (it may lead into a Docker layer's rootfs/ once mounted). */
 #define ATTR_TIMEOUT 60.0
 
 struct node {
