@@ -120,7 +120,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 
 static void usage(const char *prog)
 {
-	printf("usage: %s [options] STATEDIR MOUNTPOINT\n\n"
+	printf("usage: %s [options] STATEDIR MOUNTPOINT\n"
+	       "       %s list [--json] [--bytes] [--refresh] MOUNTPOINT   (the devices and their space)\n\n"
 	       "thinfs owns a thin pool (device-mapper, or reflinked image files) and shows\n"
 	       "it as a filesystem: every thin device is a directory, mkdir snapshots,\n"
 	       "rmdir deletes, `echo mount > DEV/ctl` mounts DEV's filesystem, reached by DEV/rootfs.\n\n"
@@ -128,7 +129,7 @@ static void usage(const char *prog)
 	       "    -o ro                           change nothing in the pool or STATEDIR: a read-only tree,\n"
 	       "                                    devices mounted read-only through rootfs (a rescue)\n"
 	       "    --list-faults                   list the crash points tests can inject (THINFS_FAULT)\n",
-	       prog);
+	       prog, prog);
 	options_print_help();
 	printf("\nFUSE options:\n");
 	fuse_cmdline_help();
