@@ -165,13 +165,15 @@ static const char *const headers[NCOLS] = { "NAME", "PARENT", "SIZE", "MAPPED", 
  * rootfs point into e. */
 static void row(const struct ds_listing *l, size_t i, bool bytes, char cell[NCOLS][64], const char *text[NCOLS])
 {
-	const struct ds_list_entry *e = &l->e[i];
-	bool known = e->usage_at != 0;
+	const struct ds_list_entry *e;
+	bool known;
 
 	if (i == l->n) {
 		memcpy(text, headers, sizeof(headers));
 		return;
 	}
+	e = &l->e[i];
+	known = e->usage_at != 0;
 	for (int c = 0; c < NCOLS; c++)
 		text[c] = cell[c];
 	text[C_NAME] = e->path[0] ? e->path : e->name;
