@@ -53,8 +53,10 @@ enum node_kind { N_ROOT, N_POOL_CTL, N_POOL_INFO, N_POOL_LIST, N_DIR, N_CTL, N_I
  * them, which the kernel follows, and with the usage figures (st_blocks),
  * of which usage_changed tells it; the ctl, info and .devices files'
  * never change (their text is made at open). Kept this long, a second
- * walk of the tree (du, find) asks the daemon for none of them. rootfs's
- * do change (it may lead into a Docker layer's rootfs/ once mounted). */
+ * walk of the tree (du, find) asks the daemon for none of the files'
+ * (a directory's, again: the kernel marks its atime stale at each
+ * readdir). rootfs's do change (it may lead into a Docker layer's
+ * rootfs/ once mounted). */
 #define ATTR_TIMEOUT 60.0
 
 struct node {
