@@ -48,5 +48,9 @@ int ctl_parse_pool(const char *line, struct ctl_cmd *out)
 	memset(out, 0, sizeof(*out));
 	if (strncmp(line, "resize-pool ", 12) == 0)
 		return sized(line + 12, CTL_RESIZE_POOL, out);
+	if (strcmp(line, "refresh-usage") == 0) {
+		out->verb = CTL_REFRESH_USAGE;
+		return 0;
+	}
 	return -EINVAL;
 }

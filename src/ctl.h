@@ -16,6 +16,7 @@ enum ctl_verb {
 	CTL_UNMOUNT,     /* device: "unmount" */
 	CTL_RESIZE,      /* device: "resize SIZE" */
 	CTL_RESIZE_POOL, /* pool: "resize-pool SIZE" */
+	CTL_REFRESH_USAGE, /* pool: "refresh-usage" */
 };
 
 struct ctl_cmd {

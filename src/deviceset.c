@@ -431,6 +431,7 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 	m.device_id = a.id;
 	d = device_new(&m);
 	if (d) {
+		usage_of_snapshot(s, parent, d);
 		insert_device(s, d);
 		TABLE(s, parent->n_children++);
 	}
@@ -1394,6 +1395,16 @@ int ds_resize_pool(struct deviceset *s, uint64_t data_size)
 /* ------------------------------------------------------------------ */
 /* Status                                                             */
 
+/* Where d's files are when it is mounted (table lock held): its mount
+ * directory, or a Docker layer's rootfs/ in it. */
+static void rootfs_of(struct deviceset *s, struct device *d, char *buf, size_t len)
+{
+	char dir[PATH_MAX];
+
+	mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
+	snprintf(buf, len, "%s%s", dir, d->docker_layout ? "/rootfs" : "");
+}
+
 /* A copy of d's state from memory alone (table lock held): no backend
  * call, so a lookup never waits for the pool. */
 static void fill_info(struct deviceset *s, struct device *d, struct ds_device_info *out)
@@ -1421,7 +1432,7 @@ static void fill_info(struct deviceset *s, struct device *d, struct ds_device_in
 	pthread_mutex_unlock(&s->err_lock);
 	out->n_children = d->n_children;
 	mount_dir_of(s, d->m.device_id, out->mount_dir, sizeof(out->mount_dir));
-	snprintf(out->rootfs, sizeof(out->rootfs), "%s%s", out->mount_dir, d->docker_layout ? "/rootfs" : "");
+	rootfs_of(s, d, out->rootfs, sizeof(out->rootfs));
 	out->exclusive_bytes = d->exclusive_bytes;
 	out->shared_bytes = d->shared_bytes;
 	out->usage_at = d->usage_at;
@@ -1641,6 +1652,141 @@ int ds_pool_info(struct deviceset *s, struct ds_pool_info *out)
 	return r;
 }
 
+void ds_listing_free(struct ds_listing *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->e[i].path);
+		free(l->e[i].rootfs);
+	}
+	free(l->e);
+	l->e = NULL;
+	l->n = 0;
+}
+
+/* The listing is sorted through pointers: its entries are large. */
+static int cmp_list_names(const void *a, const void *b)
+{
+	return strcmp((*(struct ds_list_entry *const *)a)->name, (*(struct ds_list_entry *const *)b)->name);
+}
+
+static int cmp_list_name_key(const void *key, const void *e)
+{
+	return strcmp(key, (*(struct ds_list_entry *const *)e)->name);
+}
+
+static int cmp_list_paths(const void *a, const void *b)
+{
+	const struct ds_list_entry *x = *(struct ds_list_entry *const *)a, *y = *(struct ds_list_entry *const *)b;
+
+	/* '/' before any name character: a device right before its
+	 * descendants. */
+	for (size_t i = 0;; i++) {
+		unsigned char cx = x->path[i] == '/' ? 1 : (unsigned char)x->path[i];
+		unsigned char cy = y->path[i] == '/' ? 1 : (unsigned char)y->path[i];
+
+		if (cx != cy || !cx)
+			return cx - cy;
+	}
+}
+
+/* e's path under the mount, from its ancestors' names (by_name: the n
+ * entries sorted by name). A chain longer than PATH_MAX (or a loop,
+ * which the start's checks rule out) is cut short. */
+static char *path_of(struct ds_list_entry *const *by_name, size_t n, const struct ds_list_entry *e)
+{
+	char buf[PATH_MAX], *p = buf + sizeof(buf) - 1;
+	struct ds_list_entry *const *up;
+
+	*p = '\0';
+	while (e->parent[0]) {
+		size_t len = strlen(e->name);
+
+		if ((size_t)(p - buf) < len + 1)
+			break;
+		if (*p)
+			*--p = '/';
+		p -= len;
+		memcpy(p, e->name, len);
+		up = bsearch(e->parent, by_name, n, sizeof(*by_name), cmp_list_name_key);
+		if (!up)
+			break;
+		e = *up;
+	}
+	return strdup(p);
+}
+
+int ds_list_all(struct deviceset *s, struct ds_listing *out)
+{
+	struct ds_listing l = { 0 };
+	struct ds_list_entry **v = NULL, *sorted = NULL;
+	struct device *d;
+	size_t cap;
+	int r = 0;
+
+	want_usage(s);
+	pthread_mutex_lock(&s->table_lock);
+	cap = s->n_devices + 1;
+	l.e = malloc(cap * sizeof(*l.e));
+	for (size_t b = 0; l.e && r == 0 && b < s->n_buckets; b++)
+		for (d = s->by_name[b]; d && r == 0; d = d->next_name) {
+			struct ds_list_entry *e;
+			char rootfs[PATH_MAX + 8];
+
+			if (d->m.deleted)
+				continue;
+			r = GROW(l.e, cap, l.n, 64);
+			if (r < 0)
+				break;
+			e = &l.e[l.n++];
+			memset(e, 0, sizeof(*e));
+			memcpy(e->name, d->m.name, sizeof(e->name));
+			memcpy(e->parent, d->m.parent, sizeof(e->parent));
+			e->device_id = d->m.device_id;
+			e->size = d->m.size;
+			e->mount_count = d->mount_count;
+			e->automounted = d->automounted;
+			e->read_only = d->read_only;
+			e->active = d->active;
+			e->exclusive_bytes = d->exclusive_bytes;
+			e->shared_bytes = d->shared_bytes;
+			e->usage_at = d->usage_at;
+			e->created = d->m.created;
+			rootfs_of(s, d, rootfs, sizeof(rootfs));
+			if (!(e->rootfs = strdup(rootfs)))
+				r = -ENOMEM;
+		}
+	pthread_mutex_unlock(&s->table_lock);
+	if (!l.e)
+		r = -ENOMEM;
+	v = r == 0 ? malloc((l.n + 1) * sizeof(*v)) : NULL;
+	sorted = v ? malloc((l.n + 1) * sizeof(*sorted)) : NULL;
+	if (r == 0 && !sorted)
+		r = -ENOMEM;
+	for (size_t i = 0; r == 0 && i < l.n; i++)
+		v[i] = &l.e[i];
+	if (r == 0)
+		qsort(v, l.n, sizeof(*v), cmp_list_names);
+	for (size_t i = 0; r == 0 && i < l.n; i++)
+		if (!(v[i]->path = path_of(v, l.n, v[i])))
+			r = -ENOMEM;
+	if (r == 0) {
+		qsort(v, l.n, sizeof(*v), cmp_list_paths);
+		for (size_t i = 0; i < l.n; i++)
+			sorted[i] = *v[i];
+		free(l.e);
+		l.e = sorted;
+		sorted = NULL;
+	}
+	free(v);
+	free(sorted);
+	if (r < 0) {
+		ds_listing_free(&l);
+		return fail(s, NULL, r, "listing the devices: %s", strerror(-r));
+	}
+	*out = l;
+	return 0;
+}
+
 static int cmp_entries(const void *a, const void *b)
 {
 	return strcmp(((const struct ds_entry *)a)->name, ((const struct ds_entry *)b)->name);
@@ -1667,7 +1813,9 @@ int ds_list(struct deviceset *s, const char *parent, struct ds_entry **out, size
 		r = -ENOMEM;
 		goto out;
 	}
-	for (size_t i = 0; i < s->n_buckets; i++)
+	/* Most devices are leaves: a walk of the whole tree (du, find) opens
+	 * every one, and must not cost a scan of the table each. */
+	for (size_t i = 0; p->n_children > 0 && i < s->n_buckets; i++)
 		for (d = s->by_name[i]; d; d = d->next_name) {
 			if (d->m.deleted || strcmp(d->m.parent, parent) != 0)
 				continue;

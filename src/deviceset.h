@@ -207,6 +207,41 @@ void ds_pool_usage(struct deviceset *ds, struct ds_pool_info *out);
  * caller frees *out. -ENOENT if parent is unknown. */
 int ds_list(struct deviceset *ds, const char *parent, struct ds_entry **out,
 	    size_t *n);
+/* One device of the pool's listing (`thinfs list`, doc/design.md §1):
+ * memory only, as the info files' figures are. */
+struct ds_list_entry {
+	char name[DS_NAME_MAX + 1];
+	char parent[DS_NAME_MAX + 1]; /* "" for the base */
+	char *path;                   /* under the mount: "a/b" ("" for the base) */
+	char *rootfs;                 /* as ds_device_info's */
+	uint32_t device_id;
+	uint64_t size;
+	int mount_count;
+	bool automounted, read_only, active;
+	/* As ds_device_info's (usage_at 0: not looked yet); what it maps
+	 * is their sum, as of usage_at. */
+	uint64_t exclusive_bytes, shared_bytes;
+	int64_t usage_at;
+	int64_t created;
+};
+struct ds_listing {
+	struct ds_list_entry *e;
+	size_t n;
+};
+/* Every visible device, the base first, then by path (a device right
+ * before its descendants). Has the worker look at usage as
+ * ds_pool_usage does; takes the table lock for memory copies only. */
+int ds_list_all(struct deviceset *ds, struct ds_listing *out);
+void ds_listing_free(struct ds_listing *l);
+/* Have the worker read every device's exclusive and shared bytes now,
+ * and wait until it has (the pool's ctl `refresh-usage`): seconds on a
+ * large pool, never a FUSE request. */
+int ds_refresh_usage(struct deviceset *ds);
+/* Have fn(arg, device_id) called for each device whose exclusive bytes a
+ * usage pass changed, from the worker, with no engine lock held (NULL:
+ * no more calls once this returns). For the FUSE layer, whose directory
+ * attributes (du's st_blocks) the kernel caches. */
+void ds_set_usage_hook(struct deviceset *ds, void (*fn)(void *arg, uint32_t device_id), void *arg);
 /* Record words for the pool's last_error (e.g. a refused ctl command). */
 void ds_set_pool_error(struct deviceset *ds, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -48,6 +48,9 @@
  *                       across I/O, so lookups, getattr, readdir and info
  *                       never wait behind another operation's I/O;
  *   err_lock            the last_error strings; a leaf.
+ *   hook_lock           the usage hook, held across its call (a FUSE
+ *                       notify that waits for no request); a leaf, taken
+ *                       with no other lock.
  * A field marked "table" is written under the table lock (and, for the
  * structure of the tables and the metadata fields, the pool lock too, so
  * a pool-lock holder may read those without the table lock).
@@ -171,6 +174,18 @@ struct deviceset {
 	 * succeeded (unix seconds). */
 	atomic_bool usage_wanted;
 	_Atomic int64_t usage_tried_at, usage_at;
+	/* The worker's usage passes begun and ended, and the last one's
+	 * result, for refresh-usage to wait on (usage_cond, with the pool
+	 * lock). Pool lock. */
+	uint64_t usage_passes_started, usage_passes_done;
+	int usage_result;
+	pthread_cond_t usage_cond;
+	/* Told of each device whose exclusive bytes a pass changed (see
+	 * ds_set_usage_hook). Set and called under hook_lock, a leaf taken
+	 * with no other engine lock held. */
+	pthread_mutex_t hook_lock;
+	void (*usage_hook)(void *arg, uint32_t device_id);
+	void *usage_hook_arg;
 	/* The deferred-deletion worker; pool lock for stop, cond with it. */
 	pthread_t worker;
 	bool worker_running, worker_stop;
@@ -224,6 +239,8 @@ int recover_transaction(struct deviceset *s);
 
 /* worker.c: an info file is being read; see ds_device_usage */
 void want_usage(struct deviceset *s);
+/* worker.c: the figures of a snapshot just made, from its origin's */
+void usage_of_snapshot(struct deviceset *s, struct device *origin, struct device *snap);
 
 /* check.c */
 void compare_with_pool(struct deviceset *s);

@@ -30,6 +30,7 @@
 
 #include "ctl.h"
 #include "deviceset.h"
+#include "list.h"
 #include "log.h"
 #include "metadata.h"
 #include "options.h"
@@ -38,17 +39,26 @@
 #define RENAME_EXCHANGE (1 << 1)
 #endif
 
-enum node_kind { N_ROOT, N_POOL_CTL, N_POOL_INFO, N_DIR, N_CTL, N_INFO, N_ROOTFS };
+enum node_kind { N_ROOT, N_POOL_CTL, N_POOL_INFO, N_POOL_LIST, N_DIR, N_CTL, N_INFO, N_ROOTFS };
 
 #define INO_POOL_CTL 2
 #define INO_POOL_INFO 3
+#define INO_POOL_LIST 4
 #define INO_DEV_BASE 16
 
 /* Device directories keep their entries long: this daemon is the only
  * one changing the tree, and the kernel follows our own mkdir, rmdir and
  * rename. */
 #define ENTRY_TIMEOUT 3600.0
-#define DIR_ATTR_TIMEOUT 1.0
+/* Directory attributes change only with a mkdir, rmdir or rename in
+ * them, which the kernel follows, and with the usage figures (st_blocks),
+ * of which usage_changed tells it; the ctl, info and .devices files'
+ * never change (their text is made at open). Kept this long, a second
+ * walk of the tree (du, find) asks the daemon for none of the files'
+ * (a directory's, again: the kernel marks its atime stale at each
+ * readdir). rootfs's do change (it may lead into a Docker layer's
+ * rootfs/ once mounted). */
+#define ATTR_TIMEOUT 60.0
 
 struct node {
 	enum node_kind kind;
@@ -94,6 +104,28 @@ static void handle_close(struct tf_fuse_ctx *c, struct tf_handle *h)
 	h->destroy(h);
 }
 
+static fuse_ino_t dev_ino(uint32_t id, enum node_kind kind);
+
+/* A usage pass changed a device's exclusive bytes: the kernel keeps
+ * directory attributes ATTR_TIMEOUT, and du must see the new
+ * st_blocks at once. Attributes only (offset -1): its listing stays. */
+static void usage_changed(void *arg, uint32_t device_id)
+{
+	struct tf_fuse_ctx *c = arg;
+	struct ds_device_info d;
+	fuse_ino_t ino = dev_ino(device_id, N_DIR);
+
+	if (ds_device_info_by_id(c->ds, device_id, &d) == 0 && strcmp(d.name, DS_BASE_NAME) == 0)
+		ino = FUSE_ROOT_ID;
+	/* -ENOENT: the kernel does not have it; nothing to drop. */
+	fuse_lowlevel_notify_inval_inode(c->se, ino, -1, 0);
+}
+
+void tf_fuse_ctx_attach(struct tf_fuse_ctx *c, struct fuse_session *se)
+{
+	c->se = se;
+}
+
 void tf_fuse_ctx_fini(struct tf_fuse_ctx *c)
 {
 	size_t n = 0;
@@ -129,8 +161,8 @@ static int get_node(struct deviceset *ds, fuse_ino_t ino, struct node *n)
 		n->kind = N_ROOT;
 		return ds_device_info(ds, DS_BASE_NAME, &n->dev);
 	}
-	if (ino == INO_POOL_CTL || ino == INO_POOL_INFO) {
-		n->kind = ino == INO_POOL_CTL ? N_POOL_CTL : N_POOL_INFO;
+	if (ino == INO_POOL_CTL || ino == INO_POOL_INFO || ino == INO_POOL_LIST) {
+		n->kind = ino == INO_POOL_CTL ? N_POOL_CTL : ino == INO_POOL_INFO ? N_POOL_INFO : N_POOL_LIST;
 		return 0;
 	}
 	if (ino < INO_DEV_BASE || (ino - INO_DEV_BASE) / 4 > 0xffffff)
@@ -177,6 +209,16 @@ static char *render(struct deviceset *ds, const struct node *n)
 		ds_device_usage(ds, &full);
 		return meta_device_info_json(&full);
 	}
+	case N_POOL_LIST: {
+		struct ds_listing l;
+		char *text;
+
+		if (ds_list_all(ds, &l) < 0)
+			return NULL;
+		text = meta_listing_json(&l);
+		ds_listing_free(&l);
+		return text;
+	}
 	case N_POOL_CTL:
 	case N_POOL_INFO:
 		if (ds_pool_info(ds, &pi) < 0 && n->kind == N_POOL_CTL)
@@ -199,15 +241,17 @@ static void fill_attr(struct tf_fuse_ctx *c, fuse_ino_t ino, const struct node *
 	st->st_uid = 0;
 	st->st_gid = 0;
 	st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec =
-		n->kind == N_POOL_CTL || n->kind == N_POOL_INFO ? c->started : (time_t)n->dev.created;
+		n->kind == N_POOL_CTL || n->kind == N_POOL_INFO || n->kind == N_POOL_LIST ? c->started
+											 : (time_t)n->dev.created;
 	switch (n->kind) {
 	case N_ROOT:
-		st->st_mode = S_IFDIR | 0755;
-		st->st_nlink = 2 + (nlink_t)n->dev.n_children;
-		break;
 	case N_DIR:
 		st->st_mode = S_IFDIR | 0755;
-		st->st_nlink = 3 + (nlink_t)n->dev.n_children;
+		st->st_nlink = (n->kind == N_ROOT ? 2 : 3) + (nlink_t)n->dev.n_children;
+		/* du(1): the space deleting the device would free, as the
+		 * worker last looked (a copy made under the table lock: no
+		 * pool call here). du sums a subtree (doc/design.md §1). */
+		st->st_blocks = (blkcnt_t)((n->dev.exclusive_bytes + 511) / 512);
 		break;
 	case N_ROOTFS:
 		st->st_mode = S_IFLNK | 0777;
@@ -218,6 +262,7 @@ static void fill_attr(struct tf_fuse_ctx *c, fuse_ino_t ino, const struct node *
 	case N_POOL_CTL:
 	case N_INFO:
 	case N_POOL_INFO:
+	case N_POOL_LIST:
 		/* Size 0, as /proc's files: their text is made when they are
 		 * opened and may need the pool (mapped bytes, space), which
 		 * getattr and lookup never ask. Reads are direct_io and go to
@@ -232,6 +277,11 @@ static void fill_attr(struct tf_fuse_ctx *c, fuse_ino_t ino, const struct node *
 static bool is_dir_kind(enum node_kind k)
 {
 	return k == N_ROOT || k == N_DIR;
+}
+
+static double attr_timeout(enum node_kind k)
+{
+	return k == N_ROOTFS ? 0 : ATTR_TIMEOUT;
 }
 
 static void reply_entry_for(fuse_req_t req, fuse_ino_t ino)
@@ -249,7 +299,7 @@ static void reply_entry_for(fuse_req_t req, fuse_ino_t ino)
 	e.generation = (uint64_t)n.dev.created;
 	fill_attr(ctx_of(req), ino, &n, &e.attr);
 	e.entry_timeout = ENTRY_TIMEOUT;
-	e.attr_timeout = is_dir_kind(n.kind) ? DIR_ATTR_TIMEOUT : 0;
+	e.attr_timeout = attr_timeout(n.kind);
 	fuse_reply_entry(req, &e);
 }
 
@@ -280,6 +330,8 @@ static void tf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	if (strcmp(name, "ctl") == 0)
 		ino = p.kind == N_ROOT ? INO_POOL_CTL : dev_ino(p.dev.device_id, N_CTL);
+	else if (strcmp(name, TF_LIST_FILE) == 0 && p.kind == N_ROOT)
+		ino = INO_POOL_LIST;
 	else if (strcmp(name, "info") == 0)
 		ino = p.kind == N_ROOT ? INO_POOL_INFO : dev_ino(p.dev.device_id, N_INFO);
 	else if (strcmp(name, "rootfs") == 0 && p.kind == N_DIR)
@@ -306,7 +358,7 @@ static void tf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	fill_attr(ctx_of(req), ino, &n, &st);
-	fuse_reply_attr(req, &st, is_dir_kind(n.kind) ? DIR_ATTR_TIMEOUT : 0);
+	fuse_reply_attr(req, &st, attr_timeout(n.kind));
 }
 
 /* For the log: the device a ctl or info file belongs to ("ctl"/"info"
@@ -318,6 +370,8 @@ static const char *file_name(const struct node *n)
 		return "ctl";
 	case N_POOL_INFO:
 		return "info";
+	case N_POOL_LIST:
+		return TF_LIST_FILE;
 	default:
 		return n->dev.name;
 	}
@@ -327,7 +381,9 @@ static const char *file_name(const struct node *n)
  * the pool's). */
 static const char *node_device(const struct node *n)
 {
-	return n->kind == N_ROOT || n->kind == N_POOL_CTL || n->kind == N_POOL_INFO ? DS_BASE_NAME : n->dev.name;
+	return n->kind == N_ROOT || n->kind == N_POOL_CTL || n->kind == N_POOL_INFO || n->kind == N_POOL_LIST
+		       ? DS_BASE_NAME
+		       : n->dev.name;
 }
 
 /* The device an operation on name in directory p is about: name's own if
@@ -475,7 +531,7 @@ static void tf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	l = calloc(1, sizeof(*l));
 	if (l) {
 		l->h.destroy = dir_list_destroy;
-		l->e = calloc(nchildren + 5, sizeof(*l->e));
+		l->e = calloc(nchildren + 6, sizeof(*l->e));
 	}
 	if (!l || !l->e) {
 		r = -ENOMEM;
@@ -492,6 +548,7 @@ static void tf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (n.kind == N_ROOT) {
 		ADD("ctl", INO_POOL_CTL, S_IFREG);
 		ADD("info", INO_POOL_INFO, S_IFREG);
+		ADD(TF_LIST_FILE, INO_POOL_LIST, S_IFREG);
 	} else if (n.kind == N_DIR) {
 		ADD("ctl", dev_ino(n.dev.device_id, N_CTL), S_IFREG);
 		ADD("info", dev_ino(n.dev.device_id, N_INFO), S_IFREG);
@@ -503,6 +560,10 @@ static void tf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 #undef ADD
 	free(children);
 	fi->fh = (uint64_t)(uintptr_t)l;
+	/* The kernel keeps the listing until a mkdir, rmdir or rename in
+	 * this directory (all of which come through it) changes it. */
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
 	handle_link(c, &l->h);
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		handle_close(c, &l->h);
@@ -682,7 +743,8 @@ static void tf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (r < 0)
 		goto out;
 	if (strcmp(name, "ctl") == 0 || strcmp(name, "info") == 0 ||
-	    (p.kind == N_DIR && strcmp(name, "rootfs") == 0)) {
+	    (p.kind == N_DIR && strcmp(name, "rootfs") == 0) ||
+	    (p.kind == N_ROOT && strcmp(name, TF_LIST_FILE) == 0)) {
 		/* Part of `rm -r DEV`: changes nothing, unless the walk must
 		 * stop here (walk_guard). */
 		r = walk_guard(req, "unlink", dir_device(&p), name, true);
@@ -806,7 +868,7 @@ static void tf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 						    "only root changes the pool"));
 			return;
 		}
-		if (n.kind == N_INFO || n.kind == N_POOL_INFO) {
+		if (n.kind == N_INFO || n.kind == N_POOL_INFO || n.kind == N_POOL_LIST) {
 			fuse_reply_err(req, -refuse(req, node_device(&n), "open for writing", file_name(&n), EACCES,
 						    "info is read-only (commands go to ctl)"));
 			return;
@@ -895,9 +957,12 @@ static int pool_command(struct tf_fuse_ctx *c, const char *cmd)
 		if (k.verb == CTL_RESIZE_POOL)
 			ds_set_pool_error(c->ds, "resize-pool: invalid size '%s' (use e.g. 200G)", k.arg);
 		else
-			ds_set_pool_error(c->ds, "pool: unknown command '%s' (expected resize-pool SIZE)", cmd);
+			ds_set_pool_error(c->ds, "pool: unknown command '%s' (expected resize-pool SIZE, refresh-usage)",
+					  cmd);
 		return -EINVAL;
 	}
+	if (k.verb == CTL_REFRESH_USAGE)
+		return ds_refresh_usage(c->ds);
 	return ds_resize_pool(c->ds, k.size);
 }
 
@@ -967,20 +1032,34 @@ static void tf_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	struct node n;
 	int r = get_node(ctx_of(req)->ds, ino, &n);
 
-	if (r == 0 && (mask & W_OK) && (!caller_is_root(req) || n.kind == N_INFO || n.kind == N_POOL_INFO))
+	if (r == 0 && (mask & W_OK) &&
+	    (!caller_is_root(req) || n.kind == N_INFO || n.kind == N_POOL_INFO || n.kind == N_POOL_LIST))
 		r = -EACCES;
 	fuse_reply_err(req, -r);
 }
 
 static void tf_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct tf_fuse_ctx *c = userdata;
+
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* From here to tf_destroy, which fuse_session_destroy calls (after
+	 * an init) before it frees the session the hook writes to. */
+	if (c->se)
+		ds_set_usage_hook(c->ds, usage_changed, c);
+}
+
+static void tf_destroy(void *userdata)
+{
+	struct tf_fuse_ctx *c = userdata;
+
+	ds_set_usage_hook(c->ds, NULL, NULL);
 }
 
 const struct fuse_lowlevel_ops tf_fuse_ops = {
 	.init = tf_init,
+	.destroy = tf_destroy,
 	.lookup = tf_lookup,
 	.getattr = tf_getattr,
 	.readlink = tf_readlink,

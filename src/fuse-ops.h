@@ -35,12 +35,19 @@ struct tf_fuse_ctx {
 	struct tf_handle *handles;
 	/* The rm -r walks that met a mounted device (its own lock, a leaf). */
 	struct rmwalk walks;
+	/* The session, for telling the kernel of changes it did not see
+	 * (tf_fuse_ctx_attach); set before the loop runs. */
+	struct fuse_session *se;
 };
 
 /* Set up / tear down a context: fini frees every handle still open (call
  * it after fuse_session_destroy, when no request can run). */
 void tf_fuse_ctx_init(struct tf_fuse_ctx *c, struct deviceset *ds);
 void tf_fuse_ctx_fini(struct tf_fuse_ctx *c);
+/* Tie the context to its session (before the loop): once the kernel's
+ * init is in, its cached attributes of a device directory are dropped
+ * when the device's usage figures change, until the session's destroy. */
+void tf_fuse_ctx_attach(struct tf_fuse_ctx *c, struct fuse_session *se);
 
 extern const struct fuse_lowlevel_ops tf_fuse_ops;
 

@@ -893,3 +893,177 @@ char *meta_pool_info_json(const struct ds_pool_info *p)
 	r = r ?: add_nullable(o, "last_error_at", str_or_null(error_at));
 	return to_text(o, r);
 }
+
+static struct json_object *listing_entry(const struct ds_list_entry *e)
+{
+	struct json_object *o = json_object_new_object();
+	bool known = e->usage_at != 0;
+	int r;
+
+	if (!o)
+		return NULL;
+	r = add(o, "name", json_object_new_string(e->name));
+	r = r ?: add(o, "path", json_object_new_string(e->path));
+	r = r ?: add_nullable(o, "parent", str_or_null(e->parent));
+	r = r ?: add(o, "device_id", json_object_new_int64(e->device_id));
+	r = r ?: add(o, "size", json_object_new_uint64(e->size));
+	r = r ?: add_nullable(o, "mapped_bytes",
+			      known ? json_object_new_uint64(e->exclusive_bytes + e->shared_bytes) : NULL);
+	r = r ?: add_nullable(o, "exclusive_bytes", known ? json_object_new_uint64(e->exclusive_bytes) : NULL);
+	r = r ?: add_nullable(o, "shared_bytes", known ? json_object_new_uint64(e->shared_bytes) : NULL);
+	r = r ?: add_nullable(o, "usage_at", known ? json_object_new_int64(e->usage_at) : NULL);
+	r = r ?: add(o, "mounted", json_object_new_boolean(e->mount_count > 0));
+	r = r ?: add(o, "mount_count", json_object_new_int(e->mount_count));
+	r = r ?: add(o, "automounted", json_object_new_boolean(e->automounted));
+	r = r ?: add(o, "read_only", json_object_new_boolean(e->read_only));
+	r = r ?: add(o, "active", json_object_new_boolean(e->active));
+	r = r ?: add(o, "rootfs", json_object_new_string(e->rootfs));
+	r = r ?: add(o, "created_unix", json_object_new_int64(e->created));
+	if (r < 0) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+char *meta_listing_json(const struct ds_listing *l)
+{
+	char *text = NULL;
+	size_t len = 0, cap = 0;
+	bool ok = true;
+
+	/* Object by object, each freed once written: the listing of a large
+	 * pool is never a tree of json-c objects at once, here or in the
+	 * reader (meta_listing_parse). */
+	for (size_t i = 0; ok && i < l->n; i++) {
+		struct json_object *o = listing_entry(&l->e[i]);
+		const char *one = o ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+								     JSON_C_TO_STRING_NOSLASHESCAPE)
+				    : NULL;
+		size_t need = (one ? strlen(one) : 0) + 2;
+
+		if (!one)
+			ok = false;
+		else if (len + need + 1 > cap) {
+			size_t ncap = (len + need + 1) * 2;
+			char *t = realloc(text, ncap);
+
+			if (t) {
+				text = t;
+				cap = ncap;
+			} else {
+				ok = false;
+			}
+		}
+		if (ok)
+			len += (size_t)sprintf(text + len, "%s\n", one);
+		json_object_put(o);
+	}
+	if (ok && !text)
+		ok = (text = strdup("")) != NULL;
+	if (!ok) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+static const char *listed_str(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)
+		       ? json_object_get_string(v) : NULL;
+}
+
+static int64_t listed_int(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
+}
+
+static uint64_t listed_uint(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_uint64(v) : 0;
+}
+
+static bool listed_bool(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
+}
+
+/* One line's object into e; -EINVAL without the keys every entry has. */
+static int listed_entry(struct json_object *o, struct ds_list_entry *e)
+{
+	const char *name = listed_str(o, "name"), *path = listed_str(o, "path");
+	const char *parent = listed_str(o, "parent"), *rootfs = listed_str(o, "rootfs");
+
+	if (!name || !path || !rootfs)
+		return -EINVAL;
+	snprintf(e->name, sizeof(e->name), "%s", name);
+	snprintf(e->parent, sizeof(e->parent), "%s", parent ? parent : "");
+	e->path = strdup(path);
+	e->rootfs = strdup(rootfs);
+	if (!e->path || !e->rootfs)
+		return -ENOMEM;
+	e->device_id = (uint32_t)listed_int(o, "device_id");
+	e->size = listed_uint(o, "size");
+	e->mount_count = (int)listed_int(o, "mount_count");
+	e->automounted = listed_bool(o, "automounted");
+	e->read_only = listed_bool(o, "read_only");
+	e->active = listed_bool(o, "active");
+	e->exclusive_bytes = listed_uint(o, "exclusive_bytes");
+	e->shared_bytes = listed_uint(o, "shared_bytes");
+	e->usage_at = listed_int(o, "usage_at");
+	e->created = listed_int(o, "created_unix");
+	return 0;
+}
+
+int meta_listing_parse(const char *text, struct ds_listing *out, char *err, size_t errlen)
+{
+	struct json_tokener *tok = json_tokener_new();
+	struct ds_listing l = { 0 };
+	size_t cap = 0, len = strlen(text), at = 0;
+	int r = tok ? 0 : -ENOMEM;
+
+	/* One object a line, each parsed and freed in turn. */
+	while (r == 0) {
+		struct json_object *o;
+
+		at += strspn(text + at, " \t\r\n");
+		if (at >= len)
+			break;
+		json_tokener_reset(tok);
+		o = json_tokener_parse_ex(tok, text + at, (int)(len - at));
+		if (!o || !json_object_is_type(o, json_type_object)) {
+			snprintf(err, errlen, "entry %zu: not a JSON object", l.n + 1);
+			json_object_put(o);
+			r = -EINVAL;
+			break;
+		}
+		at += json_tokener_get_parse_end(tok);
+		r = GROW(l.e, cap, l.n, 1024);
+		if (r == 0) {
+			memset(&l.e[l.n], 0, sizeof(l.e[l.n]));
+			r = listed_entry(o, &l.e[l.n++]);
+			if (r == -EINVAL)
+				snprintf(err, errlen, "entry %zu has no name, path or rootfs", l.n);
+		}
+		json_object_put(o);
+		if (r == -ENOMEM)
+			snprintf(err, errlen, "out of memory");
+	}
+	if (r == 0) {
+		*out = l;
+		l.e = NULL;
+		l.n = 0;
+	}
+	ds_listing_free(&l);
+	json_tokener_free(tok);
+	return r;
+}

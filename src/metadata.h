@@ -101,5 +101,11 @@ int meta_parse_tid(const char *text, size_t len, uint64_t *out);
 void meta_iso_time(int64_t t, char *buf, size_t len);
 char *meta_device_info_json(const struct ds_device_info *d);
 char *meta_pool_info_json(const struct ds_pool_info *p);
+/* The pool's listing (`thinfs list`): JSON lines, one device's object a
+ * line, keys as the info file's where they are the same figure; malloc'd,
+ * NULL on ENOMEM. And back, for the client: -EINVAL (with a message in
+ * err) for text that is not such lines. */
+char *meta_listing_json(const struct ds_listing *l);
+int meta_listing_parse(const char *text, struct ds_listing *out, char *err, size_t errlen);
 
 #endif

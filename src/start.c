@@ -609,6 +609,8 @@ static void destroy(struct deviceset *s)
 	pthread_mutex_destroy(&s->table_lock);
 	pthread_mutex_destroy(&s->err_lock);
 	pthread_cond_destroy(&s->worker_cond);
+	pthread_cond_destroy(&s->usage_cond);
+	pthread_mutex_destroy(&s->hook_lock);
 	pthread_cond_destroy(&s->adds_cond);
 	free(s->state_dir);
 	free(s->meta_dir);
@@ -633,6 +635,8 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 	pthread_mutex_init(&s->table_lock, NULL);
 	pthread_mutex_init(&s->err_lock, NULL);
 	pthread_cond_init(&s->worker_cond, NULL);
+	pthread_cond_init(&s->usage_cond, NULL);
+	pthread_mutex_init(&s->hook_lock, NULL);
 	pthread_cond_init(&s->adds_cond, NULL);
 	s->opts = opts;
 	s->n_buckets = 1024;

@@ -28,6 +28,7 @@
 #include "deviceset.h"
 #include "fault.h"
 #include "fuse-ops.h"
+#include "list.h"
 #include "log.h"
 #include "metadata.h"
 #include "options.h"
@@ -119,7 +120,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 
 static void usage(const char *prog)
 {
-	printf("usage: %s [options] STATEDIR MOUNTPOINT\n\n"
+	printf("usage: %s [options] STATEDIR MOUNTPOINT\n"
+	       "       %s list [--json] [--bytes] [--refresh] MOUNTPOINT   (the devices and their space)\n\n"
 	       "thinfs owns a thin pool (device-mapper, or reflinked image files) and shows\n"
 	       "it as a filesystem: every thin device is a directory, mkdir snapshots,\n"
 	       "rmdir deletes, `echo mount > DEV/ctl` mounts DEV's filesystem, reached by DEV/rootfs.\n\n"
@@ -127,7 +129,7 @@ static void usage(const char *prog)
 	       "    -o ro                           change nothing in the pool or STATEDIR: a read-only tree,\n"
 	       "                                    devices mounted read-only through rootfs (a rescue)\n"
 	       "    --list-faults                   list the crash points tests can inject (THINFS_FAULT)\n",
-	       prog);
+	       prog, prog);
 	options_print_help();
 	printf("\nFUSE options:\n");
 	fuse_cmdline_help();
@@ -196,6 +198,24 @@ static void ensure_sbin_path(void)
 	setenv("PATH", buf, 1);
 }
 
+/* Subcommands: `thinfs NAME ...` runs NAME's main with argv from NAME on,
+ * before any of the daemon's option handling. A state directory of one
+ * of these names is given as ./NAME. */
+static const struct subcommand {
+	const char *name;
+	int (*main)(int argc, char **argv);
+} subcommands[] = {
+	{ "list", list_main },
+};
+
+static const struct subcommand *find_subcommand(const char *arg)
+{
+	for (size_t i = 0; arg && i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
+		if (strcmp(arg, subcommands[i].name) == 0)
+			return &subcommands[i];
+	return NULL;
+}
+
 /* Is a inside b (or the same)? Both absolute and canonical. */
 static bool path_within(const char *a, const char *b)
 {
@@ -215,7 +235,11 @@ int main(int argc, char **argv)
 	struct cmdline c = { 0 };
 	char err[512], *state_real = NULL, *mnt_real = NULL;
 	bool mounted = false, handlers = false, ctx_ready = false;
+	const struct subcommand *sub = argc > 1 ? find_subcommand(argv[1]) : NULL;
 	int ret = 1, r;
+
+	if (sub)
+		return sub->main(argc - 1, argv + 1);
 
 	/* A listing of a large pool (opendir of the top) is big and short
 	 * lived: a fixed mmap threshold hands it back at releasedir, where
@@ -295,6 +319,7 @@ int main(int argc, char **argv)
 	se = fuse_session_new(&args, &tf_fuse_ops, sizeof(tf_fuse_ops), &ctx);
 	if (!se)
 		goto out;
+	tf_fuse_ctx_attach(&ctx, se);
 	if (fuse_set_signal_handlers(se) < 0)
 		goto out;
 	handlers = true;

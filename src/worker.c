@@ -261,16 +261,32 @@ static int set_usage(void *arg, uint32_t dev_id, uint64_t exclusive, uint64_t sh
 	struct deviceset *s = arg;
 	int64_t now = (int64_t)time(NULL);
 	struct device *d;
+	bool changed = false;
 
 	pthread_mutex_lock(&s->table_lock);
 	d = find_id(s, dev_id);
 	if (d) {
+		changed = d->exclusive_bytes != exclusive || !d->usage_at;
 		d->exclusive_bytes = exclusive;
 		d->shared_bytes = shared;
 		d->usage_at = now;
 	}
 	pthread_mutex_unlock(&s->table_lock);
+	if (changed) {
+		pthread_mutex_lock(&s->hook_lock);
+		if (s->usage_hook)
+			s->usage_hook(s->usage_hook_arg, dev_id);
+		pthread_mutex_unlock(&s->hook_lock);
+	}
 	return 0;
+}
+
+void ds_set_usage_hook(struct deviceset *s, void (*fn)(void *arg, uint32_t device_id), void *arg)
+{
+	pthread_mutex_lock(&s->hook_lock);
+	s->usage_hook = fn;
+	s->usage_hook_arg = arg;
+	pthread_mutex_unlock(&s->hook_lock);
 }
 
 /* The backend's figures for every device, applied to the table. Called
@@ -283,11 +299,15 @@ static void refresh_usage(struct deviceset *s)
 	int r;
 
 	atomic_store(&s->usage_tried_at, (int64_t)time(NULL));
+	s->usage_passes_started++;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	pthread_mutex_unlock(&s->lock);
 	r = s->ops->usage(s->pool, set_usage, s);
 	pthread_mutex_lock(&s->lock);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	s->usage_result = r < 0 ? r : 0;
+	s->usage_passes_done++;
+	pthread_cond_broadcast(&s->usage_cond);
 	if (r < 0) {
 		/* dm.thinpooldev: the metadata device is not known; nothing to
 		 * say each time. */
@@ -299,6 +319,49 @@ static void refresh_usage(struct deviceset *s)
 	atomic_store(&s->usage_at, (int64_t)time(NULL));
 	log_debug("pool %s: usage of the devices read in %ld ms", s->prefix,
 		  ms_between(&t0, &t1));
+}
+
+/* The snapshot snap of origin was just made (pool lock held, snap not in
+ * the table yet): it maps what its origin mapped and owns none of it, so
+ * its figures need no pass. They are as old as the origin's, whose own
+ * bytes are now all shared with snap. An origin not looked at yet gives
+ * a snapshot of 0 exclusive bytes at once, and a pass for the rest. */
+void usage_of_snapshot(struct deviceset *s, struct device *origin, struct device *snap)
+{
+	bool known;
+
+	pthread_mutex_lock(&s->table_lock);
+	known = origin->usage_at != 0;
+	snap->exclusive_bytes = 0;
+	snap->shared_bytes = known ? origin->exclusive_bytes + origin->shared_bytes : 0;
+	snap->usage_at = known ? origin->usage_at : (int64_t)time(NULL);
+	origin->shared_bytes += origin->exclusive_bytes;
+	origin->exclusive_bytes = 0;
+	pthread_mutex_unlock(&s->table_lock);
+	if (!known && s->ops->usage && !atomic_exchange(&s->usage_wanted, true))
+		pthread_cond_signal(&s->worker_cond);
+}
+
+int ds_refresh_usage(struct deviceset *s)
+{
+	uint64_t want;
+	int r;
+
+	if (!s->ops->usage)
+		return fail(s, NULL, -EOPNOTSUPP, "refresh-usage: this pool's backend gives no per-device usage");
+	pthread_mutex_lock(&s->lock);
+	/* A pass under way may have read some images before the caller's
+	 * last change: wait for the one after it. */
+	want = s->usage_passes_started + 1;
+	atomic_store(&s->usage_wanted, true);
+	pthread_cond_signal(&s->worker_cond);
+	while (s->usage_passes_done < want && s->worker_running && !s->worker_stop)
+		pthread_cond_wait(&s->usage_cond, &s->lock);
+	r = s->usage_passes_done >= want ? s->usage_result : -ESHUTDOWN;
+	pthread_mutex_unlock(&s->lock);
+	if (r < 0)
+		return fail(s, NULL, r, "refresh-usage: the devices' usage could not be read: %s", strerror(-r));
+	return 0;
 }
 
 /* An info file is being read: have the worker look at usage if the
@@ -345,6 +408,8 @@ static void *worker_main(void *arg)
 		until.tv_sec += tick;
 		pthread_cond_timedwait(&s->worker_cond, &s->lock, &until);
 	}
+	/* A refresh-usage waiting for a pass that will not come. */
+	pthread_cond_broadcast(&s->usage_cond);
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
 }
@@ -355,6 +420,9 @@ int ds_start_worker(struct deviceset *s)
 
 	if (s->worker_running)
 		return 0;
+	/* Figures from the start on: the first round reads them. */
+	if (s->ops->usage)
+		atomic_store(&s->usage_wanted, true);
 	r = -pthread_create(&s->worker, NULL, worker_main, s);
 	if (r < 0)
 		return fail(s, NULL, r, "cannot start the deferred-deletion worker: %s", strerror(-r));

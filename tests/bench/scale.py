@@ -83,7 +83,7 @@ def measure(daemon, work, floor, a, n, empty_dir):
     if r["pool_open_s"] is not None:
         r["beyond_pool_s"] = round(r["start_s"] - r["pool_open_s"], 3)
     r["rss_start_kib"] = daemon.rss_kib()
-    listed = len(os.listdir(mnt)) - 2  # ctl, info
+    listed = len(os.listdir(mnt)) - 3  # ctl, info, .devices
     r["listed"] = listed
     # ls first: the first listing after the start is the cold one.
     r["ls"] = ls_runs(["ls", mnt], a.ls_runs)

@@ -1,10 +1,11 @@
 #!/bin/bash
 # usage.t - where the space goes (doc/design.md §2): each device's info
 # gets exclusive_bytes (freed if it were deleted), shared_bytes and
-# usage_at, looked at by the worker when an info file is read (never on
-# lookup or getattr), and the pool's info ranks the devices by exclusive
-# bytes. reflink: compared with filefrag(8)'s view of the images (the
-# extents' shared flag); dm: tests/vm/dm-safety.sh compares with thin_ls.
+# usage_at, looked at by the worker at start, on refresh-usage and when an
+# info file is read and the figures are 30 s old (never on lookup or
+# getattr), and the pool's info ranks the devices by exclusive bytes.
+# reflink: compared with filefrag(8)'s view of the images (the extents'
+# shared flag); dm: tests/vm/dm-safety.sh compares with thin_ls.
 . "$(dirname "$0")/lib.sh"
 [ "$BACKEND" = reflink ] || skip_all "reflink here (dm: tests/vm/dm-safety.sh, against thin_ls)"
 command -v filefrag >/dev/null || skip_all "filefrag (e2fsprogs) missing"
@@ -26,25 +27,16 @@ for line in sys.stdin:
             ex += int(m.group(1)) * bs
 print(ex, sh)'
 }
-# fresh NAME: read NAME's info until the worker has looked (usage_at set).
-fresh() {
-	for _ in $(seq 150); do
-		[ "$(jq -r .usage_at "$M/$1/info")" != null ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
 start_daemon; ok $? "daemon starts"
 mkdir "$M/a" && ctl a mount &&
 	dd if=/dev/urandom of="$M/a/rootfs/big" bs=1M count=48 conv=fsync status=none && ctl a unmount
 ok $? "a holds 48 MiB"
-# No info file is read before both devices are made: the first read has
-# the worker look (figures are looked at again once 30 s old).
+# b's own 24 MiB are written after the pass at start and the figures b
+# got from a at the snapshot: refresh-usage has the worker look again.
 mkdir "$M/a/b" && ctl a/b mount &&
 	dd if=/dev/urandom of="$M/a/b/rootfs/more" bs=1M count=24 conv=fsync status=none && ctl a/b unmount
 ok $? "its snapshot b adds 24 MiB of its own"
-fresh a; ok $? "reading info has the worker look (usage_at set)"
+printf 'refresh-usage\n' > "$M/ctl"; ok $? "refresh-usage: the worker looks, and the write returns when it is done"
 for d in a a/b; do
 	id=$(jq .device_id "$M/$d/info")
 	want=$(filefrag_usage "$S/reflink/images/$id")

@@ -49,9 +49,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	}
 	r = ctl_parse_pool(line, &k);
-	if (r == 0 && (k.verb != CTL_RESIZE_POOL || strncmp(line, "resize-pool ", 12) ||
-		       k.size > (uint64_t)INT64_MAX))
+	if (r == 0 && k.verb == CTL_REFRESH_USAGE) {
+		if (strcmp(line, "refresh-usage") != 0 || k.arg)
+			abort();
+	} else if (r == 0 && (k.verb != CTL_RESIZE_POOL || strncmp(line, "resize-pool ", 12) ||
+			      k.size > (uint64_t)INT64_MAX)) {
 		abort();
+	}
 	if (r < 0 && k.verb != CTL_UNKNOWN && k.verb != CTL_RESIZE_POOL)
 		abort();
 	return 0;

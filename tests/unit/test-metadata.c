@@ -443,6 +443,38 @@ int main(void)
 	   "pool info text has the expected keys and values");
 	free(json);
 
+	/* The pool's listing: one object a line, read back by the client. */
+	{
+		struct ds_list_entry le[2] = { { .name = "base", .path = "", .rootfs = "/s/mnt/1",
+						 .device_id = 1, .exclusive_bytes = 5, .shared_bytes = 7,
+						 .usage_at = 1795580637 },
+					       { .name = "b", .parent = "base", .path = "b",
+						 .rootfs = "/s \"q\"\\/mnt/2/rootfs", .device_id = 2,
+						 .size = 1 << 20, .mount_count = 2, .read_only = true } };
+		struct ds_listing lin = { .e = le, .n = 2 }, lout = { 0 };
+		char err[128] = "";
+
+		size_t lines = 0;
+
+		json = meta_listing_json(&lin);
+		for (const char *c = json; c && *c; c++)
+			lines += *c == '\n';
+		ok(json && lines == 2 && json[strlen(json) - 1] == '\n', "listing: one line a device");
+		ok(json && jq_true(json, "[., inputs] | length == 2 and .[0].mapped_bytes == 12 and "
+				   ".[0].parent == null and .[1].exclusive_bytes == null and .[1].mapped_bytes == null "
+				   "and .[1].usage_at == null and .[1].mount_count == 2 and .[1].path == \"b\"") == 0,
+		   "listing: mapped is exclusive + shared, unknown figures null");
+		ok(json && meta_listing_parse(json, &lout, err, sizeof(err)) == 0 && lout.n == 2 &&
+		   strcmp(lout.e[1].rootfs, le[1].rootfs) == 0 && strcmp(lout.e[1].parent, "base") == 0 &&
+		   lout.e[1].mount_count == 2 && lout.e[1].read_only && lout.e[0].shared_bytes == 7 &&
+		   lout.e[0].usage_at == 1795580637 && lout.e[0].parent[0] == '\0', "listing read back as written");
+		ds_listing_free(&lout);
+		free(json);
+		ok(meta_listing_parse("{\"name\": \"x\"}\n", &lout, err, sizeof(err)) == -EINVAL && lout.n == 0 &&
+		   strstr(err, "entry 1"), "a listing entry without its keys: EINVAL, named (%s)", err);
+		ok(meta_listing_parse("[1]", &lout, err, sizeof(err)) == -EINVAL, "not lines of objects: EINVAL");
+	}
+
 	{
 		char cmd[600];
 

@@ -445,8 +445,9 @@ else
 fi
 
 # Case 8: where the space goes. Each device's exclusive_bytes and
-# shared_bytes (the worker's thin_ls of a metadata snapshot, looked at when
-# an info file is read) equal thin_ls's own view of the same pool.
+# shared_bytes (the worker's thin_ls of a metadata snapshot, read at start,
+# when an info file is read and on refresh-usage) equal thin_ls's own view
+# of the same pool.
 S=$work/s8 M=$work/m8
 if start_daemon "$S" "$M" "$DM_SMALL,dm.fs=ext4"; then
 	ok 0 "usage: daemon starts"
@@ -458,11 +459,10 @@ if start_daemon "$S" "$M" "$DM_SMALL,dm.fs=ext4"; then
 		echo unmount >'$M/a/ctl' && mkdir '$M/a/b' && echo mount >'$M/a/b/ctl' &&
 		dd if=/dev/urandom of='$M/a/b/rootfs/more' bs=1M count=16 conv=fsync status=none &&
 		echo unmount >'$M/a/b/ctl'"
-	for _ in $(seq 300); do
-		[ "$(jq -r .usage_at "$M/a/info")" != null ] && break
-		sleep 0.1
-	done
-	check "usage: reading info has the worker look (usage_at set)" jq -e '.usage_at > 0' "$M/a/info"
+	# Synchronous: the worker's pass, and its metadata snapshot, are done
+	# when the write returns.
+	check "usage: refresh-usage returns once the worker has looked" sh -c "echo refresh-usage >'$M/ctl'"
+	check "usage: usage_at set" jq -e '.usage_at > 0' "$M/a/info"
 	meta=$(jq -r .metadata_loopback "$M/info")
 	dmsetup message "$pool" 0 reserve_metadata_snap &&
 		thin_ls -m --no-headers -o DEV,EXCLUSIVE_BYTES,SHARED_BYTES "$meta" >"$work/thin_ls.out"
