@@ -139,6 +139,12 @@ int ds_open(const char *state_dir, const struct ds_options *opts,
  * the daemon can fork into the background in between (threads do not
  * survive fork). Without it deferred deletions wait for the next start. */
 int ds_start_worker(struct deviceset *ds);
+/* The daemon went to the background: its child takes STATEDIR's lock
+ * again as its own (src/dirlock.h). */
+void ds_daemonized(struct deviceset *ds);
+/* The FUSE mount is gone: the lock says that this thinfs stops, so a
+ * start waits for it rather than failing (src/dirlock.h). */
+void ds_stopping(struct deviceset *ds);
 /* Orderly shutdown: the deferred-deletion worker stopped, mounted devices
  * that nothing uses unmounted and deactivated (those in use stay mounted
  * in STATEDIR/mnt for the next start to adopt), metadata saved, pool

@@ -1,11 +1,16 @@
 /*
  * log.c - the one logging path: stderr in the foreground, syslog otherwise.
- * A mutex keeps lines from different threads whole on stderr.
+ * A mutex keeps lines from different threads whole on stderr. A stderr
+ * that stops taking lines (a pipe whose reader went away: thinfs -f |
+ * head) hands the log over to syslog, said there once; the daemon
+ * ignores SIGPIPE (thinfs.c), so the write fails and nothing dies.
  */
 #include "log.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -54,9 +59,28 @@ void tf_vlog(int prio, const char *fmt, va_list ap)
 		return;
 	}
 	pthread_mutex_lock(&log_lock);
-	fprintf(stderr, "thinfs: %s: ", prio_word(prio));
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	if (log_stderr) {
+		va_list again;
+		int e;
+
+		va_copy(again, ap);
+		errno = 0;
+		fprintf(stderr, "thinfs: %s: ", prio_word(prio));
+		vfprintf(stderr, fmt, ap);
+		fputc('\n', stderr);
+		if (ferror(stderr)) {
+			e = errno;
+			clearerr(stderr);
+			log_stderr = false;
+			openlog("thinfs", LOG_PID, LOG_DAEMON);
+			syslog(LOG_WARNING, "stderr takes no more lines (%s): the log goes to syslog from here on",
+			       e ? strerror(e) : "write error");
+			vsyslog(prio, fmt, again);
+		}
+		va_end(again);
+	} else {
+		vsyslog(prio, fmt, ap);
+	}
 	pthread_mutex_unlock(&log_lock);
 }
 

@@ -792,6 +792,16 @@ fail:
 	return r;
 }
 
+void ds_daemonized(struct deviceset *s)
+{
+	dirlock_retake(s->state_fd, s->state_dir);
+}
+
+void ds_stopping(struct deviceset *s)
+{
+	dirlock_stopping(s->state_fd, s->state_dir);
+}
+
 /* An orderly stop unmounts and deactivates what nothing uses; a device
  * still in use (a process's cwd or open files, a container on it) stays
  * mounted and active, and the next start adopts it (doc/design.md §1). */

@@ -12,6 +12,7 @@
  * those in use stay for the next start to adopt) and saves metadata.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <malloc.h>
 #include <signal.h>
@@ -23,9 +24,15 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <libmount.h>
+#include <linux/capability.h>
+#include <systemd/sd-daemon.h>
+
 #include "deviceset.h"
+#include "dirlock.h"
 #include "fault.h"
 #include "fuse-ops.h"
 #include "log.h"
@@ -34,6 +41,12 @@
 
 #ifndef FUSE_SUPER_MAGIC
 #define FUSE_SUPER_MAGIC 0x65735546
+#endif
+#ifndef TMPFS_MAGIC
+#define TMPFS_MAGIC 0x01021994
+#endif
+#ifndef RAMFS_MAGIC
+#define RAMFS_MAGIC 0x858458f6
 #endif
 
 struct cmdline {
@@ -134,9 +147,139 @@ static void usage(const char *prog)
 	fuse_lowlevel_help();
 }
 
+/* While fuse_session_new parses the FUSE options, libfuse's complaint
+ * (an unknown option, written in pieces) is gathered here and said once,
+ * on one line. */
+static char fuse_complaint[1024];
+static bool fuse_gather;
+
 static void fuse_log_adapter(enum fuse_log_level level, const char *fmt, va_list ap)
 {
-	tf_vlog((int)level, fmt, ap);
+	size_t len = strlen(fuse_complaint);
+
+	if (!fuse_gather) {
+		tf_vlog((int)level, fmt, ap);
+		return;
+	}
+	vsnprintf(fuse_complaint + len, sizeof(fuse_complaint) - len, fmt, ap);
+	for (char *c = fuse_complaint + len; *c; c++)
+		if (*c == '\n')
+			*c = ' ';
+}
+
+/* Would libfuse take the FUSE options left in args? Asked of a copy
+ * before anything is made; libfuse's complaint is said on one line. */
+static bool fuse_opts_ok(const struct fuse_args *args)
+{
+	struct fuse_args copy = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_session *se = NULL;
+	struct fuse_lowlevel_ops none = { 0 };
+	bool ok = true;
+
+	for (int i = 0; ok && i < args->argc; i++)
+		ok = fuse_opt_add_arg(&copy, args->argv[i]) == 0;
+	if (ok) {
+		fuse_complaint[0] = '\0';
+		fuse_gather = true;
+		se = fuse_session_new(&copy, &none, sizeof(none), NULL);
+		fuse_gather = false;
+		ok = se != NULL;
+	}
+	if (!ok)
+		fprintf(stderr, "thinfs: %s(thinfs --help lists the options)\n",
+			fuse_complaint[0] ? fuse_complaint : "the FUSE options were refused ");
+	if (se)
+		fuse_session_destroy(se);
+	fuse_opt_free_args(&copy);
+	return ok;
+}
+
+/* Does this process have what a start needs: CAP_SYS_ADMIN (loop
+ * devices, device-mapper, mount)? Root has it, unless a container took
+ * it away. */
+static bool may_start(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3] = { 0 };
+
+	if (syscall(SYS_capget, &h, d) < 0)
+		return geteuid() == 0;
+	return d[CAP_TO_INDEX(CAP_SYS_ADMIN)].effective & CAP_TO_MASK(CAP_SYS_ADMIN);
+}
+
+/* A live FUSE filesystem on the mount point: mounting over it would hide
+ * it. A thinfs on this STATEDIR (state: its real path, NULL if it does
+ * not exist yet) is left to the state directory's lock, which names it
+ * or waits for it to stop. True if refused (said). */
+static bool refuse_live_mount(const char *mnt, const char *state)
+{
+	struct libmnt_table *tb = NULL;
+	struct libmnt_fs *fs = NULL;
+	const char *type = "?", *src = "?";
+	struct statfs sf;
+	bool refused = true;
+
+	if (statfs(mnt, &sf) < 0 || sf.f_type != FUSE_SUPER_MAGIC)
+		return false;
+	tb = mnt_new_table_from_file("/proc/self/mountinfo");
+	fs = tb ? mnt_table_find_target(tb, mnt, MNT_ITER_BACKWARD) : NULL;
+	if (fs) {
+		type = mnt_fs_get_fstype(fs) ? mnt_fs_get_fstype(fs) : "?";
+		src = mnt_fs_get_source(fs) ? mnt_fs_get_source(fs) : "?";
+	}
+	if (strcmp(type, DIRLOCK_FUSE_TYPE) != 0)
+		fprintf(stderr, "thinfs: cannot mount on %s: a live FUSE filesystem (%s, type %s) is mounted there; "
+			"unmount it or choose another mount point\n", mnt, src, type);
+	else if (state && strcmp(src, state) == 0)
+		refused = false;
+	else
+		fprintf(stderr, "thinfs: cannot mount on %s: another thinfs (pid %d) serves %s there; "
+			"stop it first (umount %s)\n", mnt, (int)dirlock_holder(src), src, mnt);
+	mnt_unref_table(tb);
+	return refused;
+}
+
+/* "-ofsname=STATEDIR,subtype=thinfs": the FUSE mount's source is the
+ * state directory it serves (what `mount` and df show, and how a start
+ * finds the mount of the thinfs that holds a STATEDIR: src/dirlock.h).
+ * A comma or backslash in the path is escaped for libfuse's -o parser. */
+static int add_fsname_arg(struct fuse_args *args, const char *state)
+{
+	char arg[2 * PATH_MAX + 32];
+	size_t n = (size_t)snprintf(arg, sizeof(arg), "-ofsname=");
+
+	for (const char *c = state; *c && n + 2 < sizeof(arg) - 24; c++) {
+		if (*c == ',' || *c == '\\')
+			arg[n++] = '\\';
+		arg[n++] = *c;
+	}
+	snprintf(arg + n, sizeof(arg) - n, ",subtype=thinfs");
+	return fuse_opt_add_arg(args, arg);
+}
+
+/* Tell systemd (Type=notify; a no-op without NOTIFY_SOCKET) that the
+ * namespace is there, and the pool's state in the unit's status line. */
+static void notify_ready(struct deviceset *ds, const char *state, const char *mnt)
+{
+	struct ds_pool_info *pi = calloc(1, sizeof(*pi));
+
+	if (pi && ds_pool_info(ds, pi) == 0)
+		sd_notifyf(0, "READY=1\nSTATUS=%s on %s: %u devices, data %" PRIu64 " of %" PRIu64 " MiB used (%s)",
+			   state, mnt, pi->device_count, pi->data_used >> 20, pi->data_total >> 20, pi->backend);
+	else
+		sd_notifyf(0, "READY=1\nSTATUS=%s on %s", state, mnt);
+	free(pi);
+}
+
+/* On a tmpfs (or ramfs), the pool, its data file and every device are
+ * gone at the next boot. */
+static void warn_volatile(const char *state)
+{
+	struct statfs sf;
+
+	if (statfs(state, &sf) == 0 && (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC))
+		log_warn("state directory %s is on a %s: the pool and every device in it vanish at reboot", state,
+			 sf.f_type == TMPFS_MAGIC ? "tmpfs" : "ramfs");
 }
 
 /* Clean up the mount point left behind by a killed daemon: every dead
@@ -144,17 +287,14 @@ static void fuse_log_adapter(enum fuse_log_level level, const char *fmt, va_list
  * statfs, not stat: the kernel answers a stat of a FUSE root from its
  * attribute cache for a second after the daemon died. How many were
  * removed. */
-static int clean_stale_mount(const char *mnt, bool say_live)
+static int clean_stale_mount(const char *mnt)
 {
 	struct statfs sf;
 	int n = 0;
 
 	for (int i = 0; i < 16; i++) {
-		if (statfs(mnt, &sf) == 0) {
-			if (sf.f_type == FUSE_SUPER_MAGIC && say_live)
-				log_warn("%s: a live FUSE filesystem is mounted there; mounting over it", mnt);
+		if (statfs(mnt, &sf) == 0)
 			break;
-		}
 		if (errno != ENOTCONN) {
 			log_debug("%s: statfs: %s", mnt, strerror(errno));
 			break;
@@ -213,7 +353,7 @@ int main(int argc, char **argv)
 	struct fuse_session *se = NULL;
 	struct deviceset *ds = NULL;
 	struct cmdline c = { 0 };
-	char err[512], *state_real = NULL, *mnt_real = NULL;
+	char err[512], *state_real = NULL, *mnt_real = NULL, *state_before = NULL;
 	bool mounted = false, handlers = false, ctx_ready = false;
 	int ret = 1, r;
 
@@ -224,6 +364,10 @@ int main(int argc, char **argv)
 	 * than holding one each (the scale benchmark's RSS per device). */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	mallopt(M_ARENA_MAX, 2);
+	/* A daemon never dies of its log's reader going away (thinfs -f |
+	 * head): a write to a closed pipe fails with EPIPE, and the log
+	 * moves to syslog (log.c). */
+	signal(SIGPIPE, SIG_IGN);
 	options_init(&c.opts);
 	tf_log_init(true, LOG_INFO);
 	ensure_sbin_path();
@@ -263,11 +407,26 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	tf_log_init(true, fo.debug ? LOG_DEBUG : LOG_INFO);
+	/* Everything that cannot work is refused before anything is made. */
+	if (!fuse_opts_ok(&args))
+		goto out;
+	if (!may_start()) {
+		fprintf(stderr, "thinfs: cannot start: it needs root (CAP_SYS_ADMIN) to attach loop devices, "
+			"drive device-mapper and mount filesystems; run it as root\n");
+		goto out;
+	}
 
-	clean_stale_mount(c.mountpoint, true);
+	clean_stale_mount(c.mountpoint);
 	mnt_real = realpath(c.mountpoint, NULL);
 	if (!mnt_real) {
 		fprintf(stderr, "thinfs: mount point %s: %s\n", c.mountpoint, strerror(errno));
+		goto out;
+	}
+	state_before = realpath(c.state_dir, NULL);
+	if (refuse_live_mount(mnt_real, state_before))
+		goto out;
+	if (options_check_base_size(&c.opts, state_before, err, sizeof(err)) < 0) {
+		fprintf(stderr, "thinfs: %s\n", err);
 		goto out;
 	}
 	/* -o ro makes nothing, not even STATEDIR. */
@@ -283,6 +442,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	warn_volatile(state_real);
+
 	r = ds_open(state_real, &c.opts, &ds);
 	if (r < 0) {
 		fprintf(stderr, "thinfs: cannot start on %s: %s (see the messages above)\n", state_real, strerror(-r));
@@ -291,7 +452,8 @@ int main(int argc, char **argv)
 	tf_fuse_ctx_init(&ctx, ds);
 	ctx_ready = true;
 
-	fuse_opt_add_arg(&args, "-ofsname=thinfs,subtype=thinfs");
+	if (add_fsname_arg(&args, state_real) < 0)
+		goto out;
 	se = fuse_session_new(&args, &tf_fuse_ops, sizeof(tf_fuse_ops), &ctx);
 	if (!se)
 		goto out;
@@ -301,18 +463,23 @@ int main(int argc, char **argv)
 	/* Once more right before the mount: the chaos test saw a start whose
 	 * first look found the mount point alive fail here, the dead mount
 	 * found only by libfuse's own stat seconds later. */
-	clean_stale_mount(mnt_real, false);
+	clean_stale_mount(mnt_real);
 	if (fuse_session_mount(se, mnt_real) < 0 &&
-	    (clean_stale_mount(mnt_real, false) == 0 || fuse_session_mount(se, mnt_real) < 0)) {
+	    (clean_stale_mount(mnt_real) == 0 || fuse_session_mount(se, mnt_real) < 0)) {
 		fprintf(stderr, "thinfs: cannot mount on %s\n", mnt_real);
 		goto out;
 	}
 	mounted = true;
 	log_info("thinfs %s: %s mounted on %s", PACKAGE_VERSION, state_real, mnt_real);
+	if (!fo.foreground && access("/dev/log", F_OK) < 0)
+		log_warn("no syslog here (/dev/log is missing): in the background thinfs's log is lost; "
+			 "run it with -f and redirect stderr to keep it");
 	if (fuse_daemonize(fo.foreground) < 0)
 		goto out;
-	if (!fo.foreground)
+	if (!fo.foreground) {
 		tf_log_init(false, fo.debug ? LOG_DEBUG : LOG_INFO);
+		ds_daemonized(ds);
+	}
 	ds_start_worker(ds);
 	lc = fuse_loop_cfg_create();
 	if (!lc)
@@ -323,11 +490,20 @@ int main(int argc, char **argv)
 	 * one while many such commands run; -o max_threads may ask for more. */
 	fuse_loop_cfg_set_max_threads(lc, fo.max_threads > TF_MIN_WORKERS ? fo.max_threads : TF_MIN_WORKERS);
 	fuse_loop_cfg_set_idle_threads(lc, 16);
+	/* The kernel holds the requests that come before the loop reads
+	 * them: the namespace answers from here on. */
+	notify_ready(ds, state_real, mnt_real);
 	r = fuse_session_loop_mt(se, lc);
 	/* A loop ended by SIGTERM/SIGINT/SIGHUP returns the signal: that is an
 	 * orderly stop like an unmount. */
 	ret = r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP ? 0 : 1;
 	log_info("shutting down");
+	sd_notify(0, "STOPPING=1\nSTATUS=stopping: unmounting and deactivating the devices nothing uses");
+	/* The namespace goes first; then the lock says that this thinfs
+	 * stops, so a start waits for the teardown instead of failing. */
+	fuse_session_unmount(se);
+	mounted = false;
+	ds_stopping(ds);
 out:
 	if (mounted)
 		fuse_session_unmount(se);
@@ -345,6 +521,7 @@ out:
 	free(c.state_dir);
 	free(c.mountpoint);
 	free(state_real);
+	free(state_before);
 	free(mnt_real);
 	options_free(&c.opts);
 	return ret;
