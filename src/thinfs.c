@@ -4,8 +4,10 @@
  *
  *   thinfs [FUSE options] [-o dm.KEY=VALUE,...] [-o backend=B] STATEDIR MOUNTPOINT
  *
- * The storage options are checked before anything is touched; the engine
- * is opened before the daemon forks, so start errors reach the terminal.
+ * Every option (the FUSE ones too), the caller's privilege and the mount
+ * point are checked before anything is touched (doc/design.md §4, "What a
+ * start does"); the engine is opened before the daemon forks, so start
+ * errors reach the terminal. SIGPIPE is ignored: the log's reader may go.
  * Shutdown (SIGTERM, SIGINT, umount, fusermount3 -u) unmounts the FUSE
  * mount, then closes the engine, which unmounts the device filesystems
  * nothing uses (they live under STATEDIR/mnt, outside the FUSE mount, and
