@@ -283,8 +283,9 @@ int dirlock_take(int fd, const struct stat *st, const char *path)
 				log_err("cannot start on %s: thinfs (pid %d) has not finished its stop after %.1f s",
 					path, (int)h.taker, limit / 1000.0);
 			else if (v == V_STARTING)
-				log_err("cannot start on %s: another thinfs (pid %d) is starting on it", path,
-					(int)h.taker);
+				log_err("cannot start on %s: another thinfs (pid %d) holds it and serves no mount "
+					"here: it is starting, or its mount was detached (umount -l) and is still in use",
+					path, (int)h.taker);
 			else
 				log_err("cannot start on %s: %s still holds this state directory's flock after %.1f s",
 					path, h.n ? who : "a process not visible here", limit / 1000.0);
