@@ -157,12 +157,13 @@ static bool fuse_gather;
 
 static void fuse_log_adapter(enum fuse_log_level level, const char *fmt, va_list ap)
 {
-	size_t len = strlen(fuse_complaint);
+	size_t len;
 
 	if (!fuse_gather) {
 		tf_vlog((int)level, fmt, ap);
 		return;
 	}
+	len = strlen(fuse_complaint);
 	vsnprintf(fuse_complaint + len, sizeof(fuse_complaint) - len, fmt, ap);
 	for (char *c = fuse_complaint + len; *c; c++)
 		if (*c == '\n')
@@ -218,8 +219,10 @@ static bool refuse_live_mount(const char *mnt, const char *state)
 	struct libmnt_table *tb = NULL;
 	struct libmnt_fs *fs = NULL;
 	const char *type = "?", *src = "?";
+	char who[64] = "another thinfs";
 	struct statfs sf;
 	bool refused = true;
+	pid_t pid;
 
 	if (statfs(mnt, &sf) < 0 || sf.f_type != FUSE_SUPER_MAGIC)
 		return false;
@@ -234,9 +237,13 @@ static bool refuse_live_mount(const char *mnt, const char *state)
 			"unmount it or choose another mount point\n", mnt, src, type);
 	else if (state && strcmp(src, state) == 0)
 		refused = false;
-	else
-		fprintf(stderr, "thinfs: cannot mount on %s: another thinfs (pid %d) serves %s there; "
-			"stop it first (umount %s)\n", mnt, (int)dirlock_holder(src), src, mnt);
+	else {
+		pid = dirlock_holder(src);
+		if (pid > 0)
+			snprintf(who, sizeof(who), "another thinfs (pid %d)", (int)pid);
+		fprintf(stderr, "thinfs: cannot mount on %s: %s serves %s there; stop it first (umount %s)\n", mnt,
+			who, src, mnt);
+	}
 	mnt_unref_table(tb);
 	return refused;
 }

@@ -57,7 +57,10 @@ ms=$((($(date +%s%N) - t0) / 1000000))
 ok $((!st)) "a second start beside it fails"
 case $out in *"another thinfs (pid $bg) serves $S on $M"*) ok 0 "  naming its pid, STATEDIR and mount point" ;;
 *) ok 1 "  naming its pid, STATEDIR and mount point: $out" ;; esac
-[ "$ms" -lt 1000 ]; ok $? "  at once (${ms} ms)"
+# At once: well under the 5 s the old code waited before blaming a dead
+# pid (a process start alone takes seconds in the TCG guest).
+limit=$([ -n "${THINFS_IN_VM:-}" ] && echo 4000 || echo 1000)
+[ "$ms" -lt "$limit" ]; ok $? "  at once (${ms} ms, under $limit)"
 case $out in *waiting*|*"has exited"*) ok 1 "  without waiting or blaming a dead pid: $out" ;;
 *) ok 0 "  without waiting or blaming a dead pid" ;; esac
 out=$(timeout -k 5 60 "$THINFS" -f -o "$BASE_OPTS" "$WORK/other" "$M" 2>&1); st=$?
