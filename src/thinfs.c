@@ -44,6 +44,8 @@
 #ifndef FUSE_SUPER_MAGIC
 #define FUSE_SUPER_MAGIC 0x65735546
 #endif
+/* Where syslog(3) sends its lines: without it the log goes to a file. */
+#define SYSLOG_SOCKET "/dev/log"
 #ifndef TMPFS_MAGIC
 #define TMPFS_MAGIC 0x01021994
 #endif
@@ -480,9 +482,15 @@ int main(int argc, char **argv)
 	}
 	mounted = true;
 	log_info("thinfs %s: %s mounted on %s", PACKAGE_VERSION, state_real, mnt_real);
-	if (!fo.foreground && access("/dev/log", F_OK) < 0)
-		log_warn("no syslog here (/dev/log is missing): in the background thinfs's log is lost; "
-			 "run it with -f and redirect stderr to keep it");
+	if (!fo.foreground && access(SYSLOG_SOCKET, F_OK) < 0) {
+		char path[PATH_MAX + 16];
+
+		ds_log_path(ds, path, sizeof(path));
+		log_info("no syslog here (%s is missing): the log goes to %s", SYSLOG_SOCKET, path);
+		r = tf_log_to_file(path);
+		if (r < 0)
+			log_warn("cannot open %s: %s; in the background the log is lost", path, strerror(-r));
+	}
 	if (fuse_daemonize(fo.foreground) < 0)
 		goto out;
 	if (!fo.foreground) {

@@ -8,6 +8,7 @@
 #   - resize-pool below the pool's size is refused naming both sizes;
 #   - warnings: STATEDIR on tmpfs, a loopback data file larger than the
 #     free space behind it, a device resized beyond the pool;
+#   - in the background without syslog, the log goes to STATEDIR/thinfs.log;
 #   - the daemon does not die of SIGPIPE when its log's reader goes
 #     (thinfs -f | head), and a later umount stops it cleanly;
 #   - a start after a clean stop reports nothing "left active".
@@ -85,6 +86,23 @@ ctl a "resize 20G"; ok $? "resize a device to 20G, beyond the 8G pool"
 grep -q "device 'a' (21474836480 bytes) is now larger than the pool's data space ([0-9]* bytes)" "$WORK/log"
 ok $? "  warned"
 stop_daemon; ok $? "stop"
+
+# In the background where no syslog listens, the log goes to
+# STATEDIR/thinfs.log, each line with its time.
+if [ ! -e /dev/log ]; then
+	out=$("$THINFS" -o "$BASE_OPTS" "$S" "$M" 2>&1); ok $? "a start in the background without syslog"
+	case $out in *"no syslog here (/dev/log is missing): the log goes to $S/thinfs.log"*) ok 0 "  says where the log goes" ;;
+	*) ok 1 "  says where the log goes: $out" ;; esac
+	mkdir "$M/c"; ok $? "  a device made in the background"
+	grep -q "^20[0-9-]*T[0-9:]*Z thinfs\[[0-9]*\]: info: created device 'c' (snapshot of 'base')$" "$S/thinfs.log"
+	ok $? "  is logged, with its time, in STATEDIR/thinfs.log"
+	umount "$M"
+	for _ in $(seq 300); do grep -q "pool .* closed" "$S/thinfs.log" && break; sleep 0.1; done
+	grep -q "info: pool .* closed" "$S/thinfs.log"; ok $? "  and so is its stop"
+	for _ in $(seq 50); do losetup -j "$S/devicemapper/data" -n -O NAME | grep -q . || break; sleep 0.1; done
+else
+	skip 5 "a syslog listens here (/dev/log)"
+fi
 
 # STATEDIR on tmpfs, and a data file larger than its free space.
 mkdir -p "$WORK/tmpfs"
