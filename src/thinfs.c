@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -27,6 +28,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libmount.h>
@@ -268,18 +270,88 @@ static int add_fsname_arg(struct fuse_args *args, const char *state)
 	return fuse_opt_add_arg(args, arg);
 }
 
-/* Tell systemd (Type=notify; a no-op without NOTIFY_SOCKET) that the
- * namespace is there, and the pool's state in the unit's status line. */
-static void notify_ready(struct deviceset *ds, const char *state, const char *mnt)
+/* How often the unit's status line is brought up to date. */
+#define TF_STATUS_EVERY_S 10
+
+/* The service manager's view of the daemon (Type=notify; every sd_notify
+ * is a no-op without NOTIFY_SOCKET): READY=1 once the namespace answers,
+ * then a STATUS= line with the pool's state every TF_STATUS_EVERY_S from
+ * a thread of its own, until the stop. */
+struct notifier {
+	struct deviceset *ds;
+	const char *state, *mnt;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* signalled at the stop */
+	bool stop, running;
+	pthread_t thread;
+};
+
+static void notify_status(struct notifier *n, const char *ready)
 {
 	struct ds_pool_info *pi = calloc(1, sizeof(*pi));
 
-	if (pi && ds_pool_info(ds, pi) == 0)
-		sd_notifyf(0, "READY=1\nSTATUS=%s on %s: %u devices, data %" PRIu64 " of %" PRIu64 " MiB used (%s)",
-			   state, mnt, pi->device_count, pi->data_used >> 20, pi->data_total >> 20, pi->backend);
+	if (pi && ds_pool_info(n->ds, pi) == 0)
+		sd_notifyf(0, "%sSTATUS=%s on %s: %u devices, data %" PRIu64 " of %" PRIu64 " MiB used (%s)", ready,
+			   n->state, n->mnt, pi->device_count, pi->data_used >> 20, pi->data_total >> 20, pi->backend);
 	else
-		sd_notifyf(0, "READY=1\nSTATUS=%s on %s", state, mnt);
+		sd_notifyf(0, "%sSTATUS=%s on %s", ready, n->state, n->mnt);
 	free(pi);
+}
+
+static void *notify_loop(void *arg)
+{
+	struct notifier *n = arg;
+	struct timespec until;
+
+	pthread_mutex_lock(&n->lock);
+	while (!n->stop) {
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += TF_STATUS_EVERY_S;
+		while (!n->stop && pthread_cond_timedwait(&n->cond, &n->lock, &until) == 0)
+			;
+		if (n->stop)
+			break;
+		pthread_mutex_unlock(&n->lock);
+		notify_status(n, "");
+		pthread_mutex_lock(&n->lock);
+	}
+	pthread_mutex_unlock(&n->lock);
+	return NULL;
+}
+
+static void notify_start(struct notifier *n)
+{
+	pthread_condattr_t ca;
+
+	notify_status(n, "READY=1\n");
+	if (!getenv("NOTIFY_SOCKET"))
+		return;
+	pthread_mutex_init(&n->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&n->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	n->running = pthread_create(&n->thread, NULL, notify_loop, n) == 0;
+	if (!n->running) {
+		log_warn("systemd status updates: pthread_create failed: only the first STATUS= line is sent");
+		pthread_cond_destroy(&n->cond);
+		pthread_mutex_destroy(&n->lock);
+	}
+}
+
+static void notify_stop(struct notifier *n)
+{
+	sd_notify(0, "STOPPING=1\nSTATUS=stopping: unmounting and deactivating the devices nothing uses");
+	if (!n->running)
+		return;
+	pthread_mutex_lock(&n->lock);
+	n->stop = true;
+	pthread_cond_signal(&n->cond);
+	pthread_mutex_unlock(&n->lock);
+	pthread_join(n->thread, NULL);
+	n->running = false;
+	pthread_cond_destroy(&n->cond);
+	pthread_mutex_destroy(&n->lock);
 }
 
 /* On a tmpfs (or ramfs), the pool, its data file and every device are
@@ -364,6 +436,7 @@ int main(int argc, char **argv)
 	struct fuse_session *se = NULL;
 	struct deviceset *ds = NULL;
 	struct cmdline c = { 0 };
+	struct notifier notifier = { 0 };
 	char err[512], *state_real = NULL, *mnt_real = NULL, *state_before = NULL;
 	bool mounted = false, handlers = false, ctx_ready = false;
 	int ret = 1, r;
@@ -509,13 +582,16 @@ int main(int argc, char **argv)
 	fuse_loop_cfg_set_idle_threads(lc, 16);
 	/* The kernel holds the requests that come before the loop reads
 	 * them: the namespace answers from here on. */
-	notify_ready(ds, state_real, mnt_real);
+	notifier.ds = ds;
+	notifier.state = state_real;
+	notifier.mnt = mnt_real;
+	notify_start(&notifier);
 	r = fuse_session_loop_mt(se, lc);
 	/* A loop ended by SIGTERM/SIGINT/SIGHUP returns the signal: that is an
 	 * orderly stop like an unmount. */
 	ret = r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP ? 0 : 1;
 	log_info("shutting down");
-	sd_notify(0, "STOPPING=1\nSTATUS=stopping: unmounting and deactivating the devices nothing uses");
+	notify_stop(&notifier);
 	/* The namespace goes first; then the lock says that this thinfs
 	 * stops, so a start waits for the teardown instead of failing. */
 	fuse_session_unmount(se);

@@ -2,10 +2,10 @@
 # notify.t - thinfs under a Type=notify service manager (contrib/
 # thinfs.service; doc/thinfs.8, "SERVICE"): with NOTIFY_SOCKET set, a
 # start sends READY=1 once the namespace answers, with a STATUS= line
-# naming the state directory, mount point and devices, and STOPPING=1 at
-# the stop. The service manager is played by a Python datagram socket,
-# which checks the namespace the moment READY=1 arrives. The unit file
-# passes systemd-analyze verify where it is installed.
+# naming the state directory, mount point and devices, kept up to date
+# (every 10 s), and STOPPING=1 at the stop. The service manager is played
+# by a Python datagram socket, which checks the namespace the moment
+# READY=1 arrives. The unit file passes systemd-analyze verify.
 . "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null || skip_all "python3 missing"
 
@@ -48,6 +48,10 @@ grep -q "^got READY=1$" "$WORK/heard"; ok $? "READY=1 sent"
 is "$(grep "^answers" "$WORK/heard")" "answers yes" "  when it comes, the namespace answers"
 grep -q "^got STATUS=$S on $M: 1 devices, data [0-9]* of [0-9]* MiB used ($BACKEND)$" "$WORK/heard"
 ok $? "  with a STATUS= line: state directory, mount point, devices, data space"
+mkdir "$M/b"; ok $? "another device"
+for _ in $(seq 150); do grep -q "^got STATUS=.*: 2 devices" "$WORK/heard" && break; sleep 0.1; done
+grep -q "^got STATUS=$S on $M: 2 devices, data [0-9]* of [0-9]* MiB used ($BACKEND)$" "$WORK/heard"
+ok $? "  the STATUS= line follows within 15 s"
 stop_daemon; ok $? "stop"
 wait "$lp"
 grep -q "^got STOPPING=1$" "$WORK/heard"; ok $? "STOPPING=1 sent at the stop"
