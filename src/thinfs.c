@@ -427,6 +427,31 @@ static bool path_within(const char *a, const char *b)
 	return strncmp(a, b, lb) == 0 && (a[lb] == '/' || a[lb] == '\0' || strcmp(b, "/") == 0);
 }
 
+/* The real path that path has, or will have once made (mkdir -p): its
+ * nearest existing ancestor's, then the rest as given. NULL if nothing
+ * resolves (or out of memory). */
+static char *real_or_planned(const char *path)
+{
+	char *real = realpath(path, NULL), *cut, *whole = NULL, *prefix = NULL, *out = NULL;
+
+	if (real)
+		return real;
+	/* "name" is "./name": there is always a '/' to cut at. */
+	if (asprintf(&whole, "%s%s", path[0] == '/' ? "" : "./", path) < 0)
+		return NULL;
+	prefix = strdup(whole);
+	while (prefix && !real && (cut = strrchr(prefix, '/'))) {
+		*cut = '\0';
+		real = realpath(cut == prefix ? "/" : prefix, NULL);
+		if (real && asprintf(&out, "%s%s", strcmp(real, "/") ? real : "", whole + (cut - prefix)) < 0)
+			out = NULL;
+	}
+	free(real);
+	free(prefix);
+	free(whole);
+	return out;
+}
+
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -437,7 +462,7 @@ int main(int argc, char **argv)
 	struct deviceset *ds = NULL;
 	struct cmdline c = { 0 };
 	struct notifier notifier = { 0 };
-	char err[512], *state_real = NULL, *mnt_real = NULL, *state_before = NULL;
+	char err[512], *state_real = NULL, *mnt_real = NULL, *state_before = NULL, *state_planned = NULL;
 	bool mounted = false, handlers = false, ctx_ready = false;
 	int ret = 1, r;
 
@@ -509,6 +534,12 @@ int main(int argc, char **argv)
 	state_before = realpath(c.state_dir, NULL);
 	if (refuse_live_mount(mnt_real, state_before))
 		goto out;
+	state_planned = real_or_planned(c.state_dir);
+	if (state_planned && (path_within(state_planned, mnt_real) || path_within(mnt_real, state_planned))) {
+		fprintf(stderr, "thinfs: the state directory %s and the mount point %s must not contain each other\n",
+			state_planned, mnt_real);
+		goto out;
+	}
 	if (options_check_base_size(&c.opts, state_before, err, sizeof(err)) < 0) {
 		fprintf(stderr, "thinfs: %s\n", err);
 		goto out;
@@ -615,6 +646,7 @@ out:
 	free(c.mountpoint);
 	free(state_real);
 	free(state_before);
+	free(state_planned);
 	free(mnt_real);
 	options_free(&c.opts);
 	return ret;

@@ -2,9 +2,10 @@
 # startup.t - what a start refuses, warns about and survives (doc/design.md
 # §4, "What a start does"; issue #17, items 4, 6, 9 and 10):
 #   - a refused start (an unknown option, a FUSE option libfuse does not
-#     know, a dm.basesize mkfs cannot use, no root) says so in one line
-#     naming the value, exits 1, and leaves STATEDIR as it was (absent, or
-#     every file with its size and mtime);
+#     know, a dm.basesize mkfs cannot use, no root, STATEDIR inside
+#     MOUNTPOINT) says so in one line naming the value, exits 1, and
+#     leaves STATEDIR as it was (absent, or every file with its size and
+#     mtime);
 #   - resize-pool below the pool's size is refused naming both sizes;
 #   - warnings: STATEDIR on tmpfs, a loopback data file larger than the
 #     free space behind it, a device resized beyond the pool;
@@ -39,6 +40,9 @@ for s in "$S" "$WORK/new"; do
 	refused "-o foo=bar ($s)" "unknown option(s): \`-o foo=bar'" "$THINFS" -f -o "$BASE_OPTS,foo=bar" "$s" "$M"
 	refused "dm.bogus ($s)" "dm.bogus" "$THINFS" -f -o "$BASE_OPTS,dm.bogus=1" "$s" "$M"
 done
+refused "STATEDIR inside MOUNTPOINT" "the state directory $M/new/s and the mount point $M must not contain each other" \
+	"$THINFS" -f -o "$BASE_OPTS" "$M/new/s" "$M"
+[ ! -e "$M/new" ]; ok $? "  and not made there"
 if command -v mkfs.xfs >/dev/null; then
 	refused "dm.basesize=100M,dm.fs=xfs" "dm.basesize=100M: smaller than the 300M an xfs filesystem needs" \
 		"$THINFS" -f -o "backend=$BACKEND,dm.loopdatasize=8G,dm.basesize=100M,dm.fs=xfs" "$WORK/new" "$M"
