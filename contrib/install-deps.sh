@@ -7,6 +7,8 @@ set -euo pipefail
 packages=(
 	build-essential autoconf automake pkg-config
 	libfuse3-dev fuse3 libdevmapper-dev libjson-c-dev libblkid-dev libmount-dev
+	# sd_notify for the Type=notify unit (contrib/thinfs.service)
+	libsystemd-dev
 	dmsetup thin-provisioning-tools xfsprogs e2fsprogs util-linux
 	jq python3 procps kmod
 	qemu-system-x86 linux-image-amd64 busybox-static xz-utils

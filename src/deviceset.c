@@ -1289,6 +1289,22 @@ out:
 /* ------------------------------------------------------------------ */
 /* Resize                                                             */
 
+/* A device larger than the whole pool: allowed (thin provisioning), and
+ * said, as LVM warns of an overcommitted thin pool. */
+static void warn_beyond_pool(struct deviceset *s, const char *name, uint64_t size)
+{
+	struct pool_status st;
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = s->ops->status(s->pool, &st);
+	pthread_mutex_unlock(&s->lock);
+	if (r == 0 && size > st.data_total)
+		log_warn("device '%s' (%" PRIu64 " bytes) is now larger than the pool's data space (%" PRIu64
+			 " bytes): writes into it fail once the pool is full; resize-pool grows the pool", name, size,
+			 st.data_total);
+}
+
 int ds_resize_device(struct deviceset *s, const char *name, uint64_t size)
 {
 	struct device *d;
@@ -1352,6 +1368,8 @@ int ds_resize_device(struct deviceset *s, const char *name, uint64_t size)
 		r = fail(s, d, r, "resize '%s': the device grew but its filesystem did not: %s", name, strerror(-r));
 	else
 		log_info("resized device '%s' from %" PRIu64 " to %" PRIu64 " bytes", name, old, size);
+	if (r == 0)
+		warn_beyond_pool(s, name, size);
 out:
 	unlock_op(d);
 	put_device(s, d);
@@ -1375,12 +1393,20 @@ int resize_pool_locked(struct deviceset *s, uint64_t data_size, uint64_t *max)
 
 int ds_resize_pool(struct deviceset *s, uint64_t data_size)
 {
+	struct pool_status st;
 	uint64_t max;
 	int r;
 
 	if (s->opts->read_only)
 		return fail(s, NULL, -EROFS, "resize-pool: thinfs runs read-only (-o ro)");
 	pthread_mutex_lock(&s->lock);
+	r = s->ops->status(s->pool, &st);
+	if (r == 0 && data_size < st.data_total) {
+		pthread_mutex_unlock(&s->lock);
+		return fail(s, NULL, -EINVAL, "resize-pool %" PRIu64 ": smaller than the pool's %" PRIu64
+			    " bytes, and a pool never shrinks: give a size of at least %" PRIu64 " bytes; nothing changed",
+			    data_size, st.data_total, st.data_total);
+	}
 	r = resize_pool_locked(s, data_size, &max);
 	pthread_mutex_unlock(&s->lock);
 	if (r == -E2BIG)

@@ -141,6 +141,17 @@ int ds_open(const char *state_dir, const struct ds_options *opts,
  * the daemon can fork into the background in between (threads do not
  * survive fork). Without it deferred deletions wait for the next start. */
 int ds_start_worker(struct deviceset *ds);
+/* The daemon went to the background: its child takes STATEDIR's lock
+ * again as its own (src/dirlock.h). */
+void ds_daemonized(struct deviceset *ds);
+/* Where the log goes when the daemon is in the background and no syslog
+ * listens (/dev/log missing): STATEDIR/DS_LOG_NAME, or under -o ro, which
+ * writes nothing under STATEDIR, its mount directory's name + ".log". */
+#define DS_LOG_NAME "thinfs.log"
+void ds_log_path(struct deviceset *ds, char *buf, size_t len);
+/* The FUSE mount is gone: the lock says that this thinfs stops, so a
+ * start waits for it rather than failing (src/dirlock.h). */
+void ds_stopping(struct deviceset *ds);
 /* Orderly shutdown: the deferred-deletion worker stopped, mounted devices
  * that nothing uses unmounted and deactivated (those in use stay mounted
  * in STATEDIR/mnt for the next start to adopt), metadata saved, pool

@@ -359,6 +359,11 @@ const char *fsutil_default_fs(void)
 	return in_path("mkfs.xfs") && kernel_has_fs("xfs") ? "xfs" : "ext4";
 }
 
+uint64_t fsutil_min_size(const char *fs)
+{
+	return strcmp(fs, "xfs") == 0 ? FSUTIL_XFS_MIN_BYTES : 0;
+}
+
 /* Does dm.mkfsarg already set xfs's sector size ("-s size=N", "-ssize=N")? */
 static bool has_sector_arg(char *const *extra, size_t n_extra)
 {

@@ -23,6 +23,11 @@ int fsutil_run_output(char *const argv[], char **output);
 /* "xfs" if mkfs.xfs exists and the kernel knows xfs, else "ext4". */
 const char *fsutil_default_fs(void);
 
+/* The smallest device mkfs makes fs on (mkfs.xfs refuses less than
+ * 300 MiB since xfsprogs 5.19); 0 if no limit matters. */
+#define FSUTIL_XFS_MIN_BYTES (300ULL << 20)
+uint64_t fsutil_min_size(const char *fs);
+
 /* mkfs of fs ("xfs"|"ext4") on dev_path with the original engine's
  * arguments plus extra (dm.mkfsarg). ext4: -b 4096 -E nodiscard,lazy_itable_init=0,
  * lazy_journal_init=0 then tune2fs -c -1 -i 0. xfs: -f, -K to skip

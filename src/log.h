@@ -4,7 +4,7 @@
  * Everything thinfs says goes through tf_log(): the engine, the backends,
  * the FUSE layer, and (through adapters in thinfs.c and pool-dm.c) libfuse
  * and libdevmapper.  In the foreground it writes to stderr, otherwise to
- * syslog.  Levels are syslog's (LOG_ERR .. LOG_DEBUG).
+ * syslog, or to a file where no syslog listens (tf_log_to_file).  Levels are syslog's (LOG_ERR .. LOG_DEBUG).
  */
 #ifndef THINFS_LOG_H
 #define THINFS_LOG_H
@@ -17,6 +17,10 @@
  * called, lines go to stderr at LOG_INFO. Safe to call again. */
 void tf_log_init(bool to_stderr, int max_prio);
 int tf_log_max_prio(void);
+/* From now on, append the log to the file path (made 0600 if missing),
+ * each line with its time: for a daemon in the background where no
+ * syslog listens. 0, or -errno (nothing changed). */
+int tf_log_to_file(const char *path);
 
 void tf_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void tf_vlog(int prio, const char *fmt, va_list ap);

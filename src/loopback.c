@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,6 +39,27 @@ static void sleep_ms(long ms)
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 
 	nanosleep(&ts, NULL);
+}
+
+/* A sparse file larger than the free space behind it: writes into the
+ * pool fail with ENOSPC before the pool looks full. Said, as LVM warns of
+ * an overcommitted thin pool; not refused (the space may be freed). */
+static void warn_overcommit(int fd, const char *path, const char *what)
+{
+	struct statvfs vfs;
+	struct stat st;
+	uint64_t size, held, avail;
+
+	if (fstat(fd, &st) < 0 || fstatvfs(fd, &vfs) < 0)
+		return;
+	size = (uint64_t)st.st_size;
+	held = (uint64_t)st.st_blocks * 512;
+	avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	if (size > held && size - held > avail)
+		log_warn("%s %s is %" PRIu64 " MiB, of which %" PRIu64 " MiB not yet written, and its filesystem has "
+			 "only %" PRIu64 " MiB free: the pool is overcommitted, and writes fail once that space is "
+			 "used; free space there or choose a smaller size", what, path, size >> 20,
+			 (size - held) >> 20, avail >> 20);
 }
 
 int loop_file_size(const char *path, uint64_t size, bool grow, const char *what)
@@ -85,6 +107,7 @@ int loop_file_size(const char *path, uint64_t size, bool grow, const char *what)
 		log_err("%s %s: fsync: %s", what, path, strerror(-r));
 		goto out;
 	}
+	warn_overcommit(fd, path, what);
 	/* The file's size is on disk; its name must be too. */
 	if (created)
 		r = meta_fsync_parent(path);

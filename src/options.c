@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "deviceset.h"
 #include "fsutil.h"
 #include "log.h"
 
@@ -462,6 +464,22 @@ int options_validate(const struct ds_options *o, char *err, size_t errlen)
 	if (o->data_dev && (o->loop_data_size_set || o->loop_metadata_size_set))
 		log_warn("dm.loopdatasize/dm.loopmetadatasize are ignored with dm.datadev");
 	return 0;
+}
+
+int options_check_base_size(const struct ds_options *o, const char *state_dir, char *err, size_t errlen)
+{
+	const char *fs = o->fs[0] ? o->fs : fsutil_default_fs();
+	uint64_t min = fsutil_min_size(fs);
+	char base[PATH_MAX];
+
+	if (o->read_only || o->base_size >= min)
+		return 0;
+	snprintf(base, sizeof(base), "%s/metadata/%s", state_dir ? state_dir : "", DS_BASE_NAME);
+	if (state_dir && access(base, F_OK) == 0)
+		return 0; /* made already: dm.basesize can only grow it */
+	return refuse(err, errlen, "dm.basesize=%" PRIu64 "M: smaller than the %" PRIu64 "M an %s filesystem "
+		      "needs (mkfs.%s's minimum): give dm.basesize=%" PRIu64 "M or more%s", (uint64_t)(o->base_size / MiB),
+		      (uint64_t)(min / MiB), fs, fs, (uint64_t)(min / MiB), strcmp(fs, "ext4") != 0 ? ", or dm.fs=ext4" : "");
 }
 
 bool options_blk_discard(const struct ds_options *o)

@@ -73,6 +73,12 @@ int options_parse_list(struct ds_options *o, const char *list,
  * dm.metadatadev). 0 or -EINVAL with err. */
 int options_validate(const struct ds_options *o, char *err, size_t errlen);
 
+/* A start that will make the base device (state_dir, its real path, is
+ * NULL or has no base device's file yet): can dm.fs go on dm.basesize?
+ * Checked before anything is made, so mkfs never refuses it halfway
+ * through a first start. 0 or -EINVAL with err. */
+int options_check_base_size(const struct ds_options *o, const char *state_dir, char *err, size_t errlen);
+
 /* Whether a device's blocks are discarded before it is deleted: as asked
  * by dm.blkdiscard, else on for loopback pools (it gives the space back to
  * the sparse data file) and off on block devices and a taken-over pool,

@@ -919,12 +919,28 @@ static int walk_attached(struct pool *p)
 static int reflink_for_each_active(struct pool *p, int (*fn)(void *arg, uint32_t dev_id, const char *dev_path),
 				   void *arg)
 {
+	char dev[64];
+	uint32_t *ids;
+	size_t n;
 	int r = 0;
 
-	/* Only at start, before any other thread, right after the walk at
-	 * open that filled the table: its entries need no second look. */
-	for (size_t i = 0; i < p->n_att && r == 0; i++)
-		r = fn(arg, p->att[i].id, p->att[i].dev);
+	/* Only at start, before any other thread. The start has activated
+	 * and deactivated the base device since the walk at open filled the
+	 * table (verify_pool_identity): each entry is checked against its
+	 * device (attached_find), or that device, detached at its close,
+	 * would be reported as left active by an earlier run. */
+	n = p->n_att;
+	ids = malloc((n ? n : 1) * sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		ids[i] = p->att[i].id;
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		r = attached_find(p, ids[i], dev, sizeof(dev));
+		if (r == 1)
+			r = fn(arg, ids[i], dev);
+	}
+	free(ids);
 	return r < 0 ? r : 0;
 }
 

@@ -796,6 +796,24 @@ fail:
 	return r;
 }
 
+void ds_daemonized(struct deviceset *s)
+{
+	dirlock_retake(s->state_fd, s->state_dir);
+}
+
+void ds_log_path(struct deviceset *s, char *buf, size_t len)
+{
+	if (s->opts->read_only)
+		snprintf(buf, len, "%s.log", s->mnt_dir);
+	else
+		snprintf(buf, len, "%s/%s", s->state_dir, DS_LOG_NAME);
+}
+
+void ds_stopping(struct deviceset *s)
+{
+	dirlock_stopping(s->state_fd, s->state_dir);
+}
+
 /* An orderly stop unmounts and deactivates what nothing uses; a device
  * still in use (a process's cwd or open files, a container on it) stays
  * mounted and active, and the next start adopts it (doc/design.md §1). */

@@ -80,7 +80,7 @@ start_daemon; ok $? "read-write start"
 mkdir -p "$WORK/mnt2"
 out=$(timeout 60 "$THINFS" -f -o "ro,backend=$BACKEND" "$S" "$WORK/mnt2" 2>&1)
 ok $((!$?)) "a read-only start beside a running read-write one fails"
-case $out in *"another thinfs runs on this state directory"*) ok 0 "  saying why" ;; *) ok 1 "  saying why: $out" ;; esac
+case $out in *"another thinfs (pid $PID) serves $S on $M"*) ok 0 "  saying why" ;; *) ok 1 "  saying why: $out" ;; esac
 stop_daemon
 # A read-write run killed: its store stays mounted on STATEDIR/reflink,
 # which a read-only start does not take over.
