@@ -574,6 +574,7 @@ void tombstone_of(const struct device *d, struct meta_device *m)
 {
 	*m = d->m;
 	m->deleted = true;
+	m->mount_count = 0;
 	snprintf(m->name, sizeof(m->name), "%" PRIu32, d->m.device_id);
 }
 
@@ -949,6 +950,44 @@ int ds_mount_dir(struct deviceset *s, const char *name, char *buf, size_t len)
 	return 0;
 }
 
+/* Record count explicit mounts (read-only or not) in d's file, before the
+ * mount state changes (doc/design.md §4): a start mounts again what the
+ * file records, so a crash anywhere leaves either the old record or the
+ * new one, each meaning a state the next start restores. One atomic write
+ * when the record changes; none under -o ro, which writes nothing (its
+ * mounts last as long as the run). op_lock held, so no other operation
+ * changes d's mount state meanwhile; the pool lock keeps the file's other
+ * writers (rename, reparent, resize) out. */
+static int record_mount(struct deviceset *s, struct device *d, int count, bool ro)
+{
+	struct meta_device m;
+	int r = 0;
+
+	if (s->opts->read_only)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	m = d->m;
+	if (m.mount_count != count || m.mount_read_only != (count > 0 && ro)) {
+		m.mount_count = count;
+		m.mount_read_only = count > 0 && ro;
+		r = meta_device_save(s->meta_dir, &m);
+		if (r == 0)
+			TABLE(s, d->m.mount_count = m.mount_count; d->m.mount_read_only = m.mount_read_only);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+/* Put the record back after the change it announced failed. */
+static void unrecord_mount(struct deviceset *s, struct device *d, int count, bool ro)
+{
+	int r = record_mount(s, d, count, ro);
+
+	if (r < 0)
+		log_warn("device '%s': cannot put back its recorded mount count %d (%s): the next start restores what "
+			 "its file says (%d)", d->m.name, count, strerror(-r), d->m.mount_count);
+}
+
 /* The mount flags every device filesystem gets: read-only when asked,
  * nosuid,nodev behind allow_other unless dm.mountopt says otherwise, and
  * under -o ro no journal replay (the block device is read-only too). */
@@ -1015,10 +1054,21 @@ int ds_mount(struct deviceset *s, const char *name, bool ro)
 			r = fail(s, d, -EBUSY, "mount '%s': already mounted %s", name,
 				 d->read_only ? "read-only" : "read-write");
 		} else {
+			r = record_mount(s, d, d->mount_count + 1, ro);
+			if (r < 0) {
+				r = fail(s, d, r, "mount '%s': cannot record the mount in %s/%s: %s", name,
+					 s->meta_dir, name, strerror(-r));
+				goto out;
+			}
 			TABLE(s, d->mount_count++);
-			r = 0;
 			log_info("mounted device '%s' again (count %d)", name, d->mount_count);
 		}
+		goto out;
+	}
+	r = record_mount(s, d, 1, ro);
+	if (r < 0) {
+		r = fail(s, d, r, "mount '%s': cannot record the mount in %s/%s: %s", name, s->meta_dir, name,
+			 strerror(-r));
 		goto out;
 	}
 	if (d->automounted) {
@@ -1033,14 +1083,17 @@ int ds_mount(struct deviceset *s, const char *name, bool ro)
 			if (r < 0) {
 				r = fail(s, d, r, "mount '%s': cannot make its automount read-write: %s", name,
 					 strerror(-r));
+				unrecord_mount(s, d, 0, false);
 				goto out;
 			}
 		}
 		log_info("mounted device '%s'%s (it was automounted)", name, ro ? " read-only" : "");
 	} else {
 		r = mount_device(s, d, ro, "mount");
-		if (r < 0)
+		if (r < 0) {
+			unrecord_mount(s, d, 0, false);
 			goto out;
+		}
 	}
 	if (d->automounted)
 		automount_marker(s, d, false);
@@ -1125,7 +1178,7 @@ int drop_automount(struct deviceset *s, struct device *d, int how)
 int ds_unmount(struct deviceset *s, const char *name)
 {
 	struct device *d;
-	int r = 0;
+	int r = 0, recorded;
 
 	d = get_device(s, name, false);
 	if (!d)
@@ -1134,9 +1187,27 @@ int ds_unmount(struct deviceset *s, const char *name)
 		put_device(s, d);
 		return fail(s, NULL, -ENOENT, "unmount '%s': the device was deleted meanwhile", name);
 	}
+	TABLE(s, recorded = d->m.mount_count);
+	if (d->mount_count == 0 && recorded > 0) {
+		/* Recorded mounted, but the start could not mount it again:
+		 * the unmount forgets the record. */
+		r = record_mount(s, d, 0, false);
+		if (r < 0)
+			r = fail(s, d, r, "unmount '%s': cannot record it in %s/%s: %s", name, s->meta_dir, name,
+				 strerror(-r));
+		else
+			log_info("device '%s': forgot its recorded mount (it was not mounted)", name);
+		goto out;
+	}
 	if (d->mount_count == 0) {
 		r = fail(s, d, -EINVAL, "unmount '%s': the device is not mounted%s", name,
 			 d->automounted ? " (only automounted: it goes when unused)" : "");
+		goto out;
+	}
+	r = record_mount(s, d, d->mount_count - 1, d->read_only);
+	if (r < 0) {
+		r = fail(s, d, r, "unmount '%s': cannot record the unmount in %s/%s: %s", name, s->meta_dir, name,
+			 strerror(-r));
 		goto out;
 	}
 	if (d->mount_count > 1) {
@@ -1147,6 +1218,7 @@ int ds_unmount(struct deviceset *s, const char *name)
 	r = unmount_fs(s, d, MNT_DETACH);
 	if (r < 0) {
 		r = fail(s, d, r, "unmount '%s': %s", name, strerror(-r));
+		unrecord_mount(s, d, 1, d->read_only);
 		goto out;
 	}
 	TABLE(s, d->mount_count = 0; d->read_only = false);
@@ -1161,6 +1233,59 @@ out:
 	unlock_op(d);
 	put_device(s, d);
 	return r;
+}
+
+/* At start, after adoption: d mounted as its file records (read-write or
+ * read-only, with its count), its mount adopted if it is still there
+ * (after a kill, or what a stop left in use), made anew if not (after a
+ * reboot, or an idle one a stop unmounted). A mount adopted with no
+ * record (an older thinfs's) gets one. -o ro mounts none of them: it
+ * writes nothing and mounts what it is asked to, read-only. Nothing else
+ * runs yet. */
+void restore_mount(struct deviceset *s, struct device *d, void *arg)
+{
+	int want = d->m.mount_count, r;
+	bool ro = d->m.mount_read_only;
+	char dir[PATH_MAX];
+
+	(void)arg;
+	if (d->m.deleted)
+		return;
+	if (want == 0 || s->opts->read_only) {
+		if (want > 0)
+			log_info("device '%s': recorded mounted, left unmounted by a read-only run (-o ro)", d->m.name);
+		else if (d->mount_count > 0 && (r = record_mount(s, d, d->mount_count, d->read_only)) < 0)
+			log_warn("device '%s': cannot record its adopted mount (%s): the next start leaves it unmounted",
+				 d->m.name, strerror(-r));
+		return;
+	}
+	if (d->mount_count > 0 || d->automounted) {
+		if (d->read_only != ro) {
+			mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
+			r = fsutil_mount(d->dev_path, dir, s->dsm.base_device_fs, mount_how(s, ro) | FSUTIL_REMOUNT,
+					 s->opts->mount_opt);
+			if (r < 0) {
+				fail(s, d, r, "device '%s': cannot remount its adopted mount %s as recorded: %s",
+				     d->m.name, ro ? "read-only" : "read-write", strerror(-r));
+				return;
+			}
+		}
+		if (d->automounted)
+			automount_marker(s, d, false);
+		TABLE(s, d->automounted = false; d->mount_count = want; d->read_only = ro);
+		log_info("device '%s': adopted mount, %s, count %d as recorded", d->m.name,
+			 ro ? "read-only" : "read-write", want);
+		return;
+	}
+	r = mount_device(s, d, ro, "mount");
+	if (r < 0) {
+		log_err("device '%s': recorded mounted, but the start could not mount it: 'mount' in its ctl tries "
+			"again, 'unmount' forgets the record", d->m.name);
+		return;
+	}
+	TABLE(s, d->mount_count = want; d->read_only = ro);
+	log_info("device '%s': mounted again as recorded (%s, count %d)", d->m.name, ro ? "read-only" : "read-write",
+		 want);
 }
 
 /* ------------------------------------------------------------------ */

@@ -246,4 +246,6 @@ void automount_marker(struct deviceset *s, struct device *d, bool set);
 bool has_automount_marker(struct deviceset *s, struct device *d);
 int unmount_fs(struct deviceset *s, struct device *d, int how);
 int drop_automount(struct deviceset *s, struct device *d, int how);
+/* for_each_device at start: mount d again as its file records. */
+void restore_mount(struct deviceset *s, struct device *d, void *arg);
 #endif

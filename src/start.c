@@ -777,6 +777,7 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 	r = setup_base(s);
 	if (r < 0)
 		goto fail;
+	for_each_device(s, restore_mount, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &t[6]);
 	/* Where a start's time went, for large pools (tests/bench/scale.py). */
 	log_info("start: metadata files %ld ms, pool open %ld ms, identity and recovery %ld ms, pool device list "
