@@ -60,6 +60,69 @@ int deactivate(struct deviceset *s, struct device *d, bool deferred)
 	return r;
 }
 
+/* Note whether d's block device dev_path (NULL: none) stays in use with
+ * no mount of ours on it, for info (struct device, held_id). */
+static void set_held(struct deviceset *s, struct device *d, const char *dev_path)
+{
+	char id[PATH_MAX];
+	struct held_dev *h = NULL;
+	struct stat st;
+
+	if (dev_path && stat(dev_path, &st) == 0 && S_ISBLK(st.st_mode) &&
+	    fsutil_bdev_identity(st.st_rdev, id, sizeof(id)) == 0 && (h = malloc(sizeof(*h) + strlen(id) + 1))) {
+		h->rdev = st.st_rdev;
+		snprintf(h->path, sizeof(h->path), "%s", dev_path);
+		strcpy(h->id, id);
+	}
+	TABLE(s, free(d->held); d->held = h);
+}
+
+/* Before a snapshot, delete or resize of d, which this engine has not
+ * mounted: is its block device still in use (doc/design.md §1)? The
+ * engine's flags cannot tell: an unmount is lazy (MNT_DETACH), and a
+ * filesystem that programs still use lives on, detached, on a block
+ * device that stays active (reflink: its loop device stays bound, marked
+ * to detach at its last close; dm: a deferred removal). So ask the
+ * kernel: the backend whether the device is active, an exclusive open
+ * whether a filesystem claims it (as it claims the device it lives on).
+ * -EBUSY with the reason stored and d noted held; otherwise 0, and with
+ * excl, an exclusive fd (or -1 if the device is not active) that the
+ * caller holds while it works, so that nothing mounts it meanwhile.
+ * op_lock held. */
+static int check_in_use(struct deviceset *s, struct device *d, const char *op, int *excl)
+{
+	char name[POOL_DEV_NAME_MAX], path[POOL_DEV_PATH_MAX];
+	bool ours;
+	int r;
+
+	if (excl)
+		*excl = -1;
+	dm_name_of(s, d->m.device_id, name, sizeof(name));
+	pthread_mutex_lock(&s->lock);
+	r = s->ops->is_active(s->pool, name, d->m.device_id, path, sizeof(path));
+	ours = d->active;
+	pthread_mutex_unlock(&s->lock);
+	if (r < 0)
+		return fail(s, d, r, "%s '%s': cannot tell whether the device is in use: %s", op, d->m.name,
+			    strerror(-r));
+	r = r == 1 ? fsutil_open_excl(path) : -ENODEV;
+	if (r == -EBUSY) {
+		/* Active as this engine left it (a deactivation that failed)
+		 * shows as active already. */
+		set_held(s, d, ours ? NULL : path);
+		return fail(s, d, -EBUSY, "%s '%s': its block device %s is still in use: its filesystem was unmounted "
+			    "lazily and programs still use it (open files, a working directory; 'fuser -vm %s' lists "
+			    "them). Stop them, or mount the device again (then a snapshot freezes it)", op, d->m.name,
+			    path, path);
+	}
+	set_held(s, d, NULL);
+	if (r >= 0 && excl)
+		*excl = r;
+	else if (r >= 0)
+		close(r);
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Free space                                                         */
 
@@ -448,7 +511,7 @@ int ds_add_device(struct deviceset *s, const char *name, const char *parent_name
 {
 	struct device *parent, scratch;
 	char dir[PATH_MAX];
-	int r, fd = -1;
+	int r, fd = -1, excl = -1;
 
 	memset(&scratch, 0, sizeof(scratch));
 	r = ds_check_name(name);
@@ -480,6 +543,19 @@ int ds_add_device(struct deviceset *s, const char *name, const char *parent_name
 			fd = -1;
 			goto out_unlock;
 		}
+	} else if (parent->mount_count == 0 && !parent->automounted && s->ops->engine_freezes_origin) {
+		/* Nothing of ours to freeze: refuse while a filesystem we
+		 * cannot reach lives on (a backend that suspends the origin
+		 * freezes even that); hold the device so that nothing mounts
+		 * it, and flush what plain openers wrote. */
+		r = check_in_use(s, parent, "snapshot of", &excl);
+		if (r < 0)
+			goto out_unlock;
+		if (excl >= 0 && fsync(excl) < 0) {
+			r = fail(s, parent, -errno, "snapshot of '%s': cannot flush its block device: %s",
+				 parent->m.name, strerror(errno));
+			goto out_unlock;
+		}
 	}
 	pthread_mutex_lock(&s->lock);
 	add_wait_to_join(s);
@@ -505,6 +581,8 @@ out_unlock:
 			log_err("snapshot of '%s': cannot thaw its filesystem: %s", parent->m.name, strerror(-t));
 		close(fd);
 	}
+	if (excl >= 0)
+		close(excl);
 	unlock_op(parent);
 	put_device(s, parent);
 	free(scratch.last_error);
@@ -693,6 +771,9 @@ int ds_delete_device(struct deviceset *s, const char *name)
 		r = fail(s, d, -EBUSY, "rmdir '%s': its automount is in use (%s)", name, strerror(-r));
 		goto out;
 	}
+	/* dm.use_deferred_deletion deletes it when released, as asked. */
+	if (!s->opts->deferred_deletion && (r = check_in_use(s, d, "rmdir", NULL)) < 0)
+		goto out;
 	pthread_mutex_lock(&s->lock);
 	if (d->n_children > 0) {
 		r = fail(s, d, -ENOTEMPTY, "rmdir '%s': the device has %d snapshot(s); delete them first",
@@ -1097,6 +1178,7 @@ int ds_mount(struct deviceset *s, const char *name, bool ro)
 	}
 	if (d->automounted)
 		automount_marker(s, d, false);
+	set_held(s, d, NULL);
 	TABLE(s, d->automounted = false; d->mount_count = 1; d->read_only = ro);
 out:
 	unlock_op(d);
@@ -1177,8 +1259,10 @@ int drop_automount(struct deviceset *s, struct device *d, int how)
 
 int ds_unmount(struct deviceset *s, const char *name)
 {
+	char dev_path[POOL_DEV_PATH_MAX];
 	struct device *d;
 	int r = 0, recorded;
+	bool busy;
 
 	d = get_device(s, name, false);
 	if (!d)
@@ -1222,13 +1306,24 @@ int ds_unmount(struct deviceset *s, const char *name)
 		goto out;
 	}
 	TABLE(s, d->mount_count = 0; d->read_only = false);
+	/* The unmount is lazy: a filesystem that programs still use lives
+	 * on, detached, and keeps its block device claimed. */
+	snprintf(dev_path, sizeof(dev_path), "%s", d->dev_path);
+	busy = (r = fsutil_open_excl(dev_path)) == -EBUSY;
+	if (r >= 0)
+		close(r);
 	pthread_mutex_lock(&s->lock);
 	r = deactivate(s, d, s->opts->deferred_removal);
 	pthread_mutex_unlock(&s->lock);
 	if (r < 0)
 		log_warn("device '%s': unmounted, but still busy; it is deactivated when released", name);
+	set_held(s, d, busy && r == 0 ? dev_path : NULL);
 	r = 0;
-	log_info("unmounted device '%s'", name);
+	if (busy)
+		log_warn("unmounted device '%s', but its filesystem lives on, detached, on %s: programs still use it",
+			 name, dev_path);
+	else
+		log_info("unmounted device '%s'", name);
 out:
 	unlock_op(d);
 	put_device(s, d);
@@ -1311,6 +1406,9 @@ int ds_resize_device(struct deviceset *s, const char *name, uint64_t size)
 		r = fail(s, d, -EBUSY, "resize '%s': its automount is in use (%s)", name, strerror(-r));
 		goto out;
 	}
+	/* An unmounted filesystem is grown offline: never one still live. */
+	if (d->mount_count == 0 && (r = check_in_use(s, d, "resize", NULL)) < 0)
+		goto out;
 	pthread_mutex_lock(&s->lock);
 	old = d->m.size;
 	if (size <= old) {
@@ -1413,9 +1511,10 @@ static void fill_info(struct deviceset *s, struct device *d, struct ds_device_in
 	out->mount_count = d->mount_count;
 	out->automounted = d->automounted;
 	out->read_only = d->read_only;
-	out->active = d->active;
+	out->held = d->held != NULL;
+	out->active = d->active || out->held;
 	dm_name_of(s, d->m.device_id, out->dm_name, sizeof(out->dm_name));
-	snprintf(out->dev_path, sizeof(out->dev_path), "%s", d->active ? d->dev_path : "");
+	snprintf(out->dev_path, sizeof(out->dev_path), "%s", d->active ? d->dev_path : d->held ? d->held->path : "");
 	snprintf(out->filesystem, sizeof(out->filesystem), "%s", s->dsm.base_device_fs);
 	out->created = d->m.created;
 	pthread_mutex_lock(&s->err_lock);
@@ -1444,10 +1543,42 @@ int ds_device_info(struct deviceset *s, const char *name, struct ds_device_info 
 	return r;
 }
 
+/* Is the block device info's device was found holding still bound to
+ * what it was (sysfs, no lock held meanwhile)? If not, it was let go:
+ * forget it. */
+void ds_device_recheck(struct deviceset *s, struct ds_device_info *info)
+{
+	char want[PATH_MAX] = "", now[PATH_MAX];
+	struct device *d;
+	dev_t rdev = 0;
+
+	if (!info->held)
+		return;
+	pthread_mutex_lock(&s->table_lock);
+	d = find_id(s, info->device_id);
+	if (d && d->held) {
+		snprintf(want, sizeof(want), "%s", d->held->id);
+		rdev = d->held->rdev;
+	}
+	pthread_mutex_unlock(&s->table_lock);
+	if (want[0] && fsutil_bdev_identity(rdev, now, sizeof(now)) == 0 && strcmp(now, want) == 0)
+		return;
+	pthread_mutex_lock(&s->table_lock);
+	d = find_id(s, info->device_id);
+	if (d && d->held && d->held->rdev == rdev && strcmp(d->held->id, want) == 0) {
+		free(d->held);
+		d->held = NULL;
+	}
+	if (d)
+		fill_info(s, d, info);
+	pthread_mutex_unlock(&s->table_lock);
+}
+
 void ds_device_usage(struct deviceset *s, struct ds_device_info *info)
 {
 	struct pool_dev_status st;
 
+	ds_device_recheck(s, info);
 	want_usage(s);
 	/* The backend's per-device status is safe to ask concurrently
 	 * (pool.h); no engine lock is held, so nobody waits on it. A device

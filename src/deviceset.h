@@ -61,7 +61,9 @@ struct ds_device_info {
 	int mount_count;
 	bool automounted;             /* mounted read-only by a walk through rootfs, not counted */
 	bool read_only;               /* mounted read-only */
-	bool active;                  /* has a block device now */
+	bool active;                  /* has a block device now (held too) */
+	bool held;                    /* in use with no mount of thinfs on it (a lazy
+				       * unmount still used): "detached-busy" */
 	char dm_name[DS_DM_NAME_MAX]; /* active name (PREFIX-ID) */
 	char dev_path[POOL_DEV_PATH_MAX]; /* block device node, "" when inactive */
 	char mount_dir[PATH_MAX];     /* where it is (or would be) mounted: STATEDIR/mnt/ID */
@@ -194,6 +196,11 @@ int ds_device_info(struct deviceset *ds, const char *name,
  * old (for reading a device's info file, never for lookup or getattr).
  * Takes no engine lock; never waits for the worker. */
 void ds_device_usage(struct deviceset *ds, struct ds_device_info *info);
+/* If info says held: ask sysfs whether its block device still is (a
+ * filesystem unmounted lazily lives on until its last user goes), and
+ * refresh info if not. Takes the table lock only (ds_device_usage does
+ * it too); for reading a device's info or ctl file. */
+void ds_device_recheck(struct deviceset *ds, struct ds_device_info *info);
 int ds_device_info_by_id(struct deviceset *ds, uint32_t device_id,
 			 struct ds_device_info *out);
 int ds_pool_info(struct deviceset *ds, struct ds_pool_info *out);

@@ -150,15 +150,22 @@ static char *render(struct deviceset *ds, const struct node *n)
 
 	switch (n->kind) {
 	case N_CTL: {
-		/* The state, then why the last command failed, if it did. */
-		const char *err = n->dev.last_error;
-		char state[32];
+		/* The state, whether an unmounted filesystem lives on
+		 * (detached by the lazy unmount), then why the last command
+		 * failed, if it did. */
+		struct ds_device_info dev = n->dev;
+		const char *err = dev.last_error;
+		char state[32], busy[2 * POOL_DEV_PATH_MAX + 160] = "";
 
-		if (n->dev.mount_count > 0)
-			snprintf(state, sizeof(state), "mounted %d", n->dev.mount_count);
+		ds_device_recheck(ds, &dev);
+		if (dev.mount_count > 0)
+			snprintf(state, sizeof(state), "mounted %d", dev.mount_count);
 		else
-			snprintf(state, sizeof(state), n->dev.automounted ? "automounted" : "unmounted");
-		if (asprintf(&text, "%s\n%s%s%s", state, err[0] ? "error: " : "", err, err[0] ? "\n" : "") < 0)
+			snprintf(state, sizeof(state), dev.automounted ? "automounted" : "unmounted");
+		if (dev.held)
+			snprintf(busy, sizeof(busy), "busy: its filesystem lives on, detached, on %s: programs still "
+				 "use it ('fuser -vm %s' lists them)\n", dev.dev_path, dev.dev_path);
+		if (asprintf(&text, "%s\n%s%s%s%s", state, busy, err[0] ? "error: " : "", err, err[0] ? "\n" : "") < 0)
 			text = NULL;
 		return text;
 	}

@@ -784,6 +784,8 @@ char *meta_device_info_json(const struct ds_device_info *d)
 	r = r ?: add(o, "automounted", json_object_new_boolean(d->automounted));
 	r = r ?: add(o, "read_only", json_object_new_boolean(d->read_only));
 	r = r ?: add(o, "active", json_object_new_boolean(d->active));
+	r = r ?: add(o, "state", json_object_new_string(d->mount_count > 0 ? "mounted" : d->automounted ? "automounted"
+							: d->held ? "detached-busy" : d->active ? "active" : "inactive"));
 	r = r ?: add(o, "dm_name", json_object_new_string(d->dm_name));
 	r = r ?: add_nullable(o, "dev_path", str_or_null(d->dev_path));
 	r = r ?: add(o, "filesystem", json_object_new_string(d->filesystem));
