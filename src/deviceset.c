@@ -61,16 +61,20 @@ int deactivate(struct deviceset *s, struct device *d, bool deferred)
 }
 
 /* Note whether d's block device dev_path (NULL: none) stays in use with
- * no mount of ours on it, for info (struct device, held_id). */
-static void set_held(struct deviceset *s, struct device *d, const char *dev_path)
+ * no mount of ours on it, for info (struct device, held). st: its stat
+ * from before a deactivation that may have removed the node (libdm
+ * without udev), or NULL to stat it now. */
+static void set_held(struct deviceset *s, struct device *d, const char *dev_path, const struct stat *st)
 {
 	char id[PATH_MAX];
 	struct held_dev *h = NULL;
-	struct stat st;
+	struct stat now;
 
-	if (dev_path && stat(dev_path, &st) == 0 && S_ISBLK(st.st_mode) &&
-	    fsutil_bdev_identity(st.st_rdev, id, sizeof(id)) == 0 && (h = malloc(sizeof(*h) + strlen(id) + 1))) {
-		h->rdev = st.st_rdev;
+	if (dev_path && !st && stat(dev_path, &now) == 0)
+		st = &now;
+	if (dev_path && st && S_ISBLK(st->st_mode) && fsutil_bdev_identity(st->st_rdev, id, sizeof(id)) == 0 &&
+	    (h = malloc(sizeof(*h) + strlen(id) + 1))) {
+		h->rdev = st->st_rdev;
 		snprintf(h->path, sizeof(h->path), "%s", dev_path);
 		strcpy(h->id, id);
 	}
@@ -109,13 +113,13 @@ static int check_in_use(struct deviceset *s, struct device *d, const char *op, i
 	if (r == -EBUSY) {
 		/* Active as this engine left it (a deactivation that failed)
 		 * shows as active already. */
-		set_held(s, d, ours ? NULL : path);
+		set_held(s, d, ours ? NULL : path, NULL);
 		return fail(s, d, -EBUSY, "%s '%s': its block device %s is still in use: its filesystem was unmounted "
 			    "lazily and programs still use it (open files, a working directory; 'fuser -vm %s' lists "
 			    "them). Stop them, or mount the device again (then a snapshot freezes it)", op, d->m.name,
 			    path, path);
 	}
-	set_held(s, d, NULL);
+	set_held(s, d, NULL, NULL);
 	if (r >= 0 && excl)
 		*excl = r;
 	else if (r >= 0)
@@ -1178,7 +1182,7 @@ int ds_mount(struct deviceset *s, const char *name, bool ro)
 	}
 	if (d->automounted)
 		automount_marker(s, d, false);
-	set_held(s, d, NULL);
+	set_held(s, d, NULL, NULL);
 	TABLE(s, d->automounted = false; d->mount_count = 1; d->read_only = ro);
 out:
 	unlock_op(d);
@@ -1262,6 +1266,7 @@ int ds_unmount(struct deviceset *s, const char *name)
 	char dev_path[POOL_DEV_PATH_MAX];
 	struct device *d;
 	int r = 0, recorded;
+	struct stat st;
 	bool busy;
 
 	d = get_device(s, name, false);
@@ -1309,7 +1314,7 @@ int ds_unmount(struct deviceset *s, const char *name)
 	/* The unmount is lazy: a filesystem that programs still use lives
 	 * on, detached, and keeps its block device claimed. */
 	snprintf(dev_path, sizeof(dev_path), "%s", d->dev_path);
-	busy = (r = fsutil_open_excl(dev_path)) == -EBUSY;
+	busy = (r = fsutil_open_excl(dev_path)) == -EBUSY && stat(dev_path, &st) == 0;
 	if (r >= 0)
 		close(r);
 	pthread_mutex_lock(&s->lock);
@@ -1317,7 +1322,7 @@ int ds_unmount(struct deviceset *s, const char *name)
 	pthread_mutex_unlock(&s->lock);
 	if (r < 0)
 		log_warn("device '%s': unmounted, but still busy; it is deactivated when released", name);
-	set_held(s, d, busy && r == 0 ? dev_path : NULL);
+	set_held(s, d, busy && r == 0 ? dev_path : NULL, &st);
 	r = 0;
 	if (busy)
 		log_warn("unmounted device '%s', but its filesystem lives on, detached, on %s: programs still use it",

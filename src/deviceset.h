@@ -143,7 +143,8 @@ int ds_open(const char *state_dir, const struct ds_options *opts,
 int ds_start_worker(struct deviceset *ds);
 /* Orderly shutdown: the deferred-deletion worker stopped, mounted devices
  * that nothing uses unmounted and deactivated (those in use stay mounted
- * in STATEDIR/mnt for the next start to adopt), metadata saved, pool
+ * in STATEDIR/mnt for the next start to adopt; explicit mounts stay
+ * recorded, and the next start mounts them again), metadata saved, pool
  * closed. Frees ds. */
 void ds_close(struct deviceset *ds);
 
@@ -165,7 +166,9 @@ int ds_rename_device(struct deviceset *ds, const char *old_name,
 		     const char *new_name);
 /* Counted mount (the engine's Get): the first activates the device and
  * mounts its filesystem on its mount directory (ds_mount_dir), later ones
- * add one. -EBUSY if mounted with the other read-only-ness. */
+ * add one. The count is recorded in the device's file first, so a start
+ * mounts it again. -EBUSY if mounted with the other read-only-ness; the
+ * file's write's errno. */
 int ds_mount(struct deviceset *ds, const char *name, bool read_only);
 /* Automount (dm.automount): mount an unmounted device read-only, not
  * counted, because a path walk goes through its rootfs link; it expires
@@ -177,8 +180,11 @@ int ds_automount(struct deviceset *ds, const char *name);
  * named by ID so a rename does not move it. It exists only while mounted.
  * -ENOENT for an unknown device. */
 int ds_mount_dir(struct deviceset *ds, const char *name, char *buf, size_t len);
-/* Counted unmount (Put): the last one unmounts lazily and deactivates.
- * -EINVAL if not mounted. */
+/* Counted unmount (Put): the last one unmounts lazily and deactivates;
+ * recorded first, as ds_mount. A filesystem that programs still use
+ * lives on, detached: the device is then held (info: detached-busy).
+ * -EINVAL if not mounted (0 for a device recorded mounted that the start
+ * could not mount: the record goes). */
 int ds_unmount(struct deviceset *ds, const char *name);
 /* Grow a device and its filesystem to size bytes (-EINVAL if smaller).
  * A mounted filesystem is grown online. */

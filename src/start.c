@@ -795,7 +795,9 @@ fail:
 
 /* An orderly stop unmounts and deactivates what nothing uses; a device
  * still in use (a process's cwd or open files, a container on it) stays
- * mounted and active, and the next start adopts it (doc/design.md §1). */
+ * mounted and active, and the next start adopts it (doc/design.md §1).
+ * Explicit mounts stay recorded in the device files: the next start
+ * mounts them again, as ZFS's import does. */
 static void shutdown_one(struct deviceset *s, struct device *d, void *arg)
 {
 	(void)arg;

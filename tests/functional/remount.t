@@ -43,7 +43,11 @@ check "after kill -9 and start" 2
 kill -9 "$PID"; wait "$PID" 2>/dev/null; PID=
 abort_fuse; umount -l "$M" 2>/dev/null
 for m in $(awk -v d="$S/mnt/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo); do umount "$m"; done
-for l in $(losetup -a | grep "$S/reflink/images/" | cut -d: -f1); do losetup -d "$l"; done
+if [ "$BACKEND" = dm ]; then
+	for d in $(dmsetup ls | awk '{print $1}' | grep "^$(prefix)-" | grep -v -- "-pool$"); do dmsetup remove "$d"; done
+else
+	for l in $(losetup -a | grep "$S/reflink/images/" | cut -d: -f1); do losetup -d "$l"; done
+fi
 start_daemon; ok $? "start after kill -9 with the mounts gone"
 grep -q "device 'rw': mounted again as recorded (read-write, count 2)" "$WORK/log"; ok $? "rw was mounted anew"
 check "after kill -9, mounts gone, start" 3
