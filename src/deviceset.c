@@ -60,11 +60,10 @@ int deactivate(struct deviceset *s, struct device *d, bool deferred)
 	return r;
 }
 
-/* Note whether d's block device dev_path (NULL: none) stays in use with
- * no mount of ours on it, for info (struct device, held). st: its stat
- * from before a deactivation that may have removed the node (libdm
- * without udev), or NULL to stat it now. */
-static void set_held(struct deviceset *s, struct device *d, const char *dev_path, const struct stat *st)
+/* For info (struct device, held). st: the node's stat from before a
+ * deactivation that may have removed it (libdm without udev), or NULL
+ * to stat it now. */
+void set_held(struct deviceset *s, struct device *d, const char *dev_path, const struct stat *st)
 {
 	char id[PATH_MAX];
 	struct held_dev *h = NULL;

@@ -28,6 +28,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -262,4 +263,7 @@ int unmount_fs(struct deviceset *s, struct device *d, int how);
 int drop_automount(struct deviceset *s, struct device *d, int how);
 /* for_each_device at start: mount d again as its file records. */
 void restore_mount(struct deviceset *s, struct device *d, void *arg);
+/* Note d's block device dev_path as held (in use with no mount of ours
+ * on it; NULL: not), st its stat or NULL. Table lock not held. */
+void set_held(struct deviceset *s, struct device *d, const char *dev_path, const struct stat *st);
 #endif

@@ -293,6 +293,8 @@ static void adopt_or_deactivate(struct deviceset *s, struct device *d, void *arg
 	char name[POOL_DEV_NAME_MAX], path[POOL_DEV_PATH_MAX], dir[PATH_MAX];
 	struct stat dev_st, dir_st, top_st;
 	struct statvfs vfs;
+	bool held;
+	int fd;
 
 	if (!active_at_start(s, d, arg, path, sizeof(path)))
 		return;
@@ -315,11 +317,21 @@ static void adopt_or_deactivate(struct deviceset *s, struct device *d, void *arg
 			 d->automounted ? "automount" : "mount", dir, path);
 		return;
 	}
+	/* A filesystem an earlier run unmounted lazily, still in use, keeps
+	 * its device claimed: info shows it, as after the unmount. */
+	held = (fd = fsutil_open_excl(path)) == -EBUSY && stat(path, &dev_st) == 0;
+	if (fd >= 0)
+		close(fd);
 	if (s->ops->deactivate(s->pool, name, d->m.device_id, true) < 0)
 		log_warn("device '%s' was left active on %s by an earlier run and could not be deactivated",
 			 d->m.name, path);
 	else
 		log_info("device '%s': deactivated %s left active by an earlier run", d->m.name, path);
+	if (held) {
+		set_held(s, d, path, &dev_st);
+		log_warn("device '%s': its filesystem lives on, detached, on %s: programs still use it", d->m.name,
+			 path);
+	}
 }
 
 /* Adopt the mounts of an earlier run, deactivate what it left active. */
