@@ -60,6 +60,72 @@ int deactivate(struct deviceset *s, struct device *d, bool deferred)
 	return r;
 }
 
+/* For info (struct device, held). st: the node's stat from before a
+ * deactivation that may have removed it (libdm without udev), or NULL
+ * to stat it now. */
+void set_held(struct deviceset *s, struct device *d, const char *dev_path, const struct stat *st)
+{
+	char id[PATH_MAX];
+	struct held_dev *h = NULL;
+	struct stat now;
+
+	if (dev_path && !st && stat(dev_path, &now) == 0)
+		st = &now;
+	if (dev_path && st && S_ISBLK(st->st_mode) && fsutil_bdev_identity(st->st_rdev, id, sizeof(id)) == 0 &&
+	    (h = malloc(sizeof(*h) + strlen(id) + 1))) {
+		h->rdev = st->st_rdev;
+		snprintf(h->path, sizeof(h->path), "%s", dev_path);
+		strcpy(h->id, id);
+	}
+	TABLE(s, free(d->held); d->held = h);
+}
+
+/* Before a snapshot, delete or resize of d, which this engine has not
+ * mounted: is its block device still in use (doc/design.md §1)? The
+ * engine's flags cannot tell: an unmount is lazy (MNT_DETACH), and a
+ * filesystem that programs still use lives on, detached, on a block
+ * device that stays active (reflink: its loop device stays bound, marked
+ * to detach at its last close; dm: a deferred removal). So ask the
+ * kernel: the backend whether the device is active, an exclusive open
+ * whether a filesystem claims it (as it claims the device it lives on).
+ * -EBUSY with the reason stored and d noted held; otherwise 0, and with
+ * excl, an exclusive fd (or -1 if the device is not active) that the
+ * caller holds while it works, so that nothing mounts it meanwhile.
+ * op_lock held. */
+static int check_in_use(struct deviceset *s, struct device *d, const char *op, int *excl)
+{
+	char name[POOL_DEV_NAME_MAX], path[POOL_DEV_PATH_MAX];
+	bool ours;
+	int r;
+
+	if (excl)
+		*excl = -1;
+	dm_name_of(s, d->m.device_id, name, sizeof(name));
+	pthread_mutex_lock(&s->lock);
+	r = s->ops->is_active(s->pool, name, d->m.device_id, path, sizeof(path));
+	ours = d->active;
+	pthread_mutex_unlock(&s->lock);
+	if (r < 0)
+		return fail(s, d, r, "%s '%s': cannot tell whether the device is in use: %s", op, d->m.name,
+			    strerror(-r));
+	r = r == 1 ? fsutil_open_excl(path) : -ENODEV;
+	if (r == -EBUSY) {
+		/* Active as this engine left it (a deactivation that failed)
+		 * shows as active already. */
+		set_held(s, d, ours ? NULL : path, NULL);
+		return fail(s, d, -EBUSY, "%s '%s': its block device %s is still in use: its filesystem was unmounted "
+			    "lazily and programs still use it (open files, a working directory; 'fuser -vm %s' lists "
+			    "them). Stop them, or mount the device again (then a snapshot freezes it)", op, d->m.name,
+			    path, path);
+	}
+	set_held(s, d, NULL, NULL);
+	if (r >= 0 && excl)
+		*excl = r;
+	else if (r >= 0)
+		close(r);
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Free space                                                         */
 
@@ -473,7 +539,7 @@ int ds_add_device(struct deviceset *s, const char *name, const char *parent_name
 {
 	struct device *parent, scratch;
 	char dir[PATH_MAX];
-	int r, fd = -1;
+	int r, fd = -1, excl = -1;
 
 	memset(&scratch, 0, sizeof(scratch));
 	parent = get_device(s, parent_name, false);
@@ -510,6 +576,19 @@ int ds_add_device(struct deviceset *s, const char *name, const char *parent_name
 			fd = -1;
 			goto out_unlock;
 		}
+	} else if (parent->mount_count == 0 && !parent->automounted && s->ops->engine_freezes_origin) {
+		/* Nothing of ours to freeze: refuse while a filesystem we
+		 * cannot reach lives on (a backend that suspends the origin
+		 * freezes even that); hold the device so that nothing mounts
+		 * it, and flush what plain openers wrote. */
+		r = check_in_use(s, parent, "snapshot of", &excl);
+		if (r < 0)
+			goto out_unlock;
+		if (excl >= 0 && fsync(excl) < 0) {
+			r = fail(s, parent, -errno, "snapshot of '%s': cannot flush its block device: %s",
+				 parent->m.name, strerror(errno));
+			goto out_unlock;
+		}
 	}
 	pthread_mutex_lock(&s->lock);
 	add_wait_to_join(s);
@@ -536,6 +615,8 @@ out_unlock:
 			log_err("snapshot of '%s': cannot thaw its filesystem: %s", parent->m.name, strerror(-t));
 		close(fd);
 	}
+	if (excl >= 0)
+		close(excl);
 	unlock_op(parent);
 	put_device(s, parent);
 	free(scratch.last_error);
@@ -605,6 +686,7 @@ void tombstone_of(const struct device *d, struct meta_device *m)
 {
 	*m = d->m;
 	m->deleted = true;
+	m->mount_count = 0;
 	snprintf(m->name, sizeof(m->name), "%" PRIu32, d->m.device_id);
 }
 
@@ -723,6 +805,9 @@ int ds_delete_device(struct deviceset *s, const char *name)
 		r = fail(s, d, -EBUSY, "rmdir '%s': its automount is in use (%s)", name, strerror(-r));
 		goto out;
 	}
+	/* dm.use_deferred_deletion deletes it when released, as asked. */
+	if (!s->opts->deferred_deletion && (r = check_in_use(s, d, "rmdir", NULL)) < 0)
+		goto out;
 	pthread_mutex_lock(&s->lock);
 	if (d->n_children > 0) {
 		r = fail(s, d, -ENOTEMPTY, "rmdir '%s': the device has %d snapshot(s); delete them first",
@@ -1072,6 +1157,44 @@ int ds_mount_dir(struct deviceset *s, const char *name, char *buf, size_t len)
 	return 0;
 }
 
+/* Record count explicit mounts (read-only or not) in d's file, before the
+ * mount state changes (doc/design.md §4): a start mounts again what the
+ * file records, so a crash anywhere leaves either the old record or the
+ * new one, each meaning a state the next start restores. One atomic write
+ * when the record changes; none under -o ro, which writes nothing (its
+ * mounts last as long as the run). op_lock held, so no other operation
+ * changes d's mount state meanwhile; the pool lock keeps the file's other
+ * writers (rename, reparent, resize) out. */
+static int record_mount(struct deviceset *s, struct device *d, int count, bool ro)
+{
+	struct meta_device m;
+	int r = 0;
+
+	if (s->opts->read_only)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	m = d->m;
+	if (m.mount_count != count || m.mount_read_only != (count > 0 && ro)) {
+		m.mount_count = count;
+		m.mount_read_only = count > 0 && ro;
+		r = meta_device_save(s->meta_dir, &m);
+		if (r == 0)
+			TABLE(s, d->m.mount_count = m.mount_count; d->m.mount_read_only = m.mount_read_only);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+/* Put the record back after the change it announced failed. */
+static void unrecord_mount(struct deviceset *s, struct device *d, int count, bool ro)
+{
+	int r = record_mount(s, d, count, ro);
+
+	if (r < 0)
+		log_warn("device '%s': cannot put back its recorded mount count %d (%s): the next start restores what "
+			 "its file says (%d)", d->m.name, count, strerror(-r), d->m.mount_count);
+}
+
 /* The mount flags every device filesystem gets: read-only when asked,
  * nosuid,nodev behind allow_other unless dm.mountopt says otherwise, and
  * under -o ro no journal replay (the block device is read-only too). */
@@ -1138,10 +1261,21 @@ int ds_mount(struct deviceset *s, const char *name, bool ro)
 			r = fail(s, d, -EBUSY, "mount '%s': already mounted %s", name,
 				 d->read_only ? "read-only" : "read-write");
 		} else {
+			r = record_mount(s, d, d->mount_count + 1, ro);
+			if (r < 0) {
+				r = fail(s, d, r, "mount '%s': cannot record the mount in %s/%s: %s", name,
+					 s->meta_dir, name, strerror(-r));
+				goto out;
+			}
 			TABLE(s, d->mount_count++);
-			r = 0;
 			log_info("mounted device '%s' again (count %d)", name, d->mount_count);
 		}
+		goto out;
+	}
+	r = record_mount(s, d, 1, ro);
+	if (r < 0) {
+		r = fail(s, d, r, "mount '%s': cannot record the mount in %s/%s: %s", name, s->meta_dir, name,
+			 strerror(-r));
 		goto out;
 	}
 	if (d->automounted) {
@@ -1156,17 +1290,21 @@ int ds_mount(struct deviceset *s, const char *name, bool ro)
 			if (r < 0) {
 				r = fail(s, d, r, "mount '%s': cannot make its automount read-write: %s", name,
 					 strerror(-r));
+				unrecord_mount(s, d, 0, false);
 				goto out;
 			}
 		}
 		log_info("mounted device '%s'%s (it was automounted)", name, ro ? " read-only" : "");
 	} else {
 		r = mount_device(s, d, ro, "mount");
-		if (r < 0)
+		if (r < 0) {
+			unrecord_mount(s, d, 0, false);
 			goto out;
+		}
 	}
 	if (d->automounted)
 		automount_marker(s, d, false);
+	set_held(s, d, NULL, NULL);
 	TABLE(s, d->automounted = false; d->mount_count = 1; d->read_only = ro);
 out:
 	unlock_op(d);
@@ -1247,8 +1385,11 @@ int drop_automount(struct deviceset *s, struct device *d, int how)
 
 int ds_unmount(struct deviceset *s, const char *name)
 {
+	char dev_path[POOL_DEV_PATH_MAX];
 	struct device *d;
-	int r = 0;
+	int r = 0, recorded;
+	struct stat st;
+	bool busy;
 
 	d = get_device(s, name, false);
 	if (!d)
@@ -1257,9 +1398,27 @@ int ds_unmount(struct deviceset *s, const char *name)
 		put_device(s, d);
 		return fail(s, NULL, -ENOENT, "unmount '%s': the device was deleted meanwhile", name);
 	}
+	TABLE(s, recorded = d->m.mount_count);
+	if (d->mount_count == 0 && recorded > 0) {
+		/* Recorded mounted, but the start could not mount it again:
+		 * the unmount forgets the record. */
+		r = record_mount(s, d, 0, false);
+		if (r < 0)
+			r = fail(s, d, r, "unmount '%s': cannot record it in %s/%s: %s", name, s->meta_dir, name,
+				 strerror(-r));
+		else
+			log_info("device '%s': forgot its recorded mount (it was not mounted)", name);
+		goto out;
+	}
 	if (d->mount_count == 0) {
 		r = fail(s, d, -EINVAL, "unmount '%s': the device is not mounted%s", name,
 			 d->automounted ? " (only automounted: it goes when unused)" : "");
+		goto out;
+	}
+	r = record_mount(s, d, d->mount_count - 1, d->read_only);
+	if (r < 0) {
+		r = fail(s, d, r, "unmount '%s': cannot record the unmount in %s/%s: %s", name, s->meta_dir, name,
+			 strerror(-r));
 		goto out;
 	}
 	if (d->mount_count > 1) {
@@ -1270,20 +1429,85 @@ int ds_unmount(struct deviceset *s, const char *name)
 	r = unmount_fs(s, d, MNT_DETACH);
 	if (r < 0) {
 		r = fail(s, d, r, "unmount '%s': %s", name, strerror(-r));
+		unrecord_mount(s, d, 1, d->read_only);
 		goto out;
 	}
 	TABLE(s, d->mount_count = 0; d->read_only = false);
+	/* The unmount is lazy: a filesystem that programs still use lives
+	 * on, detached, and keeps its block device claimed. */
+	snprintf(dev_path, sizeof(dev_path), "%s", d->dev_path);
+	busy = (r = fsutil_open_excl(dev_path)) == -EBUSY && stat(dev_path, &st) == 0;
+	if (r >= 0)
+		close(r);
 	pthread_mutex_lock(&s->lock);
 	r = deactivate(s, d, s->opts->deferred_removal);
 	pthread_mutex_unlock(&s->lock);
 	if (r < 0)
 		log_warn("device '%s': unmounted, but still busy; it is deactivated when released", name);
+	set_held(s, d, busy && r == 0 ? dev_path : NULL, &st);
 	r = 0;
-	log_info("unmounted device '%s'", name);
+	if (busy)
+		log_warn("unmounted device '%s', but its filesystem lives on, detached, on %s: programs still use it",
+			 name, dev_path);
+	else
+		log_info("unmounted device '%s'", name);
 out:
 	unlock_op(d);
 	put_device(s, d);
 	return r;
+}
+
+/* At start, after adoption: d mounted as its file records (read-write or
+ * read-only, with its count), its mount adopted if it is still there
+ * (after a kill, or what a stop left in use), made anew if not (after a
+ * reboot, or an idle one a stop unmounted). A mount adopted with no
+ * record (an older thinfs's) gets one. -o ro mounts none of them: it
+ * writes nothing and mounts what it is asked to, read-only. Nothing else
+ * runs yet. */
+void restore_mount(struct deviceset *s, struct device *d, void *arg)
+{
+	int want = d->m.mount_count, r;
+	bool ro = d->m.mount_read_only;
+	char dir[PATH_MAX];
+
+	(void)arg;
+	if (d->m.deleted)
+		return;
+	if (want == 0 || s->opts->read_only) {
+		if (want > 0)
+			log_info("device '%s': recorded mounted, left unmounted by a read-only run (-o ro)", d->m.name);
+		else if (d->mount_count > 0 && (r = record_mount(s, d, d->mount_count, d->read_only)) < 0)
+			log_warn("device '%s': cannot record its adopted mount (%s): the next start leaves it unmounted",
+				 d->m.name, strerror(-r));
+		return;
+	}
+	if (d->mount_count > 0 || d->automounted) {
+		if (d->read_only != ro) {
+			mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
+			r = fsutil_mount(d->dev_path, dir, s->dsm.base_device_fs, mount_how(s, ro) | FSUTIL_REMOUNT,
+					 s->opts->mount_opt);
+			if (r < 0) {
+				fail(s, d, r, "device '%s': cannot remount its adopted mount %s as recorded: %s",
+				     d->m.name, ro ? "read-only" : "read-write", strerror(-r));
+				return;
+			}
+		}
+		if (d->automounted)
+			automount_marker(s, d, false);
+		TABLE(s, d->automounted = false; d->mount_count = want; d->read_only = ro);
+		log_info("device '%s': adopted mount, %s, count %d as recorded", d->m.name,
+			 ro ? "read-only" : "read-write", want);
+		return;
+	}
+	r = mount_device(s, d, ro, "mount");
+	if (r < 0) {
+		log_err("device '%s': recorded mounted, but the start could not mount it: 'mount' in its ctl tries "
+			"again, 'unmount' forgets the record", d->m.name);
+		return;
+	}
+	TABLE(s, d->mount_count = want; d->read_only = ro);
+	log_info("device '%s': mounted again as recorded (%s, count %d)", d->m.name, ro ? "read-only" : "read-write",
+		 want);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1325,6 +1549,9 @@ int ds_resize_device(struct deviceset *s, const char *name, uint64_t size)
 		r = fail(s, d, -EBUSY, "resize '%s': its automount is in use (%s)", name, strerror(-r));
 		goto out;
 	}
+	/* An unmounted filesystem is grown offline: never one still live. */
+	if (d->mount_count == 0 && (r = check_in_use(s, d, "resize", NULL)) < 0)
+		goto out;
 	pthread_mutex_lock(&s->lock);
 	old = d->m.size;
 	if (size <= old) {
@@ -1447,9 +1674,10 @@ static void fill_info(struct deviceset *s, struct device *d, struct ds_device_in
 	out->mount_count = d->mount_count;
 	out->automounted = d->automounted;
 	out->read_only = d->read_only;
-	out->active = d->active;
+	out->held = d->held != NULL;
+	out->active = d->active || out->held;
 	dm_name_of(s, d->m.device_id, out->dm_name, sizeof(out->dm_name));
-	snprintf(out->dev_path, sizeof(out->dev_path), "%s", d->active ? d->dev_path : "");
+	snprintf(out->dev_path, sizeof(out->dev_path), "%s", d->active ? d->dev_path : d->held ? d->held->path : "");
 	snprintf(out->filesystem, sizeof(out->filesystem), "%s", s->dsm.base_device_fs);
 	out->created = d->m.created;
 	pthread_mutex_lock(&s->err_lock);
@@ -1479,10 +1707,42 @@ int ds_device_info(struct deviceset *s, const char *name, struct ds_device_info 
 	return r;
 }
 
+/* Is the block device info's device was found holding still bound to
+ * what it was (sysfs, no lock held meanwhile)? If not, it was let go:
+ * forget it. */
+void ds_device_recheck(struct deviceset *s, struct ds_device_info *info)
+{
+	char want[PATH_MAX] = "", now[PATH_MAX];
+	struct device *d;
+	dev_t rdev = 0;
+
+	if (!info->held)
+		return;
+	pthread_mutex_lock(&s->table_lock);
+	d = find_id(s, info->device_id);
+	if (d && d->held) {
+		snprintf(want, sizeof(want), "%s", d->held->id);
+		rdev = d->held->rdev;
+	}
+	pthread_mutex_unlock(&s->table_lock);
+	if (want[0] && fsutil_bdev_identity(rdev, now, sizeof(now)) == 0 && strcmp(now, want) == 0)
+		return;
+	pthread_mutex_lock(&s->table_lock);
+	d = find_id(s, info->device_id);
+	if (d && d->held && d->held->rdev == rdev && strcmp(d->held->id, want) == 0) {
+		free(d->held);
+		d->held = NULL;
+	}
+	if (d)
+		fill_info(s, d, info);
+	pthread_mutex_unlock(&s->table_lock);
+}
+
 void ds_device_usage(struct deviceset *s, struct ds_device_info *info)
 {
 	struct pool_dev_status st;
 
+	ds_device_recheck(s, info);
 	want_usage(s);
 	/* The backend's per-device status is safe to ask concurrently
 	 * (pool.h); no engine lock is held, so nobody waits on it. A device

@@ -61,7 +61,9 @@ struct ds_device_info {
 	int mount_count;
 	bool automounted;             /* mounted read-only by a walk through rootfs, not counted */
 	bool read_only;               /* mounted read-only */
-	bool active;                  /* has a block device now */
+	bool active;                  /* has a block device now (held too) */
+	bool held;                    /* in use with no mount of thinfs on it (a lazy
+				       * unmount still used): "detached-busy" */
 	char dm_name[DS_DM_NAME_MAX]; /* active name (PREFIX-ID) */
 	char dev_path[POOL_DEV_PATH_MAX]; /* block device node, "" when inactive */
 	char mount_dir[PATH_MAX];     /* where it is (or would be) mounted: STATEDIR/mnt/ID */
@@ -154,7 +156,8 @@ void ds_log_path(struct deviceset *ds, char *buf, size_t len);
 void ds_stopping(struct deviceset *ds);
 /* Orderly shutdown: the deferred-deletion worker stopped, mounted devices
  * that nothing uses unmounted and deactivated (those in use stay mounted
- * in STATEDIR/mnt for the next start to adopt), metadata saved, pool
+ * in STATEDIR/mnt for the next start to adopt; explicit mounts stay
+ * recorded, and the next start mounts them again), metadata saved, pool
  * closed. Frees ds. */
 void ds_close(struct deviceset *ds);
 
@@ -176,7 +179,9 @@ int ds_rename_device(struct deviceset *ds, const char *old_name,
 		     const char *new_name);
 /* Counted mount (the engine's Get): the first activates the device and
  * mounts its filesystem on its mount directory (ds_mount_dir), later ones
- * add one. -EBUSY if mounted with the other read-only-ness. */
+ * add one. The count is recorded in the device's file first, so a start
+ * mounts it again. -EBUSY if mounted with the other read-only-ness; the
+ * file's write's errno. */
 int ds_mount(struct deviceset *ds, const char *name, bool read_only);
 /* Automount (dm.automount): mount an unmounted device read-only, not
  * counted, because a path walk goes through its rootfs link; it expires
@@ -188,8 +193,11 @@ int ds_automount(struct deviceset *ds, const char *name);
  * named by ID so a rename does not move it. It exists only while mounted.
  * -ENOENT for an unknown device. */
 int ds_mount_dir(struct deviceset *ds, const char *name, char *buf, size_t len);
-/* Counted unmount (Put): the last one unmounts lazily and deactivates.
- * -EINVAL if not mounted. */
+/* Counted unmount (Put): the last one unmounts lazily and deactivates;
+ * recorded first, as ds_mount. A filesystem that programs still use
+ * lives on, detached: the device is then held (info: detached-busy).
+ * -EINVAL if not mounted (0 for a device recorded mounted that the start
+ * could not mount: the record goes). */
 int ds_unmount(struct deviceset *ds, const char *name);
 /* Grow a device and its filesystem to size bytes (-EINVAL if smaller).
  * A mounted filesystem is grown online. */
@@ -207,6 +215,11 @@ int ds_device_info(struct deviceset *ds, const char *name,
  * old (for reading a device's info file, never for lookup or getattr).
  * Takes no engine lock; never waits for the worker. */
 void ds_device_usage(struct deviceset *ds, struct ds_device_info *info);
+/* If info says held: ask sysfs whether its block device still is (a
+ * filesystem unmounted lazily lives on until its last user goes), and
+ * refresh info if not. Takes the table lock only (ds_device_usage does
+ * it too); for reading a device's info or ctl file. */
+void ds_device_recheck(struct deviceset *ds, struct ds_device_info *info);
 int ds_device_info_by_id(struct deviceset *ds, uint32_t device_id,
 			 struct ds_device_info *out);
 int ds_pool_info(struct deviceset *ds, struct ds_pool_info *out);

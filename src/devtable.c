@@ -260,6 +260,7 @@ struct device *device_new(const struct meta_device *m)
 void device_free(struct device *d)
 {
 	free(d->last_error);
+	free(d->held);
 	pthread_mutex_destroy(&d->op_lock);
 	free(d);
 }

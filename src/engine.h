@@ -28,6 +28,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "deviceset.h"
@@ -86,6 +88,11 @@ struct device {
 	 * the table lock. */
 	bool active;
 	char dev_path[POOL_DEV_PATH_MAX];
+	/* Its block device stays in use with no mount of this engine on it
+	 * (a filesystem unmounted lazily that programs still use), as an
+	 * operation last found it; NULL when not. Table. An info read asks
+	 * sysfs whether it still is (deviceset.c, recheck_held). */
+	struct held_dev *held;
 	/* Space (the worker's last look, at usage_at; 0: not looked yet):
 	 * what only this device maps, what it shares with others; table. */
 	uint64_t exclusive_bytes, shared_bytes;
@@ -97,6 +104,14 @@ struct device {
 	int64_t last_error_at;
 };
 
+
+/* A block device found in use with no mount of ours on it: its node,
+ * and what sysfs said it is bound to (fsutil_bdev_identity). */
+struct held_dev {
+	dev_t rdev;
+	char path[POOL_DEV_PATH_MAX];
+	char id[];
+};
 
 /* An add in flight (deviceset.c, create_device), on its thread's stack and
  * in the set's list from its ID's allocation until its device is in the
@@ -269,4 +284,9 @@ void automount_marker(struct deviceset *s, struct device *d, bool set);
 bool has_automount_marker(struct deviceset *s, struct device *d);
 int unmount_fs(struct deviceset *s, struct device *d, int how);
 int drop_automount(struct deviceset *s, struct device *d, int how);
+/* for_each_device at start: mount d again as its file records. */
+void restore_mount(struct deviceset *s, struct device *d, void *arg);
+/* Note d's block device dev_path as held (in use with no mount of ours
+ * on it; NULL: not), st its stat or NULL. Table lock not held. */
+void set_held(struct deviceset *s, struct device *d, const char *dev_path, const struct stat *st);
 #endif

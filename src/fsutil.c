@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -612,6 +613,34 @@ int fsutil_freeze(int fd)
 int fsutil_thaw(int fd)
 {
 	return ioctl(fd, FITHAW, 0) < 0 ? -errno : 0;
+}
+
+int fsutil_open_excl(const char *dev)
+{
+	int fd = open(dev, O_RDONLY | O_EXCL | O_CLOEXEC);
+
+	return fd < 0 ? -errno : fd;
+}
+
+int fsutil_bdev_identity(dev_t rdev, char *buf, size_t len)
+{
+	static const char *const keys[] = { "loop/backing_file", "dm/name" };
+	char path[128];
+	ssize_t n = -1;
+	int fd;
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && n < 0; i++) {
+		snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/%s", major(rdev), minor(rdev), keys[i]);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, len - 1);
+		close(fd);
+	}
+	if (n <= 0)
+		return -ENODEV;
+	buf[n] = '\0';
+	return 0;
 }
 
 int fsutil_grow(const char *dev_path, const char *fs, const char *mount_path)

@@ -1,7 +1,8 @@
 /*
  * fsutil.h - filesystems on thin devices: mkfs (mkfs.xfs / mkfs.ext4 +
  * tune2fs with the original engine's flags), libblkid probes (type, UUID),
- * mount (options split by libmount), freeze/thaw, grow (resize2fs / xfs_growfs), discard, and running
+ * mount (options split by libmount), freeze/thaw, whether a block device
+ * is still claimed or bound (sysfs), grow (resize2fs / xfs_growfs), discard, and running
  * those helper programs with their output in our log.
  */
 #ifndef THINFS_FSUTIL_H
@@ -10,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Run argv (argv[0] looked up in PATH), wait. Its stdout/stderr lines go
  * to the log (debug on success, error on failure). 0, -ENOENT if the
@@ -69,6 +71,14 @@ int fsutil_unmount(const char *target);
 /* FIFREEZE / FITHAW on an fd opened on the mounted filesystem. */
 int fsutil_freeze(int fd);
 int fsutil_thaw(int fd);
+/* Open block device dev exclusively (O_EXCL), as mount(2) and mkfs do:
+ * the fd, -EBUSY while a filesystem (mounted, or unmounted lazily and
+ * still used) or another exclusive opener claims it, or -errno. */
+int fsutil_open_excl(const char *dev);
+/* What the kernel says block device rdev is bound to, from sysfs alone
+ * (opens no device): a loop device's backing file, a dm device's name.
+ * 0, or -ENODEV once it is unbound or gone. */
+int fsutil_bdev_identity(dev_t rdev, char *buf, size_t len);
 
 /* Grow the filesystem on dev_path to fill it. ext4: resize2fs dev_path
  * (mounted or not). xfs: needs mount_path (xfs_growfs); an unmounted xfs

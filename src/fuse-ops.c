@@ -197,12 +197,25 @@ static char *render(struct deviceset *ds, const struct node *n)
 	char state[64];
 
 	switch (n->kind) {
-	case N_CTL:
-		if (n->dev.mount_count > 0)
-			snprintf(state, sizeof(state), "mounted %d", n->dev.mount_count);
+	case N_CTL: {
+		/* The state, whether an unmounted filesystem lives on
+		 * (detached by the lazy unmount), then why the last
+		 * operation failed, if it did. */
+		struct ds_device_info dev = n->dev;
+		char lines[64 + 2 * POOL_DEV_PATH_MAX + 160];
+		int k;
+
+		ds_device_recheck(ds, &dev);
+		if (dev.mount_count > 0)
+			k = snprintf(lines, sizeof(lines), "mounted %d", dev.mount_count);
 		else
-			snprintf(state, sizeof(state), n->dev.automounted ? "automounted" : "unmounted");
-		return ctl_text_of(state, n->dev.last_error, n->dev.last_error_at);
+			k = snprintf(lines, sizeof(lines), dev.automounted ? "automounted" : "unmounted");
+		if (dev.held && k > 0 && (size_t)k < sizeof(lines))
+			snprintf(lines + k, sizeof(lines) - (size_t)k,
+				 "\nbusy: its filesystem lives on, detached, on %s: programs still "
+				 "use it ('fuser -vm %s' lists them)", dev.dev_path, dev.dev_path);
+		return ctl_text_of(lines, dev.last_error, dev.last_error_at);
+	}
 	case N_INFO: {
 		struct ds_device_info full = n->dev;
 

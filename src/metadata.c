@@ -435,6 +435,10 @@ int meta_device_save(const char *dir, const struct meta_device *m)
 	r = r ?: add(o, "created", json_object_new_int64(m->created));
 	if (!r && m->renamed_from[0])
 		r = add(o, "renamed_from", json_object_new_string(m->renamed_from));
+	if (!r && m->mount_count > 0) {
+		r = add(o, "mount_count", json_object_new_int(m->mount_count));
+		r = r ?: add(o, "mount_read_only", json_object_new_boolean(m->mount_read_only));
+	}
 	if (r < 0) {
 		json_object_put(o);
 		return r;
@@ -472,7 +476,13 @@ int meta_device_load(const char *dir, const char *name, struct meta_device *m)
 	if (r < 0)
 		goto out;
 	m->created = r == 1 ? 0 : (int64_t)v;
-	r = 0;
+	r = get_uint(o, dir, name, "mount_count", false, INT_MAX, &v);
+	if (r < 0)
+		goto out;
+	m->mount_count = r == 1 ? 0 : (int)v;
+	r = get_bool(o, dir, name, "mount_read_only", &m->mount_read_only);
+	if (r < 0)
+		goto out;
 	if ((m->parent[0] && !valid_file_name(m->parent)) ||
 	    (m->renamed_from[0] && !valid_file_name(m->renamed_from))) {
 		log_err("metadata %s/%s: parent or renamed_from is not a device name", dir, name);
@@ -783,6 +793,8 @@ char *meta_device_info_json(const struct ds_device_info *d)
 	r = r ?: add(o, "automounted", json_object_new_boolean(d->automounted));
 	r = r ?: add(o, "read_only", json_object_new_boolean(d->read_only));
 	r = r ?: add(o, "active", json_object_new_boolean(d->active));
+	r = r ?: add(o, "state", json_object_new_string(d->mount_count > 0 ? "mounted" : d->automounted ? "automounted"
+							: d->held ? "detached-busy" : d->active ? "active" : "inactive"));
 	r = r ?: add(o, "dm_name", json_object_new_string(d->dm_name));
 	r = r ?: add_nullable(o, "dev_path", str_or_null(d->dev_path));
 	r = r ?: add(o, "filesystem", json_object_new_string(d->filesystem));

@@ -8,7 +8,10 @@
  * and every key it knows keeps its name and type):
  *   <name>                device: device_id, size, transaction_id,
  *                         initialized, deleted, + parent, created,
- *                         renamed_from (only during a rename)
+ *                         renamed_from (only during a rename),
+ *                         mount_count and mount_read_only (only while
+ *                         the device is explicitly mounted: a start
+ *                         mounts it again, doc/design.md §4)
  *   deviceset-metadata    next_device_id, base_device_uuid, base_device_fs;
  *                         also written as Docker's BaseDeviceUUID and
  *                         BaseDeviceFilesystem, read from them when ours
@@ -39,6 +42,8 @@ struct meta_device {
 	char parent[DS_NAME_MAX + 1]; /* "" for the base device */
 	int64_t created;              /* unix seconds; 0 if absent */
 	char renamed_from[DS_NAME_MAX + 1]; /* "" unless a rename is under way */
+	int mount_count;              /* explicit mounts recorded; 0: not mounted */
+	bool mount_read_only;         /* those mounts are read-only */
 };
 
 struct meta_deviceset {

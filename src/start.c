@@ -293,6 +293,8 @@ static void adopt_or_deactivate(struct deviceset *s, struct device *d, void *arg
 	char name[POOL_DEV_NAME_MAX], path[POOL_DEV_PATH_MAX], dir[PATH_MAX];
 	struct stat dev_st, dir_st, top_st;
 	struct statvfs vfs;
+	bool held;
+	int fd;
 
 	if (!active_at_start(s, d, arg, path, sizeof(path)))
 		return;
@@ -315,11 +317,21 @@ static void adopt_or_deactivate(struct deviceset *s, struct device *d, void *arg
 			 d->automounted ? "automount" : "mount", dir, path);
 		return;
 	}
+	/* A filesystem an earlier run unmounted lazily, still in use, keeps
+	 * its device claimed: info shows it, as after the unmount. */
+	held = (fd = fsutil_open_excl(path)) == -EBUSY && stat(path, &dev_st) == 0;
+	if (fd >= 0)
+		close(fd);
 	if (s->ops->deactivate(s->pool, name, d->m.device_id, true) < 0)
 		log_warn("device '%s' was left active on %s by an earlier run and could not be deactivated",
 			 d->m.name, path);
 	else
 		log_info("device '%s': deactivated %s left active by an earlier run", d->m.name, path);
+	if (held) {
+		set_held(s, d, path, &dev_st);
+		log_warn("device '%s': its filesystem lives on, detached, on %s: programs still use it", d->m.name,
+			 path);
+	}
 }
 
 /* Adopt the mounts of an earlier run, deactivate what it left active. */
@@ -781,6 +793,7 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 	r = setup_base(s);
 	if (r < 0)
 		goto fail;
+	for_each_device(s, restore_mount, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &t[6]);
 	/* Where a start's time went, for large pools (tests/bench/scale.py). */
 	log_info("start: metadata files %ld ms, pool open %ld ms, identity and recovery %ld ms, pool device list "
@@ -816,7 +829,9 @@ void ds_stopping(struct deviceset *s)
 
 /* An orderly stop unmounts and deactivates what nothing uses; a device
  * still in use (a process's cwd or open files, a container on it) stays
- * mounted and active, and the next start adopts it (doc/design.md §1). */
+ * mounted and active, and the next start adopts it (doc/design.md §1).
+ * Explicit mounts stay recorded in the device files: the next start
+ * mounts them again, as ZFS's import does. */
 static void shutdown_one(struct deviceset *s, struct device *d, void *arg)
 {
 	(void)arg;

@@ -81,7 +81,7 @@ grep "left active" "$WORK/log" | sed 's/^/#   /'
 # resize-pool below the pool's size.
 out=$( (echo resize-pool 1G >"$M/ctl") 2>&1); st=$?
 [ $st -ne 0 ] && case $out in *"Invalid argument"*) true ;; *) false ;; esac; ok $? "resize-pool 1G: EINVAL"
-grep -q "^error: resize-pool 1073741824: smaller than the pool's [0-9]* bytes, and a pool never shrinks: give a size of at least [0-9]* bytes; nothing changed" \
+grep -q "^error: [0-9TZ:-]* resize-pool 1073741824: smaller than the pool's [0-9]* bytes, and a pool never shrinks: give a size of at least [0-9]* bytes; nothing changed" \
 	"$M/ctl"; ok $? "  ctl says why, naming the value and the pool's size"
 grep -q "resize-pool 1073741824: smaller than the pool's" "$WORK/log"; ok $? "  and so does the log"
 

@@ -30,6 +30,23 @@ static void put(const char *name, const char *text)
 	}
 }
 
+/* Does dir/name contain the text key? */
+static bool file_has(const char *name, const char *key)
+{
+	char path[512], buf[4096];
+	size_t n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "r");
+	if (f) {
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+	}
+	buf[n] = '\0';
+	return strstr(buf, key) != NULL;
+}
+
 static void corrupt(const char *what, const char *text)
 {
 	struct meta_device m;
@@ -163,6 +180,15 @@ int main(void)
 	meta_device_save(dir, &m);
 	ok(meta_device_load(dir, "web", &back) == 0 && strcmp(back.renamed_from, "old") == 0 && back.deleted,
 	   "renamed_from and deleted round trip");
+	ok(back.mount_count == 0 && !back.mount_read_only && !file_has("web", "mount_count"),
+	   "an unmounted device's file has no mount record");
+	m.mount_count = 2;
+	m.mount_read_only = true;
+	meta_device_save(dir, &m);
+	ok(meta_device_load(dir, "web", &back) == 0 && back.mount_count == 2 && back.mount_read_only,
+	   "the mount record (count, read-only) round trip");
+	m.mount_count = 0;
+	m.mount_read_only = false;
 	s.next_device_id = 77;
 	snprintf(s.base_device_uuid, sizeof(s.base_device_uuid), "1b0d1e5e-aaaa-bbbb-cccc-1234567890ab");
 	snprintf(s.base_device_fs, sizeof(s.base_device_fs), "xfs");
