@@ -664,6 +664,7 @@ static void unbury(struct deviceset *s, struct device *d, const struct meta_devi
 int ds_delete_device(struct deviceset *s, const char *name)
 {
 	bool discard = options_blk_discard(s->opts) && s->ops->discard;
+	char dir[PATH_MAX];
 	struct meta_device old;
 	struct device *d;
 	bool busy;
@@ -746,6 +747,12 @@ int ds_delete_device(struct deviceset *s, const char *name)
 	}
 out_unlock:
 	pthread_mutex_unlock(&s->lock);
+	/* Deleted, its directory in the autofs goes too (kept till now). */
+	if (r == 0 && s->autofs) {
+		mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
+		if (rmdir(dir) < 0 && errno != ENOENT)
+			log_warn("device '%s': cannot remove its mount directory %s: %s", name, dir, strerror(errno));
+	}
 out:
 	unlock_op(d);
 	put_device(s, d);
@@ -892,7 +899,7 @@ static void set_xfs_retries(struct deviceset *s, struct device *d, const char *d
 		close(fd);
 }
 
-/* STATEDIR/mnt/ID.automount marks the mount on STATEDIR/mnt/ID as an
+/* STATEDIR/mnt/ID.automount (with an autofs there, STATEDIR/mnt-automounts/ID.automount) marks the mount on STATEDIR/mnt/ID as an
  * automount, so that a restart adopts it as one. An empty file, created
  * and removed in one call each; no fsync: it means something only while
  * the mount exists, and no mount survives a reboot. */
@@ -901,7 +908,7 @@ void automount_marker(struct deviceset *s, struct device *d, bool set)
 	char path[PATH_MAX];
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/%" PRIu32 ".automount", s->mnt_dir, d->m.device_id);
+	snprintf(path, sizeof(path), "%s/%" PRIu32 ".automount", s->mark_dir, d->m.device_id);
 	if (set) {
 		fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 		if (fd < 0 || close(fd) < 0)
@@ -916,7 +923,7 @@ bool has_automount_marker(struct deviceset *s, struct device *d)
 {
 	char path[PATH_MAX];
 
-	snprintf(path, sizeof(path), "%s/%" PRIu32 ".automount", s->mnt_dir, d->m.device_id);
+	snprintf(path, sizeof(path), "%s/%" PRIu32 ".automount", s->mark_dir, d->m.device_id);
 	return access(path, F_OK) == 0;
 }
 
@@ -927,12 +934,17 @@ static int make_mount_dir(struct deviceset *s, const char *dir)
 {
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
 		return -errno;
-	return meta_fsync_path(s->mnt_dir);
+	/* An autofs lives in memory (and has no fsync). */
+	return s->autofs ? 0 : meta_fsync_path(s->mnt_dir);
 }
 
-/* Remove an empty mount directory; a failure only leaves it behind. */
-static void remove_mount_dir(struct device *d, const char *dir)
+/* Remove an empty mount directory; a failure only leaves it behind. In an
+ * autofs it stays while the device exists (ds_delete_device removes it):
+ * gone, a stat of the name would be a walk that mounts (autofs.c). */
+static void remove_mount_dir(struct deviceset *s, struct device *d, const char *dir)
 {
+	if (s->autofs)
+		return;
 	if (rmdir(dir) < 0 && errno != ENOENT)
 		log_warn("device '%s': cannot remove its mount directory %s: %s", d->m.name, dir,
 			 strerror(errno));
@@ -977,7 +989,7 @@ static int mount_device(struct deviceset *s, struct device *d, bool ro, const ch
 	if (r == 0)
 		r = fsutil_mount(dev_path, dir, s->dsm.base_device_fs, mount_how(s, ro), s->opts->mount_opt);
 	if (r < 0) {
-		remove_mount_dir(d, dir);
+		remove_mount_dir(s, d, dir);
 		pthread_mutex_lock(&s->lock);
 		deactivate(s, d, false);
 		pthread_mutex_unlock(&s->lock);
@@ -1088,8 +1100,16 @@ out:
 int unmount_fs(struct deviceset *s, struct device *d, int how)
 {
 	char dir[PATH_MAX];
+	bool layout;
 
 	mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
+	/* What rootfs leads to until the next mount: with an autofs, the
+	 * link is answered before the walk mounts it. Not before an expiry:
+	 * a look inside would count as a use. */
+	if (how != MNT_EXPIRE) {
+		layout = docker_layer_layout(dir);
+		TABLE(s, d->docker_layout = layout);
+	}
 	if (umount2(dir, how) < 0 && errno != EINVAL && errno != ENOENT) {
 		int e = errno;
 
@@ -1097,7 +1117,7 @@ int unmount_fs(struct deviceset *s, struct device *d, int how)
 			log_warn("device '%s': unmount %s: %s", d->m.name, dir, strerror(e));
 		return -e;
 	}
-	remove_mount_dir(d, dir);
+	remove_mount_dir(s, d, dir);
 	return 0;
 }
 

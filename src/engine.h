@@ -112,6 +112,12 @@ struct deviceset {
 	char *mnt_dir;            /* STATEDIR/mnt (-o ro: DS_RO_MOUNT_TOP/PREFIX):
 				   * device filesystems, by ID */
 	char *deleted_dir;        /* STATEDIR/deleted: buried devices' files, by ID */
+	/* The autofs on mnt_dir (autofs.c), NULL without one; and where the
+	 * automount markers go: mnt_dir, or beside it (mnt_dir-automounts)
+	 * when an autofs, which holds only directories, is there. Set at
+	 * start only. */
+	struct ds_autofs *autofs;
+	char *mark_dir;
 	char prefix[64];
 	const struct ds_options *opts;
 	const struct pool_ops *ops;
@@ -246,4 +252,12 @@ void automount_marker(struct deviceset *s, struct device *d, bool set);
 bool has_automount_marker(struct deviceset *s, struct device *d);
 int unmount_fs(struct deviceset *s, struct device *d, int how);
 int drop_automount(struct deviceset *s, struct device *d, int how);
+/* autofs.c: at start, mount (or take over) the autofs on mnt_dir, before
+ * anything is mounted there; 0 also when the kernel has none (s->autofs
+ * stays NULL). autofs_stop: no more requests (ds_close, before the
+ * devices are unmounted); autofs_close: unmount it unless a device stays
+ * mounted in it. */
+int autofs_open(struct deviceset *s);
+void autofs_stop(struct deviceset *s);
+void autofs_close(struct deviceset *s);
 #endif

@@ -314,6 +314,7 @@ int main(int argc, char **argv)
 	if (!fo.foreground)
 		tf_log_init(false, fo.debug ? LOG_DEBUG : LOG_INFO);
 	ds_start_worker(ds);
+	ds_start_autofs(ds);
 	lc = fuse_loop_cfg_create();
 	if (!lc)
 		goto out;
