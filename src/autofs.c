@@ -114,8 +114,8 @@ static bool has_mounts_below(const char *dir)
 	return found;
 }
 
-/* Mount a new autofs on dir, left catatonic (everyone in oz mode: nothing
- * triggers) until ds_start_autofs gives it the daemon's pipe. */
+/* Mount a new autofs on dir; its pipe is closed at once (connect_pipe
+ * gives it the daemon's). */
 static int mount_autofs(const char *dir)
 {
 	char opts[128];
@@ -123,14 +123,41 @@ static int mount_autofs(const char *dir)
 
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
-	/* No pgrp=: the caller's (which may be 0, under an init) until
-	 * ds_start_autofs sets the daemon's. */
+	/* No pgrp=: the caller's (a process started by the kernel may be
+	 * in group 0, which pgrp= cannot name). */
 	snprintf(opts, sizeof(opts), "fd=%d,minproto=5,maxproto=5,indirect", p[1]);
 	if (mount("thinfs", dir, "autofs", MS_NOSUID | MS_NODEV, opts) < 0)
 		r = -errno;
 	close(p[0]);
 	close(p[1]);
 	return r;
+}
+
+/* Make the autofs answer to a new pipe and to this process's group (oz
+ * mode): catatonic first (SETPIPEFD wants it; whatever waits on the old
+ * pipe gets ENOENT), then the pipe's write end to the kernel. The read
+ * end replaces a->pipe_fd. */
+static int connect_pipe(struct ds_autofs *a)
+{
+	struct autofs_dev_ioctl io = { 0 };
+	int p[2], r;
+
+	r = dev_ioctl(AUTOFS_DEV_IOCTL_CATATONIC, a->root_fd, NULL, NULL);
+	if (r < 0)
+		return r;
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	io.setpipefd.pipefd = p[1];
+	r = dev_ioctl(AUTOFS_DEV_IOCTL_SETPIPEFD, a->root_fd, NULL, &io);
+	close(p[1]);
+	if (r < 0) {
+		close(p[0]);
+		return r;
+	}
+	if (a->pipe_fd >= 0)
+		close(a->pipe_fd);
+	a->pipe_fd = p[0];
+	return 0;
 }
 
 int autofs_open(struct deviceset *s)
@@ -178,11 +205,12 @@ int autofs_open(struct deviceset *s)
 	}
 	a->root_fd = io.ioctlfd;
 	a->pipe_fd = -1;
-	/* Catatonic until the start: nobody triggers a mount meanwhile, and
-	 * whatever a killed run left waiting gets ENOENT. */
-	r = dev_ioctl(AUTOFS_DEV_IOCTL_CATATONIC, a->root_fd, NULL, NULL);
+	/* Ours from now on (a killed run's pipe is dead): the start's own
+	 * mkdir and mounts in it are in oz mode (a catatonic autofs refuses
+	 * mkdir); a walk by anyone else waits until ds_start_autofs. */
+	r = connect_pipe(a);
 	if (r < 0) {
-		log_err("autofs on %s: catatonic: %s", s->mnt_dir, strerror(-r));
+		log_err("autofs on %s: take its requests: %s", s->mnt_dir, strerror(-r));
 		close(a->root_fd);
 		goto fail;
 	}
@@ -276,42 +304,30 @@ static void *autofs_main(void *arg)
 int ds_start_autofs(struct deviceset *s)
 {
 	struct ds_autofs *a = s->autofs;
-	struct autofs_dev_ioctl io = { 0 };
-	int p[2] = { -1, -1 }, r;
+	int r;
 
 	if (!a || a->started)
 		return 0;
-	/* Oz mode is a process group: the daemon's own, not its caller's
-	 * (a script that starts thinfs -f in the background would never
-	 * trigger a mount). */
+	/* Oz mode is a process group: the daemon's own (it may have forked
+	 * to the background since autofs_open), not its caller's (a script
+	 * that starts thinfs -f in the background would never trigger a
+	 * mount). */
 	if (getpgrp() != getpid() && setpgid(0, 0) < 0)
 		log_warn("autofs on %s: setpgid: %s; processes in thinfs's process group never trigger a mount",
 			 s->mnt_dir, strerror(errno));
-	if (pipe2(p, O_CLOEXEC) < 0) {
-		r = -errno;
-		goto fail;
+	r = connect_pipe(a);
+	if (r == 0) {
+		r = -pthread_create(&a->thread, NULL, autofs_main, s);
+		if (r < 0)
+			ioctl(a->root_fd, AUTOFS_IOC_CATATONIC, 0);
 	}
-	io.setpipefd.pipefd = p[1];
-	r = dev_ioctl(AUTOFS_DEV_IOCTL_SETPIPEFD, a->root_fd, NULL, &io);
-	close(p[1]);
 	if (r < 0)
-		goto fail;
-	a->pipe_fd = p[0];
-	r = -pthread_create(&a->thread, NULL, autofs_main, s);
-	if (r < 0) {
-		ioctl(a->root_fd, AUTOFS_IOC_CATATONIC, 0);
-		goto fail;
-	}
+		/* Catatonic, the autofs lets every walk into an empty
+		 * directory: devices are then reached by mounting them. */
+		return fail(s, NULL, r, "autofs on %s: cannot take the kernel's requests: %s; a walk into rootfs "
+			    "mounts nothing", s->mnt_dir, strerror(-r));
 	a->started = true;
 	return 0;
-fail:
-	if (p[0] >= 0)
-		close(p[0]);
-	a->pipe_fd = -1;
-	/* Catatonic, the autofs lets every walk into an empty directory:
-	 * devices are then reached by mounting them (ctl). */
-	return fail(s, NULL, r, "autofs on %s: cannot take the kernel's requests: %s; a walk into rootfs mounts "
-		    "nothing", s->mnt_dir, strerror(-r));
 }
 
 void autofs_stop(struct deviceset *s)
@@ -336,6 +352,10 @@ void autofs_close(struct deviceset *s)
 	if (!a)
 		return;
 	autofs_stop(s);
+	if (a->pipe_fd >= 0) {
+		ioctl(a->root_fd, AUTOFS_IOC_CATATONIC, 0);
+		close(a->pipe_fd);
+	}
 	close(a->root_fd);
 	free(a);
 	s->autofs = NULL;

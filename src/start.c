@@ -366,11 +366,6 @@ static void clean_mount_dir(struct deviceset *s, const char *path)
 			continue;
 		if (d && (marker ? d->automounted : d->mount_count > 0 || d->automounted))
 			continue;
-		/* A catatonic autofs (till ds_start_autofs) refuses rmdir;
-		 * an empty directory there is harmless: a walk into it for
-		 * no device gets ENOENT. */
-		if (!marker && s->autofs)
-			continue;
 		if (unlinkat(dirfd(dir), e->d_name, marker ? 0 : AT_REMOVEDIR) < 0 && errno != ENOENT)
 			log_warn("cannot remove %s/%s: %s", path, e->d_name, strerror(errno));
 	}
