@@ -899,10 +899,11 @@ static void set_xfs_retries(struct deviceset *s, struct device *d, const char *d
 		close(fd);
 }
 
-/* STATEDIR/mnt/ID.automount (with an autofs there, STATEDIR/mnt-automounts/ID.automount) marks the mount on STATEDIR/mnt/ID as an
- * automount, so that a restart adopts it as one. An empty file, created
- * and removed in one call each; no fsync: it means something only while
- * the mount exists, and no mount survives a reboot. */
+/* STATEDIR/mnt/ID.automount (with an autofs there, which holds only
+ * directories: STATEDIR/mnt-automounts/ID.automount) marks the mount on
+ * STATEDIR/mnt/ID as an automount, so that a restart adopts it as one.
+ * An empty file, created and removed in one call each; no fsync: it means
+ * something only while the mount exists, and no mount survives a reboot. */
 void automount_marker(struct deviceset *s, struct device *d, bool set)
 {
 	char path[PATH_MAX];
