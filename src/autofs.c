@@ -231,7 +231,19 @@ without:
 
 bool ds_autofs_link(struct deviceset *s, const struct ds_device_info *info)
 {
+	struct device *d;
+	bool known = false;
+
 	if (!s->autofs)
+		return false;
+	/* A layout not known yet: the reader mounts, so that the link is
+	 * answered right (a Docker layer's leads into its rootfs/). */
+	d = get_device(s, info->name, false);
+	if (d) {
+		TABLE(s, known = d->layout_known);
+		put_device(s, d);
+	}
+	if (!known)
 		return false;
 	/* Made once and kept (unmounts leave it): a directory that is not
 	 * there would be looked up as a trigger, and a stat would mount.

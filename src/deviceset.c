@@ -362,7 +362,7 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 {
 	char origin_name[POOL_DEV_NAME_MAX], origin_path[POOL_DEV_PATH_MAX];
 	const char *origin_active = NULL;
-	bool unlocked = s->ops->concurrent_snap, made = false;
+	bool unlocked = s->ops->concurrent_snap, made = false, known, layer;
 	struct add_in_flight a = { 0 };
 	struct meta_device m = { 0 };
 	struct device *d;
@@ -433,6 +433,12 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 	if (d) {
 		insert_device(s, d);
 		TABLE(s, parent->n_children++);
+		/* A snapshot has its origin's filesystem: its layout, if that
+		 * is known and cannot have changed since (not mounted). */
+		TABLE(s, known = parent->layout_known && parent->mount_count == 0 && !parent->automounted;
+		      layer = parent->docker_layout);
+		if (known)
+			note_layout(s, d, layer);
 	}
 	/* Leaves once in the table: the name is never free in between. */
 	add_leave(s, &a);
@@ -661,6 +667,8 @@ static void unbury(struct deviceset *s, struct device *d, const struct meta_devi
 	}
 }
 
+static void layout_path(struct deviceset *s, uint32_t id, char *buf, size_t len);
+
 int ds_delete_device(struct deviceset *s, const char *name)
 {
 	bool discard = options_blk_discard(s->opts) && s->ops->discard;
@@ -752,6 +760,9 @@ out_unlock:
 		mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
 		if (rmdir(dir) < 0 && errno != ENOENT)
 			log_warn("device '%s': cannot remove its mount directory %s: %s", name, dir, strerror(errno));
+		layout_path(s, d->m.device_id, dir, sizeof(dir));
+		if (unlink(dir) < 0 && errno != ENOENT)
+			log_warn("device '%s': cannot remove %s: %s", name, dir, strerror(errno));
 	}
 out:
 	unlock_op(d);
@@ -928,6 +939,45 @@ bool has_automount_marker(struct deviceset *s, struct device *d)
 	return access(path, F_OK) == 0;
 }
 
+/* With an autofs, "not a Docker layer" is kept across restarts in
+ * MARKDIR/ID.plain (a layer is not: a filesystem changed while thinfs did
+ * not run must not lead the link into a rootfs/ that may be a symlink by
+ * now); without its file, the first read of the link mounts. A cache, no
+ * fsync: lost, a link read mounts once. */
+static void layout_path(struct deviceset *s, uint32_t id, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%" PRIu32 ".plain", s->mark_dir, id);
+}
+
+void note_layout(struct deviceset *s, struct device *d, bool layer)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	TABLE(s, d->docker_layout = layer; d->layout_known = true);
+	if (!s->autofs)
+		return;
+	layout_path(s, d->m.device_id, path, sizeof(path));
+	if (layer) {
+		if (unlink(path) < 0 && errno != ENOENT)
+			log_warn("device '%s': cannot remove %s: %s", d->m.name, path, strerror(errno));
+	} else if ((fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0 || close(fd) < 0) {
+		log_debug("device '%s': %s: %s", d->m.name, path, strerror(errno));
+	}
+}
+
+/* for_each_device at start, with an autofs: what note_layout kept. */
+void load_layout(struct deviceset *s, struct device *d, void *arg)
+{
+	char path[PATH_MAX];
+
+	(void)arg;
+	if (d->layout_known || d->buried)
+		return;
+	layout_path(s, d->m.device_id, path, sizeof(path));
+	d->layout_known = access(path, F_OK) == 0;
+}
+
 /* Make the mount directory STATEDIR/mnt/ID (or its -o ro counterpart;
  * 0755: as open as the filesystem's own root, the directory above decides
  * who gets that far). */
@@ -998,7 +1048,7 @@ static int mount_device(struct deviceset *s, struct device *d, bool ro, const ch
 	}
 	set_xfs_retries(s, d, dev_path);
 	layout = docker_layer_layout(dir);
-	TABLE(s, d->docker_layout = layout);
+	note_layout(s, d, layout);
 	log_info("%s device '%s' (%s) on %s%s", strcmp(why, "mount") == 0 ? "mounted" : "automounted",
 		 d->m.name, dev_path, dir, ro ? " read-only" : "");
 	return 0;
@@ -1109,7 +1159,7 @@ int unmount_fs(struct deviceset *s, struct device *d, int how)
 	 * a look inside would count as a use. */
 	if (how != MNT_EXPIRE) {
 		layout = docker_layer_layout(dir);
-		TABLE(s, d->docker_layout = layout);
+		note_layout(s, d, layout);
 	}
 	if (umount2(dir, how) < 0 && errno != EINVAL && errno != ENOENT) {
 		int e = errno;

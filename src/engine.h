@@ -77,8 +77,14 @@ struct device {
 	bool automounted;
 	bool read_only;
 	/* Its filesystem, when last mounted, was laid out as a Docker layer
-	 * (docker_layer_layout): rootfs leads into its rootfs/. Same locks. */
+	 * (docker_layer_layout): rootfs leads into its rootfs/. Same locks.
+	 * layout_known: docker_layout is true of the filesystem as it is
+	 * now (seen at a mount, an unmount, inherited at a snapshot, or "not
+	 * a layer" kept across restarts: note_layout); with an autofs, the
+	 * link of an unmounted device whose layout is not known is answered
+	 * after a mount, as without one. */
 	bool docker_layout;
+	bool layout_known;
 	/* Activation as this engine did it: written under the pool lock and
 	 * the table lock. */
 	bool active;
@@ -251,6 +257,8 @@ void reparent_one(struct deviceset *s, struct device *c, void *argp);
 void automount_marker(struct deviceset *s, struct device *d, bool set);
 bool has_automount_marker(struct deviceset *s, struct device *d);
 int unmount_fs(struct deviceset *s, struct device *d, int how);
+void note_layout(struct deviceset *s, struct device *d, bool layer);
+void load_layout(struct deviceset *s, struct device *d, void *arg);
 int drop_automount(struct deviceset *s, struct device *d, int how);
 /* autofs.c: at start, mount (or take over) the autofs on mnt_dir, before
  * anything is mounted there; 0 also when the kernel has none (s->autofs

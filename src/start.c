@@ -311,6 +311,7 @@ static void adopt_or_deactivate(struct deviceset *s, struct device *d, void *arg
 		d->mount_count = d->automounted ? 0 : 1;
 		d->read_only = statvfs(dir, &vfs) == 0 && (vfs.f_flag & ST_RDONLY);
 		d->docker_layout = docker_layer_layout(dir);
+		d->layout_known = true;
 		log_info("device '%s': adopted its %s on %s (%s) from an earlier run", d->m.name,
 			 d->automounted ? "automount" : "mount", dir, path);
 		return;
@@ -443,6 +444,7 @@ static int create_base(struct deviceset *s)
 	if (r < 0)
 		return r;
 	fault_point("base-after-initialized");
+	note_layout(s, d, false); /* a fresh filesystem: no Docker layer */
 	log_info("base device ready: id %" PRIu32 ", %s, UUID %s", id, type, uuid);
 	return 0;
 }
@@ -790,8 +792,10 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 	if (r < 0)
 		goto fail;
 	clean_mount_dir(s, s->mnt_dir);
-	if (strcmp(s->mark_dir, s->mnt_dir) != 0)
+	if (s->autofs) {
 		clean_mount_dir(s, s->mark_dir);
+		for_each_device(s, load_layout, NULL);
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t[5]);
 	r = setup_base(s);
 	if (r < 0)
