@@ -11,6 +11,8 @@ packages=(
 	libsystemd-dev
 	dmsetup thin-provisioning-tools xfsprogs e2fsprogs util-linux
 	jq python3 procps kmod
+	# tests/functional/listing.t: listing the namespace mounts nothing
+	tree
 	qemu-system-x86 linux-image-amd64 busybox-static xz-utils
 	lvm2
 	# tests/vm/dm-docker.sh: Debian's dockerd with the devicemapper driver

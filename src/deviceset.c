@@ -428,7 +428,7 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 {
 	char origin_name[POOL_DEV_NAME_MAX], origin_path[POOL_DEV_PATH_MAX];
 	const char *origin_active = NULL;
-	bool unlocked = s->ops->concurrent_snap, made = false;
+	bool unlocked = s->ops->concurrent_snap, made = false, known, layer;
 	struct add_in_flight a = { 0 };
 	struct meta_device m = { 0 };
 	struct device *d;
@@ -500,6 +500,12 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 		usage_of_snapshot(s, parent, d);
 		insert_device(s, d);
 		TABLE(s, parent->n_children++);
+		/* A snapshot has its origin's filesystem: its layout, if that
+		 * is known and cannot have changed since (not mounted). */
+		TABLE(s, known = parent->layout_known && parent->mount_count == 0 && !parent->automounted;
+		      layer = parent->docker_layout);
+		if (known)
+			note_layout(s, d, layer);
 	}
 	/* Leaves once in the table: the name is never free in between. */
 	add_leave(s, &a);
@@ -774,9 +780,12 @@ static void unbury(struct deviceset *s, struct device *d, const struct meta_devi
 	}
 }
 
+static void layout_path(struct deviceset *s, uint32_t id, char *buf, size_t len);
+
 int ds_delete_device(struct deviceset *s, const char *name)
 {
 	bool discard = options_blk_discard(s->opts) && s->ops->discard;
+	char dir[PATH_MAX];
 	struct meta_device old;
 	struct device *d;
 	bool busy;
@@ -862,6 +871,15 @@ int ds_delete_device(struct deviceset *s, const char *name)
 	}
 out_unlock:
 	pthread_mutex_unlock(&s->lock);
+	/* Deleted, its directory in the autofs goes too (kept till now). */
+	if (r == 0 && s->autofs) {
+		mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
+		if (rmdir(dir) < 0 && errno != ENOENT)
+			log_warn("device '%s': cannot remove its mount directory %s: %s", name, dir, strerror(errno));
+		layout_path(s, d->m.device_id, dir, sizeof(dir));
+		if (unlink(dir) < 0 && errno != ENOENT)
+			log_warn("device '%s': cannot remove %s: %s", name, dir, strerror(errno));
+	}
 out:
 	unlock_op(d);
 	put_device(s, d);
@@ -1100,16 +1118,17 @@ static void set_xfs_retries(struct deviceset *s, struct device *d, const char *d
 		close(fd);
 }
 
-/* STATEDIR/mnt/ID.automount marks the mount on STATEDIR/mnt/ID as an
- * automount, so that a restart adopts it as one. An empty file, created
- * and removed in one call each; no fsync: it means something only while
- * the mount exists, and no mount survives a reboot. */
+/* STATEDIR/mnt/ID.automount (with an autofs there, which holds only
+ * directories: STATEDIR/mnt-automounts/ID.automount) marks the mount on
+ * STATEDIR/mnt/ID as an automount, so that a restart adopts it as one.
+ * An empty file, created and removed in one call each; no fsync: it means
+ * something only while the mount exists, and no mount survives a reboot. */
 void automount_marker(struct deviceset *s, struct device *d, bool set)
 {
 	char path[PATH_MAX];
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/%" PRIu32 ".automount", s->mnt_dir, d->m.device_id);
+	snprintf(path, sizeof(path), "%s/%" PRIu32 ".automount", s->mark_dir, d->m.device_id);
 	if (set) {
 		fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 		if (fd < 0 || close(fd) < 0)
@@ -1124,8 +1143,47 @@ bool has_automount_marker(struct deviceset *s, struct device *d)
 {
 	char path[PATH_MAX];
 
-	snprintf(path, sizeof(path), "%s/%" PRIu32 ".automount", s->mnt_dir, d->m.device_id);
+	snprintf(path, sizeof(path), "%s/%" PRIu32 ".automount", s->mark_dir, d->m.device_id);
 	return access(path, F_OK) == 0;
+}
+
+/* With an autofs, "not a Docker layer" is kept across restarts in
+ * MARKDIR/ID.plain (a layer is not: a filesystem changed while thinfs did
+ * not run must not lead the link into a rootfs/ that may be a symlink by
+ * now); without its file, the first read of the link mounts. A cache, no
+ * fsync: lost, a link read mounts once. */
+static void layout_path(struct deviceset *s, uint32_t id, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%" PRIu32 ".plain", s->mark_dir, id);
+}
+
+void note_layout(struct deviceset *s, struct device *d, bool layer)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	TABLE(s, d->docker_layout = layer; d->layout_known = true);
+	if (!s->autofs)
+		return;
+	layout_path(s, d->m.device_id, path, sizeof(path));
+	if (layer) {
+		if (unlink(path) < 0 && errno != ENOENT)
+			log_warn("device '%s': cannot remove %s: %s", d->m.name, path, strerror(errno));
+	} else if ((fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0 || close(fd) < 0) {
+		log_debug("device '%s': %s: %s", d->m.name, path, strerror(errno));
+	}
+}
+
+/* for_each_device at start, with an autofs: what note_layout kept. */
+void load_layout(struct deviceset *s, struct device *d, void *arg)
+{
+	char path[PATH_MAX];
+
+	(void)arg;
+	if (d->layout_known || d->buried)
+		return;
+	layout_path(s, d->m.device_id, path, sizeof(path));
+	d->layout_known = access(path, F_OK) == 0;
 }
 
 /* Make the mount directory STATEDIR/mnt/ID (or its -o ro counterpart;
@@ -1135,12 +1193,17 @@ static int make_mount_dir(struct deviceset *s, const char *dir)
 {
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
 		return -errno;
-	return meta_fsync_path(s->mnt_dir);
+	/* An autofs lives in memory (and has no fsync). */
+	return s->autofs ? 0 : meta_fsync_path(s->mnt_dir);
 }
 
-/* Remove an empty mount directory; a failure only leaves it behind. */
-static void remove_mount_dir(struct device *d, const char *dir)
+/* Remove an empty mount directory; a failure only leaves it behind. In an
+ * autofs it stays while the device exists (ds_delete_device removes it):
+ * gone, a stat of the name would be a walk that mounts (autofs.c). */
+static void remove_mount_dir(struct deviceset *s, struct device *d, const char *dir)
 {
+	if (s->autofs)
+		return;
 	if (rmdir(dir) < 0 && errno != ENOENT)
 		log_warn("device '%s': cannot remove its mount directory %s: %s", d->m.name, dir,
 			 strerror(errno));
@@ -1223,7 +1286,7 @@ static int mount_device(struct deviceset *s, struct device *d, bool ro, const ch
 	if (r == 0)
 		r = fsutil_mount(dev_path, dir, s->dsm.base_device_fs, mount_how(s, ro), s->opts->mount_opt);
 	if (r < 0) {
-		remove_mount_dir(d, dir);
+		remove_mount_dir(s, d, dir);
 		pthread_mutex_lock(&s->lock);
 		deactivate(s, d, false);
 		pthread_mutex_unlock(&s->lock);
@@ -1231,7 +1294,7 @@ static int mount_device(struct deviceset *s, struct device *d, bool ro, const ch
 	}
 	set_xfs_retries(s, d, dev_path);
 	layout = docker_layer_layout(dir);
-	TABLE(s, d->docker_layout = layout);
+	note_layout(s, d, layout);
 	log_info("%s device '%s' (%s) on %s%s", strcmp(why, "mount") == 0 ? "mounted" : "automounted",
 		 d->m.name, dev_path, dir, ro ? " read-only" : "");
 	return 0;
@@ -1349,8 +1412,16 @@ out:
 int unmount_fs(struct deviceset *s, struct device *d, int how)
 {
 	char dir[PATH_MAX];
+	bool layout;
 
 	mount_dir_of(s, d->m.device_id, dir, sizeof(dir));
+	/* What rootfs leads to until the next mount: with an autofs, the
+	 * link is answered before the walk mounts it. Not before an expiry:
+	 * a look inside would count as a use. */
+	if (how != MNT_EXPIRE) {
+		layout = docker_layer_layout(dir);
+		note_layout(s, d, layout);
+	}
 	if (umount2(dir, how) < 0 && errno != EINVAL && errno != ENOENT) {
 		int e = errno;
 
@@ -1358,7 +1429,7 @@ int unmount_fs(struct deviceset *s, struct device *d, int how)
 			log_warn("device '%s': unmount %s: %s", d->m.name, dir, strerror(e));
 		return -e;
 	}
-	remove_mount_dir(d, dir);
+	remove_mount_dir(s, d, dir);
 	return 0;
 }
 

@@ -189,6 +189,16 @@ int ds_mount(struct deviceset *ds, const char *name, bool read_only);
  * (automount off, already mounted); the failure is logged and kept in
  * last_error. */
 int ds_automount(struct deviceset *ds, const char *name);
+/* With an autofs on the mount directory (autofs.c), a walk into a
+ * device's mount directory automounts it and nothing else does: make the
+ * directory (a stat of it then triggers nothing) and return true, and the
+ * rootfs link is answered without mounting. false without an autofs, or
+ * while the device's layout is not known (a Docker layer's link leads
+ * into its rootfs/): the reader of the link automounts. */
+bool ds_autofs_link(struct deviceset *ds, const struct ds_device_info *info);
+/* After the daemon went to the background: take the autofs's requests
+ * (its own process group, a new pipe, a thread). */
+int ds_start_autofs(struct deviceset *ds);
 /* The directory a device's filesystem is mounted on, STATEDIR/mnt/ID:
  * named by ID so a rename does not move it. It exists only while mounted.
  * -ENOENT for an unknown device. */

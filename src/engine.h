@@ -82,8 +82,14 @@ struct device {
 	bool automounted;
 	bool read_only;
 	/* Its filesystem, when last mounted, was laid out as a Docker layer
-	 * (docker_layer_layout): rootfs leads into its rootfs/. Same locks. */
+	 * (docker_layer_layout): rootfs leads into its rootfs/. Same locks.
+	 * layout_known: docker_layout is true of the filesystem as it is
+	 * now (seen at a mount, an unmount, inherited at a snapshot, or "not
+	 * a layer" kept across restarts: note_layout); with an autofs, the
+	 * link of an unmounted device whose layout is not known is answered
+	 * after a mount, as without one. */
 	bool docker_layout;
+	bool layout_known;
 	/* Activation as this engine did it: written under the pool lock and
 	 * the table lock. */
 	bool active;
@@ -132,6 +138,12 @@ struct deviceset {
 	char *mnt_dir;            /* STATEDIR/mnt (-o ro: DS_RO_MOUNT_TOP/PREFIX):
 				   * device filesystems, by ID */
 	char *deleted_dir;        /* STATEDIR/deleted: buried devices' files, by ID */
+	/* The autofs on mnt_dir (autofs.c), NULL without one; and where the
+	 * automount markers go: mnt_dir, or beside it (mnt_dir-automounts)
+	 * when an autofs, which holds only directories, is there. Set at
+	 * start only. */
+	struct ds_autofs *autofs;
+	char *mark_dir;
 	char prefix[64];
 	const struct ds_options *opts;
 	const struct pool_ops *ops;
@@ -283,10 +295,20 @@ void reparent_one(struct deviceset *s, struct device *c, void *argp);
 void automount_marker(struct deviceset *s, struct device *d, bool set);
 bool has_automount_marker(struct deviceset *s, struct device *d);
 int unmount_fs(struct deviceset *s, struct device *d, int how);
+void note_layout(struct deviceset *s, struct device *d, bool layer);
+void load_layout(struct deviceset *s, struct device *d, void *arg);
 int drop_automount(struct deviceset *s, struct device *d, int how);
 /* for_each_device at start: mount d again as its file records. */
 void restore_mount(struct deviceset *s, struct device *d, void *arg);
 /* Note d's block device dev_path as held (in use with no mount of ours
  * on it; NULL: not), st its stat or NULL. Table lock not held. */
 void set_held(struct deviceset *s, struct device *d, const char *dev_path, const struct stat *st);
+/* autofs.c: at start, mount (or take over) the autofs on mnt_dir, before
+ * anything is mounted there; 0 also when the kernel has none (s->autofs
+ * stays NULL). autofs_stop: no more requests (ds_close, before the
+ * devices are unmounted); autofs_close: unmount it unless a device stays
+ * mounted in it. */
+int autofs_open(struct deviceset *s);
+void autofs_stop(struct deviceset *s);
+void autofs_close(struct deviceset *s);
 #endif

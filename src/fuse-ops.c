@@ -471,15 +471,20 @@ static void tf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 				    "a truncate of ctl are accepted)"));
 }
 
-/* rootfs: the device's mount directory. The kernel asks for the link on
- * every walk through it, so an unmounted device is automounted (read-only,
- * dm.automount) before the answer, and the walk finds its files. Mounting
- * resolves no path in this filesystem, so this worker waits for nothing
- * that needs another FUSE request. Without automount, or if it fails, the
- * link leads nowhere (ENOENT when followed). */
+/* rootfs: the device's mount directory. The kernel asks for the link both
+ * when a program reads or stats it (ls -l, stat -L, tree, completion) and
+ * on every walk through it. With an autofs on the mount directories
+ * (src/autofs.c) the answer mounts nothing: the kernel asks the daemon
+ * for the mount only when the walk goes *into* the directory. Without
+ * one, an unmounted device is automounted (read-only, dm.automount)
+ * before the answer, so that the walk finds its files. Mounting resolves
+ * no path in this filesystem, so this worker waits for nothing that needs
+ * another FUSE request. Without automount, or if it fails, the link leads
+ * nowhere (ENOENT when followed). */
 static void tf_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	struct deviceset *ds = ctx_of(req)->ds;
+	bool autofs, mounted;
 	struct stat st;
 	struct node n;
 	int r = get_node(ds, ino, &n);
@@ -490,14 +495,19 @@ static void tf_readlink(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_err(req, -r);
 		return;
 	}
+	mounted = n.dev.mount_count > 0 || n.dev.automounted;
+	autofs = ds_autofs_link(ds, &n.dev);
 	/* Mounted now, the device's info says where its files are (a
 	 * Docker layer keeps them in rootfs/ of its filesystem). */
-	if (n.dev.mount_count == 0 && !n.dev.automounted && ds_automount(ds, n.dev.name) == 0)
+	if (!autofs && !mounted && ds_automount(ds, n.dev.name) == 0) {
 		ds_device_info(ds, n.dev.name, &n.dev);
+		mounted = n.dev.mount_count > 0 || n.dev.automounted;
+	}
 	/* A layer's rootfs/ lives in the device's own filesystem: should it
 	 * have been turned into a symlink since the mount, the link must not
-	 * lead through it to somewhere else on the host. */
-	if (strcmp(n.dev.rootfs, n.dev.mount_dir) != 0 &&
+	 * lead through it to somewhere else on the host. (Unmounted, the
+	 * layout is the one seen at its last unmount: nothing changed it.) */
+	if (strcmp(n.dev.rootfs, n.dev.mount_dir) != 0 && (mounted || !autofs) &&
 	    (lstat(n.dev.rootfs, &st) < 0 || !S_ISDIR(st.st_mode)))
 		snprintf(n.dev.rootfs, sizeof(n.dev.rootfs), "%s", n.dev.mount_dir);
 	fuse_reply_readlink(req, n.dev.rootfs);

@@ -208,7 +208,15 @@ static int open_loop_store(struct pool *p, const struct pool_config *cfg)
 			p->data_file, type);
 		return -EINVAL;
 	}
-	r = meta_mkdir_p(p->store, 0700); /* read-only: in the engine's own directory */
+	/* Read-only: in the engine's own directory under /run, which keeps
+	 * nothing across a reboot and may be an autofs (no fsync there). */
+	if (p->read_only) {
+		r = mkdir(p->store, 0700) < 0 && errno != EEXIST ? -errno : 0;
+		if (r < 0)
+			log_err("reflink pool: mkdir %s: %s", p->store, strerror(-r));
+	} else {
+		r = meta_mkdir_p(p->store, 0700);
+	}
 	if (r < 0)
 		return r;
 	/* Read-only, the XFS log is not replayed: that would write. */

@@ -313,6 +313,7 @@ static void adopt_or_deactivate(struct deviceset *s, struct device *d, void *arg
 		d->mount_count = d->automounted ? 0 : 1;
 		d->read_only = statvfs(dir, &vfs) == 0 && (vfs.f_flag & ST_RDONLY);
 		d->docker_layout = docker_layer_layout(dir);
+		d->layout_known = true;
 		log_info("device '%s': adopted its %s on %s (%s) from an earlier run", d->m.name,
 			 d->automounted ? "automount" : "mount", dir, path);
 		return;
@@ -357,14 +358,15 @@ static int adopt_active(struct deviceset *s)
 }
 
 /* After adoption: what STATEDIR/mnt holds beyond the adopted mounts
- * (empty mount directories, automount markers from before a reboot) goes. */
-static void clean_mount_dir(struct deviceset *s)
+ * (empty mount directories, automount markers from before a reboot) goes;
+ * path: mnt_dir, then mark_dir if the markers are elsewhere. */
+static void clean_mount_dir(struct deviceset *s, const char *path)
 {
-	DIR *dir = opendir(s->mnt_dir);
+	DIR *dir = opendir(path);
 	struct dirent *e;
 
 	if (!dir) {
-		log_warn("cannot read %s: %s", s->mnt_dir, strerror(errno));
+		log_warn("cannot read %s: %s", path, strerror(errno));
 		return;
 	}
 	while ((e = readdir(dir))) {
@@ -378,7 +380,7 @@ static void clean_mount_dir(struct deviceset *s)
 		if (d && (marker ? d->automounted : d->mount_count > 0 || d->automounted))
 			continue;
 		if (unlinkat(dirfd(dir), e->d_name, marker ? 0 : AT_REMOVEDIR) < 0 && errno != ENOENT)
-			log_warn("cannot remove %s/%s: %s", s->mnt_dir, e->d_name, strerror(errno));
+			log_warn("cannot remove %s/%s: %s", path, e->d_name, strerror(errno));
 	}
 	closedir(dir);
 }
@@ -454,6 +456,7 @@ static int create_base(struct deviceset *s)
 	if (r < 0)
 		return r;
 	fault_point("base-after-initialized");
+	note_layout(s, d, false); /* a fresh filesystem: no Docker layer */
 	log_info("base device ready: id %" PRIu32 ", %s, UUID %s", id, type, uuid);
 	return 0;
 }
@@ -603,14 +606,19 @@ static void destroy(struct deviceset *s)
 		for_each_device(s, free_all, NULL);
 	if (s->pool)
 		s->ops->close(s->pool);
+	autofs_close(s);
 	/* -o ro's own mount directory goes with it, unless a mount in use
-	 * stays there for the next start. */
+	 * stays there for the next start (in its autofs: EBUSY). */
 	if (s->opts && s->opts->read_only && s->mnt_dir && rmdir(s->mnt_dir) < 0 && errno != ENOENT &&
-	    errno != ENOTEMPTY && errno != EEXIST)
+	    errno != ENOTEMPTY && errno != EEXIST && errno != EBUSY)
 		log_warn("cannot remove %s: %s", s->mnt_dir, strerror(errno));
+	if (s->mark_dir && s->mnt_dir && strcmp(s->mark_dir, s->mnt_dir) != 0 && rmdir(s->mark_dir) < 0 &&
+	    errno != ENOENT && errno != ENOTEMPTY)
+		log_warn("cannot remove %s: %s", s->mark_dir, strerror(errno));
 	if (s->state_fd >= 0)
 		close(s->state_fd);
 	free(s->mnt_dir);
+	free(s->mark_dir);
 	free(s->deleted_dir);
 	free(s->by_name);
 	free(s->by_id);
@@ -699,6 +707,17 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 		r = meta_mkdir_p(s->deleted_dir, 0700);
 	if (r == 0)
 		r = meta_mkdir_p(s->mnt_dir, 0700);
+	/* The autofs goes on the mount directory before anything is mounted
+	 * in it (-o ro's image store, adopted mounts are in it already). */
+	if (r == 0)
+		r = autofs_open(s);
+	if (r == 0 && (s->autofs ? asprintf(&s->mark_dir, "%s-automounts", s->mnt_dir) < 0
+				 : !(s->mark_dir = strdup(s->mnt_dir)))) {
+		s->mark_dir = NULL;
+		r = -ENOMEM;
+	}
+	if (r == 0 && s->autofs)
+		r = meta_mkdir_p(s->mark_dir, 0700);
 	if (r < 0)
 		goto fail;
 	/* Only root gets into STATEDIR, unless the FUSE mount lets others
@@ -788,7 +807,11 @@ int ds_open(const char *state_dir, const struct ds_options *opts, struct devices
 	r = adopt_active(s);
 	if (r < 0)
 		goto fail;
-	clean_mount_dir(s);
+	clean_mount_dir(s, s->mnt_dir);
+	if (s->autofs) {
+		clean_mount_dir(s, s->mark_dir);
+		for_each_device(s, load_layout, NULL);
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t[5]);
 	r = setup_base(s);
 	if (r < 0)
@@ -861,6 +884,7 @@ void ds_close(struct deviceset *s)
 		pthread_mutex_unlock(&s->lock);
 		pthread_join(s->worker, NULL);
 	}
+	autofs_stop(s);
 	pthread_mutex_lock(&s->lock);
 	for_each_device(s, shutdown_one, NULL);
 	if (!s->opts->read_only && save_deviceset(s) < 0)

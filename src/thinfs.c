@@ -627,6 +627,7 @@ int main(int argc, char **argv)
 		ds_daemonized(ds);
 	}
 	ds_start_worker(ds);
+	ds_start_autofs(ds);
 	lc = fuse_loop_cfg_create();
 	if (!lc)
 		goto out;

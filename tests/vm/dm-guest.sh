@@ -42,7 +42,7 @@ if [ "${THINFS_VM_PARTS:-full}" = quick ]; then
 	echo "dm-guest: done (quick)"
 	exit 0
 fi
-for t in namespace errors data restart remount detached stress safety automount; do
+for t in namespace errors data restart remount detached stress safety automount listing; do
 	run_part "functional-$t" bash "$top_srcdir/tests/functional/$t.t"
 done
 run_part dm-cases bash "$top_srcdir/tests/vm/dm-cases.sh"
