@@ -531,39 +531,33 @@ static void dir_list_destroy(struct tf_handle *h)
 	free(l);
 }
 
-static void tf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* Make (again) the listing of directory ino in l: ".", "..", its files,
+ * then its child devices. */
+static int fill_listing(struct deviceset *ds, fuse_ino_t ino, struct dir_list *l)
 {
-	struct tf_fuse_ctx *c = ctx_of(req);
-	struct deviceset *ds = c->ds;
 	struct ds_entry *children = NULL;
-	struct dir_list *l = NULL;
+	struct dir_ent *e;
 	size_t nchildren = 0, k = 0;
 	struct node n;
 	int r;
 
 	r = get_node(ds, ino, &n);
 	if (r < 0)
-		goto err;
-	if (!is_dir_kind(n.kind)) {
-		r = -ENOTDIR;
-		goto err;
-	}
+		return r;
+	if (!is_dir_kind(n.kind))
+		return -ENOTDIR;
 	r = ds_list(ds, dir_device(&n), &children, &nchildren);
 	if (r < 0)
-		goto err;
-	l = calloc(1, sizeof(*l));
-	if (l) {
-		l->h.destroy = dir_list_destroy;
-		l->e = calloc(nchildren + 6, sizeof(*l->e));
-	}
-	if (!l || !l->e) {
-		r = -ENOMEM;
-		goto err;
+		return r;
+	e = calloc(nchildren + 6, sizeof(*e));
+	if (!e) {
+		free(children);
+		return -ENOMEM;
 	}
 #define ADD(nm, in, ty) do { \
-		snprintf(l->e[k].name, sizeof(l->e[k].name), "%s", nm); \
-		l->e[k].ino = in; \
-		l->e[k].type = ty; \
+		snprintf(e[k].name, sizeof(e[k].name), "%s", nm); \
+		e[k].ino = in; \
+		e[k].type = ty; \
 		k++; \
 	} while (0)
 	ADD(".", ino, S_IFDIR);
@@ -579,23 +573,47 @@ static void tf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 	for (size_t i = 0; i < nchildren; i++)
 		ADD(children[i].name, dev_ino(children[i].device_id, N_DIR), S_IFDIR);
-	l->n = k;
 #undef ADD
 	free(children);
+	free(l->e);
+	l->e = e;
+	l->n = k;
+	return 0;
+}
+
+static void tf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct tf_fuse_ctx *c = ctx_of(req);
+	struct dir_list *l;
+	struct node n;
+	int r;
+
+	r = get_node(c->ds, ino, &n);
+	if (r == 0 && !is_dir_kind(n.kind))
+		r = -ENOTDIR;
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	l = calloc(1, sizeof(*l));
+	if (!l) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	l->h.destroy = dir_list_destroy;
 	fi->fh = (uint64_t)(uintptr_t)l;
 	/* The kernel keeps the listing until a mkdir, rmdir or rename in
-	 * this directory (all of which come through it) changes it. */
+	 * this directory (all of which come through it) changes it. It
+	 * keeps what a READDIR answered, tagged with the directory's
+	 * version when that READDIR was sent, so the listing is made at
+	 * the READDIR of offset 0 (tf_readdir), never before: one made at
+	 * opendir could miss a mkdir done between the two and stay cached
+	 * as current. */
 	fi->cache_readdir = 1;
 	fi->keep_cache = 1;
 	handle_link(c, &l->h);
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		handle_close(c, &l->h);
-	return;
-err:
-	free(children);
-	if (l)
-		dir_list_destroy(&l->h);
-	fuse_reply_err(req, -r);
 }
 
 static void tf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -604,8 +622,16 @@ static void tf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct dir_list *l = (struct dir_list *)(uintptr_t)fi->fh;
 	char *buf;
 	size_t used = 0;
+	int r;
 
-	(void)ino;
+	/* The kernel serialises the READDIRs of one open directory. */
+	if (off == 0) {
+		r = fill_listing(ctx_of(req)->ds, ino, l);
+		if (r < 0) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+	}
 	buf = malloc(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
