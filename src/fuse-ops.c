@@ -685,9 +685,14 @@ err:
  * refused (EBUSY) while that tree holds a mounted device, and the process
  * is marked; then every unlink and rmdir of that process inside top's
  * tree is refused too, while the tree still holds the mount (and the mark
- * has not idled out, RMWALK_IDLE_SECONDS). 0, or -EBUSY with the reason
- * kept in the ctl of dev, the device whose entry the walk removes. */
-static int walk_guard(fuse_req_t req, const char *op, const char *dev, const char *name, bool own_file)
+ * has not idled out, RMWALK_IDLE_SECONDS). Only that first step (first)
+ * looks at the whole tree: the other steps look up the caller's marks,
+ * so a walk of many devices is not a scan of the table at each step. A
+ * caller whose process cannot be told (outside our pid namespace) has
+ * its first step refused but is not marked: such callers would share
+ * one mark. 0, or -EBUSY with the reason kept in the ctl of dev, the
+ * device whose entry the walk removes. */
+static int walk_guard(fuse_req_t req, const char *op, const char *dev, const char *name, bool first)
 {
 	struct tf_fuse_ctx *c = ctx_of(req);
 	char tops[WALK_TOPS_MAX][DS_NAME_MAX + 1];
@@ -698,11 +703,11 @@ static int walk_guard(fuse_req_t req, const char *op, const char *dev, const cha
 	size_t n;
 
 	/* The first step of a walk in dev's tree? */
-	busy = own_file && ds_subtree_busy(c->ds, dev, why, sizeof(why)) == -EBUSY;
+	busy = first && ds_subtree_busy(c->ds, dev, why, sizeof(why)) == -EBUSY;
 	if (!busy && !rmwalk_any(&c->walks))
 		return 0;
 	rmwalk_who_of(fuse_req_ctx(req)->pid, &who);
-	n = rmwalk_tops(&c->walks, &who, tops, WALK_TOPS_MAX);
+	n = who.tgid ? rmwalk_tops(&c->walks, &who, tops, WALK_TOPS_MAX) : 0;
 	for (size_t i = 0; i < n && i < WALK_TOPS_MAX && !covered; i++) {
 		if (!ds_within(c->ds, dev, tops[i]))
 			continue;
@@ -716,7 +721,7 @@ static int walk_guard(fuse_req_t req, const char *op, const char *dev, const cha
 	if (busy) {
 		/* Inside a walk already marked higher up, that mark covers
 		 * it: a process keeps one mark per walk. */
-		if (!covered && rmwalk_mark(&c->walks, &who, dev) < 0)
+		if (!covered && who.tgid && rmwalk_mark(&c->walks, &who, dev) < 0)
 			log_err("rm -r walk of '%s': no memory to remember it", dev);
 		ds_device_path(c->ds, covered ? covered : dev, path, sizeof(path));
 		return refuse(req, dev, op, name, EBUSY,
@@ -770,7 +775,7 @@ static void tf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	    (p.kind == N_ROOT && strcmp(name, TF_LIST_FILE) == 0)) {
 		/* Part of `rm -r DEV`: changes nothing, unless the walk must
 		 * stop here (walk_guard). */
-		r = walk_guard(req, "unlink", dir_device(&p), name, true);
+		r = walk_guard(req, "unlink", dir_device(&p), name, strcmp(name, "ctl") == 0);
 		goto out;
 	}
 	if (child_ino(ds, &p, name, &ino) == 0)
