@@ -101,7 +101,8 @@ static int refresh(const char *mnt)
 		return 0;
 	if (r == -EPERM || r == -EACCES) {
 		fprintf(stderr, "thinfs list: --refresh: only root asks for fresh figures (it writes %s); "
-			"without it the figures are at most 30 s older than the last read\n", path);
+			"without it the figures are at most %d s older than the last read\n", path,
+			USAGE_MAX_AGE_SECONDS);
 		return r;
 	}
 	err = read_all(path, &back) == 0 ? strstr(back, "error: ") : NULL;
