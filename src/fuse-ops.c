@@ -178,16 +178,17 @@ static const char *dir_device(const struct node *n)
 }
 
 /* A ctl's text: its state line, then "error: TIME REASON" if the last
- * operation on it failed; malloc'd. */
-static char *ctl_text_of(const char *state, const char *err, int64_t at)
+ * operation on it failed (always the second line, if any), then more
+ * (lines ending in "\n", or ""); malloc'd. */
+static char *ctl_text_of(const char *state, const char *err, int64_t at, const char *more)
 {
 	char when[META_ISO_TIME_LEN];
 	char *text;
 
 	meta_iso_time(at, when, sizeof(when));
 	if (!err[0])
-		return asprintf(&text, "%s\n", state) < 0 ? NULL : text;
-	return asprintf(&text, "%s\nerror: %s %s\n", state, when[0] ? when : "-", err) < 0 ? NULL : text;
+		return asprintf(&text, "%s\n%s", state, more) < 0 ? NULL : text;
+	return asprintf(&text, "%s\nerror: %s %s\n%s", state, when[0] ? when : "-", err, more) < 0 ? NULL : text;
 }
 
 /* The text of a ctl or info file; malloc'd. */
@@ -198,23 +199,22 @@ static char *render(struct deviceset *ds, const struct node *n)
 
 	switch (n->kind) {
 	case N_CTL: {
-		/* The state, whether an unmounted filesystem lives on
-		 * (detached by the lazy unmount), then why the last
-		 * operation failed, if it did. */
+		/* The state, why the last operation failed, if it did,
+		 * then whether an unmounted filesystem lives on (detached
+		 * by the lazy unmount). */
 		struct ds_device_info dev = n->dev;
-		char lines[64 + 2 * POOL_DEV_PATH_MAX + 160];
-		int k;
+		char busy[2 * POOL_DEV_PATH_MAX + 160] = "";
 
 		ds_device_recheck(ds, &dev);
 		if (dev.mount_count > 0)
-			k = snprintf(lines, sizeof(lines), "mounted %d", dev.mount_count);
+			snprintf(state, sizeof(state), "mounted %d", dev.mount_count);
 		else
-			k = snprintf(lines, sizeof(lines), dev.automounted ? "automounted" : "unmounted");
-		if (dev.held && k > 0 && (size_t)k < sizeof(lines))
-			snprintf(lines + k, sizeof(lines) - (size_t)k,
-				 "\nbusy: its filesystem lives on, detached, on %s: programs still "
-				 "use it ('fuser -vm %s' lists them)", dev.dev_path, dev.dev_path);
-		return ctl_text_of(lines, dev.last_error, dev.last_error_at);
+			snprintf(state, sizeof(state), dev.automounted ? "automounted" : "unmounted");
+		if (dev.held)
+			snprintf(busy, sizeof(busy),
+				 "busy: its filesystem lives on, detached, on %s: programs still "
+				 "use it ('fuser -vm %s' lists them)\n", dev.dev_path, dev.dev_path);
+		return ctl_text_of(state, dev.last_error, dev.last_error_at, busy);
 	}
 	case N_INFO: {
 		struct ds_device_info full = n->dev;
@@ -241,7 +241,7 @@ static char *render(struct deviceset *ds, const struct node *n)
 			return meta_pool_info_json(&pi);
 		}
 		snprintf(state, sizeof(state), "ok %s %u devices", pi.backend, pi.device_count);
-		return ctl_text_of(state, pi.last_error, pi.last_error_at);
+		return ctl_text_of(state, pi.last_error, pi.last_error_at, "");
 	default:
 		return NULL;
 	}
