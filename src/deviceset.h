@@ -254,7 +254,7 @@ struct ds_list_entry {
 	uint32_t device_id;
 	uint64_t size;
 	int mount_count;
-	bool automounted, read_only, active;
+	bool automounted, read_only, active, held;
 	/* As ds_device_info's (usage_at 0: not looked yet); what it maps
 	 * is their sum, as of usage_at. */
 	uint64_t exclusive_bytes, shared_bytes;

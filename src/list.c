@@ -150,10 +150,8 @@ static void size_text(char *buf, size_t len, uint64_t v, bool known, bool bytes)
 
 static void state_text(char *buf, size_t len, const struct ds_list_entry *e)
 {
-	if (e->mount_count > 0)
-		snprintf(buf, len, "mounted%s", e->read_only ? " ro" : "");
-	else
-		snprintf(buf, len, "%s", e->automounted ? "automounted" : e->active ? "active" : "unmounted");
+	snprintf(buf, len, "%s%s", meta_state_word(e->mount_count, e->automounted, e->held, e->active),
+		 e->mount_count > 0 && e->read_only ? " ro" : "");
 	if (e->mount_count > 1)
 		snprintf(buf + strlen(buf), len - strlen(buf), " %d", e->mount_count);
 }
