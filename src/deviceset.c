@@ -2104,6 +2104,7 @@ int ds_list_all(struct deviceset *s, struct ds_listing *out)
 			e->automounted = d->automounted;
 			e->read_only = d->read_only;
 			e->active = d->active;
+			e->held = d->held != NULL;
 			e->exclusive_bytes = d->exclusive_bytes;
 			e->shared_bytes = d->shared_bytes;
 			e->usage_at = d->usage_at;

@@ -220,10 +220,13 @@ int ds_resize_pool(struct deviceset *ds, uint64_t data_size);
  * mapped_bytes is not filled here (see ds_device_usage). */
 int ds_device_info(struct deviceset *ds, const char *name,
 		   struct ds_device_info *out);
+/* Exclusive and shared bytes older than this are looked at again when
+ * an info (or .devices) file is read. */
+#define USAGE_MAX_AGE_SECONDS 30
 /* Fill info's mapped_bytes from the pool, and have the worker read the
- * devices' exclusive and shared bytes if the last figures are over 30 s
- * old (for reading a device's info file, never for lookup or getattr).
- * Takes no engine lock; never waits for the worker. */
+ * devices' exclusive and shared bytes if the last figures are over
+ * USAGE_MAX_AGE_SECONDS old (for reading a device's info file, never for
+ * lookup or getattr). Takes no engine lock; never waits for the worker. */
 void ds_device_usage(struct deviceset *ds, struct ds_device_info *info);
 /* If info says held: ask sysfs whether its block device still is (a
  * filesystem unmounted lazily lives on until its last user goes), and
@@ -251,7 +254,7 @@ struct ds_list_entry {
 	uint32_t device_id;
 	uint64_t size;
 	int mount_count;
-	bool automounted, read_only, active;
+	bool automounted, read_only, active, held;
 	/* As ds_device_info's (usage_at 0: not looked yet); what it maps
 	 * is their sum, as of usage_at. */
 	uint64_t exclusive_bytes, shared_bytes;

@@ -197,8 +197,8 @@ struct deviceset {
 	/* A reader of an info file wants fresh usage figures: set with no
 	 * lock (reading info never waits for the pool lock), taken by the
 	 * worker. usage_tried_at: when the worker last tried (a failing
-	 * backend is asked again at most every 30 s); usage_at: when it last
-	 * succeeded (unix seconds). */
+	 * backend is asked again at most every USAGE_MAX_AGE_SECONDS);
+	 * usage_at: when it last succeeded (unix seconds). */
 	atomic_bool usage_wanted;
 	_Atomic int64_t usage_tried_at, usage_at;
 	/* The worker's usage passes begun and ended, and the last one's

@@ -178,16 +178,17 @@ static const char *dir_device(const struct node *n)
 }
 
 /* A ctl's text: its state line, then "error: TIME REASON" if the last
- * operation on it failed; malloc'd. */
-static char *ctl_text_of(const char *state, const char *err, int64_t at)
+ * operation on it failed (always the second line, if any), then more
+ * (lines ending in "\n", or ""); malloc'd. */
+static char *ctl_text_of(const char *state, const char *err, int64_t at, const char *more)
 {
 	char when[META_ISO_TIME_LEN];
 	char *text;
 
 	meta_iso_time(at, when, sizeof(when));
 	if (!err[0])
-		return asprintf(&text, "%s\n", state) < 0 ? NULL : text;
-	return asprintf(&text, "%s\nerror: %s %s\n", state, when[0] ? when : "-", err) < 0 ? NULL : text;
+		return asprintf(&text, "%s\n%s", state, more) < 0 ? NULL : text;
+	return asprintf(&text, "%s\nerror: %s %s\n%s", state, when[0] ? when : "-", err, more) < 0 ? NULL : text;
 }
 
 /* The text of a ctl or info file; malloc'd. */
@@ -198,23 +199,22 @@ static char *render(struct deviceset *ds, const struct node *n)
 
 	switch (n->kind) {
 	case N_CTL: {
-		/* The state, whether an unmounted filesystem lives on
-		 * (detached by the lazy unmount), then why the last
-		 * operation failed, if it did. */
+		/* The state, why the last operation failed, if it did,
+		 * then whether an unmounted filesystem lives on (detached
+		 * by the lazy unmount). */
 		struct ds_device_info dev = n->dev;
-		char lines[64 + 2 * POOL_DEV_PATH_MAX + 160];
-		int k;
+		char busy[2 * POOL_DEV_PATH_MAX + 160] = "";
 
 		ds_device_recheck(ds, &dev);
 		if (dev.mount_count > 0)
-			k = snprintf(lines, sizeof(lines), "mounted %d", dev.mount_count);
+			snprintf(state, sizeof(state), "mounted %d", dev.mount_count);
 		else
-			k = snprintf(lines, sizeof(lines), dev.automounted ? "automounted" : "unmounted");
-		if (dev.held && k > 0 && (size_t)k < sizeof(lines))
-			snprintf(lines + k, sizeof(lines) - (size_t)k,
-				 "\nbusy: its filesystem lives on, detached, on %s: programs still "
-				 "use it ('fuser -vm %s' lists them)", dev.dev_path, dev.dev_path);
-		return ctl_text_of(lines, dev.last_error, dev.last_error_at);
+			snprintf(state, sizeof(state), dev.automounted ? "automounted" : "unmounted");
+		if (dev.held)
+			snprintf(busy, sizeof(busy),
+				 "busy: its filesystem lives on, detached, on %s: programs still "
+				 "use it ('fuser -vm %s' lists them)\n", dev.dev_path, dev.dev_path);
+		return ctl_text_of(state, dev.last_error, dev.last_error_at, busy);
 	}
 	case N_INFO: {
 		struct ds_device_info full = n->dev;
@@ -241,7 +241,7 @@ static char *render(struct deviceset *ds, const struct node *n)
 			return meta_pool_info_json(&pi);
 		}
 		snprintf(state, sizeof(state), "ok %s %u devices", pi.backend, pi.device_count);
-		return ctl_text_of(state, pi.last_error, pi.last_error_at);
+		return ctl_text_of(state, pi.last_error, pi.last_error_at, "");
 	default:
 		return NULL;
 	}
@@ -711,9 +711,14 @@ err:
  * refused (EBUSY) while that tree holds a mounted device, and the process
  * is marked; then every unlink and rmdir of that process inside top's
  * tree is refused too, while the tree still holds the mount (and the mark
- * has not idled out, RMWALK_IDLE_SECONDS). 0, or -EBUSY with the reason
- * kept in the ctl of dev, the device whose entry the walk removes. */
-static int walk_guard(fuse_req_t req, const char *op, const char *dev, const char *name, bool own_file)
+ * has not idled out, RMWALK_IDLE_SECONDS). Only that first step (first)
+ * looks at the whole tree: the other steps look up the caller's marks,
+ * so a walk of many devices is not a scan of the table at each step. A
+ * caller whose process cannot be told (outside our pid namespace) has
+ * its first step refused but is not marked: such callers would share
+ * one mark. 0, or -EBUSY with the reason kept in the ctl of dev, the
+ * device whose entry the walk removes. */
+static int walk_guard(fuse_req_t req, const char *op, const char *dev, const char *name, bool first)
 {
 	struct tf_fuse_ctx *c = ctx_of(req);
 	char tops[WALK_TOPS_MAX][DS_NAME_MAX + 1];
@@ -724,11 +729,11 @@ static int walk_guard(fuse_req_t req, const char *op, const char *dev, const cha
 	size_t n;
 
 	/* The first step of a walk in dev's tree? */
-	busy = own_file && ds_subtree_busy(c->ds, dev, why, sizeof(why)) == -EBUSY;
+	busy = first && ds_subtree_busy(c->ds, dev, why, sizeof(why)) == -EBUSY;
 	if (!busy && !rmwalk_any(&c->walks))
 		return 0;
 	rmwalk_who_of(fuse_req_ctx(req)->pid, &who);
-	n = rmwalk_tops(&c->walks, &who, tops, WALK_TOPS_MAX);
+	n = who.tgid ? rmwalk_tops(&c->walks, &who, tops, WALK_TOPS_MAX) : 0;
 	for (size_t i = 0; i < n && i < WALK_TOPS_MAX && !covered; i++) {
 		if (!ds_within(c->ds, dev, tops[i]))
 			continue;
@@ -742,7 +747,7 @@ static int walk_guard(fuse_req_t req, const char *op, const char *dev, const cha
 	if (busy) {
 		/* Inside a walk already marked higher up, that mark covers
 		 * it: a process keeps one mark per walk. */
-		if (!covered && rmwalk_mark(&c->walks, &who, dev) < 0)
+		if (!covered && who.tgid && rmwalk_mark(&c->walks, &who, dev) < 0)
 			log_err("rm -r walk of '%s': no memory to remember it", dev);
 		ds_device_path(c->ds, covered ? covered : dev, path, sizeof(path));
 		return refuse(req, dev, op, name, EBUSY,
@@ -796,7 +801,7 @@ static void tf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	    (p.kind == N_ROOT && strcmp(name, TF_LIST_FILE) == 0)) {
 		/* Part of `rm -r DEV`: changes nothing, unless the walk must
 		 * stop here (walk_guard). */
-		r = walk_guard(req, "unlink", dir_device(&p), name, true);
+		r = walk_guard(req, "unlink", dir_device(&p), name, strcmp(name, "ctl") == 0);
 		goto out;
 	}
 	if (child_ino(ds, &p, name, &ino) == 0)

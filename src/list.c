@@ -101,7 +101,8 @@ static int refresh(const char *mnt)
 		return 0;
 	if (r == -EPERM || r == -EACCES) {
 		fprintf(stderr, "thinfs list: --refresh: only root asks for fresh figures (it writes %s); "
-			"without it the figures are at most 30 s older than the last read\n", path);
+			"without it the figures are at most %d s older than the last read\n", path,
+			USAGE_MAX_AGE_SECONDS);
 		return r;
 	}
 	err = read_all(path, &back) == 0 ? strstr(back, "error: ") : NULL;
@@ -149,10 +150,8 @@ static void size_text(char *buf, size_t len, uint64_t v, bool known, bool bytes)
 
 static void state_text(char *buf, size_t len, const struct ds_list_entry *e)
 {
-	if (e->mount_count > 0)
-		snprintf(buf, len, "mounted%s", e->read_only ? " ro" : "");
-	else
-		snprintf(buf, len, "%s", e->automounted ? "automounted" : e->active ? "active" : "unmounted");
+	snprintf(buf, len, "%s%s", meta_state_word(e->mount_count, e->automounted, e->held, e->active),
+		 e->mount_count > 0 && e->read_only ? " ro" : "");
 	if (e->mount_count > 1)
 		snprintf(buf + strlen(buf), len - strlen(buf), " %d", e->mount_count);
 }

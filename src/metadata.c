@@ -771,6 +771,12 @@ void meta_iso_time(int64_t t, char *buf, size_t len)
 		strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+const char *meta_state_word(int mount_count, bool automounted, bool held, bool active)
+{
+	return mount_count > 0 ? "mounted" : automounted ? "automounted" : held ? "detached-busy"
+		: active ? "active" : "inactive";
+}
+
 char *meta_device_info_json(const struct ds_device_info *d)
 {
 	struct json_object *o = json_object_new_object();
@@ -793,8 +799,8 @@ char *meta_device_info_json(const struct ds_device_info *d)
 	r = r ?: add(o, "automounted", json_object_new_boolean(d->automounted));
 	r = r ?: add(o, "read_only", json_object_new_boolean(d->read_only));
 	r = r ?: add(o, "active", json_object_new_boolean(d->active));
-	r = r ?: add(o, "state", json_object_new_string(d->mount_count > 0 ? "mounted" : d->automounted ? "automounted"
-							: d->held ? "detached-busy" : d->active ? "active" : "inactive"));
+	r = r ?: add(o, "state", json_object_new_string(meta_state_word(d->mount_count, d->automounted, d->held,
+									 d->active)));
 	r = r ?: add(o, "dm_name", json_object_new_string(d->dm_name));
 	r = r ?: add_nullable(o, "dev_path", str_or_null(d->dev_path));
 	r = r ?: add(o, "filesystem", json_object_new_string(d->filesystem));
@@ -929,6 +935,9 @@ static struct json_object *listing_entry(const struct ds_list_entry *e)
 	r = r ?: add(o, "automounted", json_object_new_boolean(e->automounted));
 	r = r ?: add(o, "read_only", json_object_new_boolean(e->read_only));
 	r = r ?: add(o, "active", json_object_new_boolean(e->active));
+	r = r ?: add(o, "held", json_object_new_boolean(e->held));
+	r = r ?: add(o, "state", json_object_new_string(meta_state_word(e->mount_count, e->automounted, e->held,
+									 e->active)));
 	r = r ?: add(o, "rootfs", json_object_new_string(e->rootfs));
 	r = r ?: add(o, "created_unix", json_object_new_int64(e->created));
 	if (r < 0) {
@@ -1029,6 +1038,7 @@ static int listed_entry(struct json_object *o, struct ds_list_entry *e)
 	e->automounted = listed_bool(o, "automounted");
 	e->read_only = listed_bool(o, "read_only");
 	e->active = listed_bool(o, "active");
+	e->held = listed_bool(o, "held");
 	e->exclusive_bytes = listed_uint(o, "exclusive_bytes");
 	e->shared_bytes = listed_uint(o, "shared_bytes");
 	e->usage_at = listed_int(o, "usage_at");

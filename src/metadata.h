@@ -104,6 +104,10 @@ int meta_parse_tid(const char *text, size_t len, uint64_t *out);
  * the namespace shows. */
 #define META_ISO_TIME_LEN 32
 void meta_iso_time(int64_t t, char *buf, size_t len);
+/* A device's state word, the one set info's "state", .devices and `thinfs
+ * list` show: "mounted", "automounted", "detached-busy" (held), "active"
+ * or "inactive", the first that applies. */
+const char *meta_state_word(int mount_count, bool automounted, bool held, bool active);
 char *meta_device_info_json(const struct ds_device_info *d);
 char *meta_pool_info_json(const struct ds_pool_info *p);
 /* The pool's listing (`thinfs list`): JSON lines, one device's object a

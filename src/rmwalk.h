@@ -28,7 +28,8 @@
 
 /* A process: its thread group and start time (/proc/PID/stat field 22),
  * so that a reused pid is another process. {0, 0} when unknown (a caller
- * outside our pid namespace): such callers share one identity. */
+ * outside our pid namespace): never marked, as such callers would share
+ * one identity. */
 struct rmwalk_who {
 	pid_t tgid;
 	uint64_t start;

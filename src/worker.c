@@ -253,9 +253,6 @@ static void watch_space(struct deviceset *s)
 /* ------------------------------------------------------------------ */
 /* Usage: exclusive and shared bytes                                  */
 
-/* Figures older than this are looked at again when an info file is read. */
-#define USAGE_MAX_AGE_SECONDS 30
-
 static int set_usage(void *arg, uint32_t dev_id, uint64_t exclusive, uint64_t shared)
 {
 	struct deviceset *s = arg;

@@ -60,6 +60,17 @@ fi
 is "$(errno_of rmdir "$M/lz")" "EBUSY" "rmdir is refused: EBUSY"
 is "$(errno_of write "$M/lz/ctl" "resize 1G")" "EBUSY" "resize is refused: EBUSY"
 is "$(jq .size "$M/lz/info")" "536870912" "the size did not change"
+# The refusal's error is ctl's second line, the busy line after it; the
+# listing (.devices, thinfs list) says what info says.
+info_state=$(jq -r .state "$M/lz/info")
+sed -n 2p "$M/lz/ctl" | grep -q "^error: [0-9TZ:-]* resize"; ok $? "ctl's second line is the error: $(sed -n 2p "$M/lz/ctl" | cut -c1-60)"
+if [ "$info_state" = detached-busy ]; then
+	sed -n 3p "$M/lz/ctl" | grep -q "^busy: "; ok $? "and the busy line comes after it"
+else
+	skip 1 "dm without deferred removal: the device stays active"
+fi
+is "$(jq -r 'select(.name == "lz") | .state' "$M/.devices")" "$info_state" ".devices: the state info has ($info_state)"
+is "$("$THINFS" list "$M" | awk '$1 == "lz" {print $7}')" "$info_state" "thinfs list: the state info has"
 
 # Mounted again, the live filesystem is the one mounted: a snapshot
 # freezes it and holds what was written before it.

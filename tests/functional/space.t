@@ -83,7 +83,7 @@ out=$(list "$M")
 is "$(echo "$out" | head -1 | tr -s ' ')" "NAME PARENT SIZE MAPPED EXCL SHARED STATE ROOTFS" "the table's columns"
 is "$(echo "$out" | awk '$1 == "c" {print $2, $7, $8}')" "base mounted $(readlink "$M/c/rootfs")" \
 	"c: parent base, mounted, its rootfs"
-is "$(echo "$out" | awk '$1 == "a/b" {print $2, $7, $8}')" "a unmounted -" "a/b: parent a, unmounted"
+is "$(echo "$out" | awk '$1 == "a/b" {print $2, $7, $8}')" "a inactive -" "a/b: parent a, inactive"
 is "$(list --bytes "$M" | awk '$1 == "a/b" {print $5}')" "$b_ex" "--bytes: sizes in bytes"
 ctl c unmount
 

@@ -473,7 +473,7 @@ int main(void)
 	{
 		struct ds_list_entry le[2] = { { .name = "base", .path = "", .rootfs = "/s/mnt/1",
 						 .device_id = 1, .exclusive_bytes = 5, .shared_bytes = 7,
-						 .usage_at = 1795580637 },
+						 .usage_at = 1795580637, .active = true, .held = true },
 					       { .name = "b", .parent = "base", .path = "b",
 						 .rootfs = "/s \"q\"\\/mnt/2/rootfs", .device_id = 2,
 						 .size = 1 << 20, .mount_count = 2, .read_only = true } };
@@ -490,10 +490,14 @@ int main(void)
 				   ".[0].parent == null and .[1].exclusive_bytes == null and .[1].mapped_bytes == null "
 				   "and .[1].usage_at == null and .[1].mount_count == 2 and .[1].path == \"b\"") == 0,
 		   "listing: mapped is exclusive + shared, unknown figures null");
+		ok(json && jq_true(json, "[., inputs] | .[0].held and .[0].state == \"detached-busy\" and "
+				   "(.[1].held | not) and .[1].state == \"mounted\"") == 0,
+		   "listing: a held device's state is info's, detached-busy");
 		ok(json && meta_listing_parse(json, &lout, err, sizeof(err)) == 0 && lout.n == 2 &&
 		   strcmp(lout.e[1].rootfs, le[1].rootfs) == 0 && strcmp(lout.e[1].parent, "base") == 0 &&
 		   lout.e[1].mount_count == 2 && lout.e[1].read_only && lout.e[0].shared_bytes == 7 &&
-		   lout.e[0].usage_at == 1795580637 && lout.e[0].parent[0] == '\0', "listing read back as written");
+		   lout.e[0].usage_at == 1795580637 && lout.e[0].parent[0] == '\0' && lout.e[0].held &&
+		   !lout.e[1].held, "listing read back as written");
 		ds_listing_free(&lout);
 		free(json);
 		ok(meta_listing_parse("{\"name\": \"x\"}\n", &lout, err, sizeof(err)) == -EINVAL && lout.n == 0 &&
