@@ -1326,8 +1326,8 @@ int ds_mount(struct deviceset *s, const char *name, bool ro)
 		} else {
 			r = record_mount(s, d, d->mount_count + 1, ro);
 			if (r < 0) {
-				r = fail(s, d, r, "mount '%s': cannot record the mount in %s/%s: %s", name,
-					 s->meta_dir, name, strerror(-r));
+				r = fail_logged(s, d, r, "mount '%s': cannot record the mount in %s/%s: %s", name,
+						s->meta_dir, name, strerror(-r));
 				goto out;
 			}
 			TABLE(s, d->mount_count++);
@@ -1337,8 +1337,8 @@ int ds_mount(struct deviceset *s, const char *name, bool ro)
 	}
 	r = record_mount(s, d, 1, ro);
 	if (r < 0) {
-		r = fail(s, d, r, "mount '%s': cannot record the mount in %s/%s: %s", name, s->meta_dir, name,
-			 strerror(-r));
+		r = fail_logged(s, d, r, "mount '%s': cannot record the mount in %s/%s: %s", name, s->meta_dir, name,
+				strerror(-r));
 		goto out;
 	}
 	if (d->automounted) {
@@ -1454,13 +1454,38 @@ int drop_automount(struct deviceset *s, struct device *d, int how)
 	return 0;
 }
 
-int ds_unmount(struct deviceset *s, const char *name)
+/* d's last counted mount was just unmounted (lazily): forget it and
+ * deactivate d. A filesystem that programs still use lives on, detached,
+ * and keeps its block device claimed. op_lock held. */
+static void after_unmount(struct deviceset *s, struct device *d)
 {
 	char dev_path[POOL_DEV_PATH_MAX];
-	struct device *d;
-	int r = 0, recorded;
 	struct stat st;
 	bool busy;
+	int r;
+
+	TABLE(s, d->mount_count = 0; d->read_only = false);
+	snprintf(dev_path, sizeof(dev_path), "%s", d->dev_path);
+	busy = (r = fsutil_open_excl(dev_path)) == -EBUSY && stat(dev_path, &st) == 0;
+	if (r >= 0)
+		close(r);
+	pthread_mutex_lock(&s->lock);
+	r = deactivate(s, d, s->opts->deferred_removal);
+	pthread_mutex_unlock(&s->lock);
+	if (r < 0)
+		log_warn("device '%s': unmounted, but still busy; it is deactivated when released", d->m.name);
+	set_held(s, d, busy && r == 0 ? dev_path : NULL, &st);
+	if (busy)
+		log_warn("unmounted device '%s', but its filesystem lives on, detached, on %s: programs still use it",
+			 d->m.name, dev_path);
+	else
+		log_info("unmounted device '%s'", d->m.name);
+}
+
+int ds_unmount(struct deviceset *s, const char *name)
+{
+	struct device *d;
+	int r = 0, recorded;
 
 	d = get_device(s, name, false);
 	if (!d)
@@ -1475,8 +1500,8 @@ int ds_unmount(struct deviceset *s, const char *name)
 		 * the unmount forgets the record. */
 		r = record_mount(s, d, 0, false);
 		if (r < 0)
-			r = fail(s, d, r, "unmount '%s': cannot record it in %s/%s: %s", name, s->meta_dir, name,
-				 strerror(-r));
+			r = fail_logged(s, d, r, "unmount '%s': cannot record it in %s/%s: %s", name, s->meta_dir, name,
+					strerror(-r));
 		else
 			log_info("device '%s': forgot its recorded mount (it was not mounted)", name);
 		goto out;
@@ -1488,8 +1513,8 @@ int ds_unmount(struct deviceset *s, const char *name)
 	}
 	r = record_mount(s, d, d->mount_count - 1, d->read_only);
 	if (r < 0) {
-		r = fail(s, d, r, "unmount '%s': cannot record the unmount in %s/%s: %s", name, s->meta_dir, name,
-			 strerror(-r));
+		r = fail_logged(s, d, r, "unmount '%s': cannot record the unmount in %s/%s: %s", name, s->meta_dir,
+				name, strerror(-r));
 		goto out;
 	}
 	if (d->mount_count > 1) {
@@ -1503,25 +1528,7 @@ int ds_unmount(struct deviceset *s, const char *name)
 		unrecord_mount(s, d, 1, d->read_only);
 		goto out;
 	}
-	TABLE(s, d->mount_count = 0; d->read_only = false);
-	/* The unmount is lazy: a filesystem that programs still use lives
-	 * on, detached, and keeps its block device claimed. */
-	snprintf(dev_path, sizeof(dev_path), "%s", d->dev_path);
-	busy = (r = fsutil_open_excl(dev_path)) == -EBUSY && stat(dev_path, &st) == 0;
-	if (r >= 0)
-		close(r);
-	pthread_mutex_lock(&s->lock);
-	r = deactivate(s, d, s->opts->deferred_removal);
-	pthread_mutex_unlock(&s->lock);
-	if (r < 0)
-		log_warn("device '%s': unmounted, but still busy; it is deactivated when released", name);
-	set_held(s, d, busy && r == 0 ? dev_path : NULL, &st);
-	r = 0;
-	if (busy)
-		log_warn("unmounted device '%s', but its filesystem lives on, detached, on %s: programs still use it",
-			 name, dev_path);
-	else
-		log_info("unmounted device '%s'", name);
+	after_unmount(s, d);
 out:
 	unlock_op(d);
 	put_device(s, d);
@@ -1531,10 +1538,12 @@ out:
 /* At start, after adoption: d mounted as its file records (read-write or
  * read-only, with its count), its mount adopted if it is still there
  * (after a kill, or what a stop left in use), made anew if not (after a
- * reboot, or an idle one a stop unmounted). A mount adopted with no
- * record (an older thinfs's) gets one. -o ro mounts none of them: it
- * writes nothing and mounts what it is asked to, read-only. Nothing else
- * runs yet. */
+ * reboot, or an idle one a stop unmounted). A counted mount adopted with
+ * no record (an older thinfs's file) gets one; one whose record says 0
+ * (a kill between an unmount's record and the unmount, or a -o ro run's
+ * mount) is unmounted, as that unmount would have done (doc/design.md
+ * §4). -o ro mounts none of them: it writes nothing and mounts what it is
+ * asked to, read-only. Nothing else runs yet. */
 void restore_mount(struct deviceset *s, struct device *d, void *arg)
 {
 	int want = d->m.mount_count, r;
@@ -1544,12 +1553,29 @@ void restore_mount(struct deviceset *s, struct device *d, void *arg)
 	(void)arg;
 	if (d->m.deleted)
 		return;
-	if (want == 0 || s->opts->read_only) {
+	if (s->opts->read_only) {
 		if (want > 0)
-			log_info("device '%s': recorded mounted, left unmounted by a read-only run (-o ro)", d->m.name);
-		else if (d->mount_count > 0 && (r = record_mount(s, d, d->mount_count, d->read_only)) < 0)
-			log_warn("device '%s': cannot record its adopted mount (%s): the next start leaves it unmounted",
-				 d->m.name, strerror(-r));
+			log_info("device '%s': recorded mounted, left unmounted by a read-only run (-o ro)",
+				 d->m.name);
+		return;
+	}
+	if (want == 0 && d->mount_count == 0)
+		return;
+	if (want == 0 && !d->m.mount_recorded) {
+		r = record_mount(s, d, d->mount_count, d->read_only);
+		if (r < 0)
+			fail_logged(s, d, r, "device '%s': cannot record its adopted mount (%s): once it is "
+				    "unmounted (a stop, a reboot), a start does not mount it again", d->m.name,
+				    strerror(-r));
+		return;
+	}
+	if (want == 0) {
+		r = unmount_fs(s, d, MNT_DETACH);
+		if (r < 0)
+			fail_logged(s, d, r, "device '%s': recorded unmounted, but its adopted mount stays: %s",
+				    d->m.name, strerror(-r));
+		else
+			after_unmount(s, d);
 		return;
 	}
 	if (d->mount_count > 0 || d->automounted) {
@@ -1572,8 +1598,9 @@ void restore_mount(struct deviceset *s, struct device *d, void *arg)
 	}
 	r = mount_device(s, d, ro, "mount");
 	if (r < 0) {
-		log_err("device '%s': recorded mounted, but the start could not mount it: 'mount' in its ctl tries "
-			"again, 'unmount' forgets the record", d->m.name);
+		/* mount_device logged why; the ctl says what to do. */
+		fail_logged(s, d, r, "device '%s': recorded mounted, but the start could not mount it (%s): "
+			    "'mount' in its ctl tries again, 'unmount' forgets the record", d->m.name, strerror(-r));
 		return;
 	}
 	TABLE(s, d->mount_count = want; d->read_only = ro);

@@ -144,8 +144,9 @@ int ds_open(const char *state_dir, const struct ds_options *opts,
  * survive fork). Without it deferred deletions wait for the next start. */
 int ds_start_worker(struct deviceset *ds);
 /* The daemon went to the background: its child takes STATEDIR's lock
- * again as its own (src/dirlock.h). */
-void ds_daemonized(struct deviceset *ds);
+ * again as its own (src/dirlock.h). A negative errno, logged, if it lost
+ * the lock: the daemon must stop. */
+int ds_daemonized(struct deviceset *ds);
 /* Where the log goes when the daemon is in the background and no syslog
  * listens (/dev/log missing): STATEDIR/DS_LOG_NAME, or under -o ro, which
  * writes nothing under STATEDIR, its mount directory's name + ".log". */
@@ -274,11 +275,12 @@ void ds_listing_free(struct ds_listing *l);
  * and wait until it has (the pool's ctl `refresh-usage`): seconds on a
  * large pool, never a FUSE request. */
 int ds_refresh_usage(struct deviceset *ds);
-/* Have fn(arg, device_id) called for each device whose exclusive bytes a
- * usage pass changed, from the worker, with no engine lock held (NULL:
+/* Have fn(arg, device_id, base) called for each device whose exclusive
+ * bytes a usage pass changed (base: it is the base device), from the
+ * worker, under the hook's own lock: fn must take no engine lock (NULL:
  * no more calls once this returns). For the FUSE layer, whose directory
  * attributes (du's st_blocks) the kernel caches. */
-void ds_set_usage_hook(struct deviceset *ds, void (*fn)(void *arg, uint32_t device_id), void *arg);
+void ds_set_usage_hook(struct deviceset *ds, void (*fn)(void *arg, uint32_t device_id, bool base), void *arg);
 /* Record words for the pool's last_error (e.g. a refused ctl command). */
 void ds_set_pool_error(struct deviceset *ds, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

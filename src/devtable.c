@@ -131,6 +131,18 @@ int fail(struct deviceset *s, struct device *d, int r, const char *fmt, ...)
 	return r;
 }
 
+int fail_logged(struct deviceset *s, struct device *d, int r, const char *fmt, ...)
+{
+	char buf[DS_ERROR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	keep_error(s, d, buf);
+	return r;
+}
+
 void ds_set_pool_error(struct deviceset *s, const char *fmt, ...)
 {
 	va_list ap;

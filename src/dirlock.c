@@ -317,15 +317,35 @@ int dirlock_take(int fd, const struct stat *st, const char *path)
 	}
 }
 
-void dirlock_retake(int fd, const char *path)
+int dirlock_retake(int fd, const char *path)
 {
+	const struct timespec pause = { 0, DIRLOCK_POLL_MS * 1000000L };
+	struct timespec t0;
+	int r = 0;
+
 	/* Each flock on a held lock converts it, replacing the kernel's
-	 * record (and the pid fdinfo prints) without letting go; the only
-	 * lock that can come in between is another shared one, and a
-	 * shared lock keeps every start out just as well. */
-	if (flock(fd, LOCK_SH | LOCK_NB) < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
-		log_warn("state directory %s: taking its flock again after going to the background: %s", path,
-			 strerror(errno));
+	 * record (and the pid fdinfo prints). Linux removes the old lock
+	 * before it looks for a conflict, so a conversion that fails leaves
+	 * no lock at all: none can fail going to shared (nobody else holds
+	 * one while this process holds it exclusive), but going back to
+	 * exclusive fails if another process took a shared one meanwhile
+	 * (only a stranger would). Then this process holds nothing, and
+	 * asks again until DIRLOCK_WAIT_MS; never blocking, since the FUSE
+	 * mount is up and nothing serves it yet. */
+	if (flock(fd, LOCK_SH | LOCK_NB) < 0)
+		r = -errno;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (r == 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		r = -errno;
+		if ((r == -EWOULDBLOCK || r == -EINTR) && ms_since(&t0) < DIRLOCK_WAIT_MS) {
+			nanosleep(&pause, NULL);
+			r = 0;
+		}
+	}
+	if (r < 0)
+		log_err("state directory %s: cannot take its flock again after going to the background (%s): "
+			"another process may take it meanwhile, so this thinfs stops", path, strerror(-r));
+	return r;
 }
 
 void dirlock_stopping(int fd, const char *path)

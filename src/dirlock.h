@@ -50,8 +50,9 @@
 int dirlock_take(int fd, const struct stat *st, const char *path);
 
 /* In the child of a fork that keeps the lock (the daemon going to the
- * background): make the lock this process's own. Logged if it fails. */
-void dirlock_retake(int fd, const char *path);
+ * background): make the lock this process's own. A negative errno,
+ * logged, if the process no longer holds it (it must stop). */
+int dirlock_retake(int fd, const char *path);
 
 /* The FUSE mount is gone and the daemon tears down: hold the lock
  * shared, which says so to a start that waits. Logged if it fails. */

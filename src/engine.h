@@ -52,7 +52,7 @@
  *   err_lock            the last_error strings; a leaf.
  *   hook_lock           the usage hook, held across its call (a FUSE
  *                       notify that waits for no request); a leaf, taken
- *                       with no other lock.
+ *                       with no other lock, and the hook takes none.
  * A field marked "table" is written under the table lock (and, for the
  * structure of the tables and the metadata fields, the pool lock too, so
  * a pool-lock holder may read those without the table lock).
@@ -97,7 +97,7 @@ struct device {
 	/* Its block device stays in use with no mount of this engine on it
 	 * (a filesystem unmounted lazily that programs still use), as an
 	 * operation last found it; NULL when not. Table. An info read asks
-	 * sysfs whether it still is (deviceset.c, recheck_held). */
+	 * sysfs whether it still is (deviceset.c, ds_device_recheck). */
 	struct held_dev *held;
 	/* Space (the worker's last look, at usage_at; 0: not looked yet):
 	 * what only this device maps, what it shares with others; table. */
@@ -209,9 +209,10 @@ struct deviceset {
 	pthread_cond_t usage_cond;
 	/* Told of each device whose exclusive bytes a pass changed (see
 	 * ds_set_usage_hook). Set and called under hook_lock, a leaf taken
-	 * with no other engine lock held. */
+	 * with no other engine lock held; the hook takes none either (the
+	 * worker tells it whether the device is the base). */
 	pthread_mutex_t hook_lock;
-	void (*usage_hook)(void *arg, uint32_t device_id);
+	void (*usage_hook)(void *arg, uint32_t device_id, bool base);
 	void *usage_hook_arg;
 	/* The deferred-deletion worker; pool lock for stop, cond with it. */
 	pthread_t worker;
@@ -233,6 +234,10 @@ void store_error(struct deviceset *s, struct device *d, const char *fmt, va_list
 void keep_error(struct deviceset *s, struct device *d, const char *text);
 int device_path(struct deviceset *s, struct device *d, char *buf, size_t len);
 int fail(struct deviceset *s, struct device *d, int r, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* As fail, for a failure logged where it happened (metadata.c names the
+ * file and the failing call): the words are kept, not logged again. */
+int fail_logged(struct deviceset *s, struct device *d, int r, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 struct device *find_name(struct deviceset *s, const char *name);
 struct device *find_id(struct deviceset *s, uint32_t id);

@@ -109,14 +109,11 @@ static fuse_ino_t dev_ino(uint32_t id, enum node_kind kind);
 /* A usage pass changed a device's exclusive bytes: the kernel keeps
  * directory attributes ATTR_TIMEOUT, and du must see the new
  * st_blocks at once. Attributes only (offset -1): its listing stays. */
-static void usage_changed(void *arg, uint32_t device_id)
+static void usage_changed(void *arg, uint32_t device_id, bool base)
 {
 	struct tf_fuse_ctx *c = arg;
-	struct ds_device_info d;
-	fuse_ino_t ino = dev_ino(device_id, N_DIR);
+	fuse_ino_t ino = base ? FUSE_ROOT_ID : dev_ino(device_id, N_DIR);
 
-	if (ds_device_info_by_id(c->ds, device_id, &d) == 0 && strcmp(d.name, DS_BASE_NAME) == 0)
-		ino = FUSE_ROOT_ID;
 	/* -ENOENT: the kernel does not have it; nothing to drop. */
 	fuse_lowlevel_notify_inval_inode(c->se, ino, -1, 0);
 }
@@ -1098,8 +1095,9 @@ static void tf_init(void *userdata, struct fuse_conn_info *conn)
 
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-	/* From here to tf_destroy, which fuse_session_destroy calls (after
-	 * an init) before it frees the session the hook writes to. */
+	/* Until the loop ends (thinfs.c clears it before the unmount closes
+	 * the session's fd; tf_destroy clears it too, for a session
+	 * destroyed without that). */
 	if (c->se)
 		ds_set_usage_hook(c->ds, usage_changed, c);
 }

@@ -435,10 +435,8 @@ int meta_device_save(const char *dir, const struct meta_device *m)
 	r = r ?: add(o, "created", json_object_new_int64(m->created));
 	if (!r && m->renamed_from[0])
 		r = add(o, "renamed_from", json_object_new_string(m->renamed_from));
-	if (!r && m->mount_count > 0) {
-		r = add(o, "mount_count", json_object_new_int(m->mount_count));
-		r = r ?: add(o, "mount_read_only", json_object_new_boolean(m->mount_read_only));
-	}
+	r = r ?: add(o, "mount_count", json_object_new_int(m->mount_count));
+	r = r ?: add(o, "mount_read_only", json_object_new_boolean(m->mount_read_only));
 	if (r < 0) {
 		json_object_put(o);
 		return r;
@@ -480,6 +478,7 @@ int meta_device_load(const char *dir, const char *name, struct meta_device *m)
 	if (r < 0)
 		goto out;
 	m->mount_count = r == 1 ? 0 : (int)v;
+	m->mount_recorded = r == 0;
 	r = get_bool(o, dir, name, "mount_read_only", &m->mount_read_only);
 	if (r < 0)
 		goto out;

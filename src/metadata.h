@@ -9,9 +9,10 @@
  *   <name>                device: device_id, size, transaction_id,
  *                         initialized, deleted, + parent, created,
  *                         renamed_from (only during a rename),
- *                         mount_count and mount_read_only (only while
- *                         the device is explicitly mounted: a start
- *                         mounts it again, doc/design.md §4)
+ *                         mount_count and mount_read_only (the explicit
+ *                         mounts a start mounts again, 0 when none;
+ *                         absent from an older thinfs's file,
+ *                         doc/design.md §4)
  *   deviceset-metadata    next_device_id, base_device_uuid, base_device_fs;
  *                         also written as Docker's BaseDeviceUUID and
  *                         BaseDeviceFilesystem, read from them when ours
@@ -44,6 +45,7 @@ struct meta_device {
 	char renamed_from[DS_NAME_MAX + 1]; /* "" unless a rename is under way */
 	int mount_count;              /* explicit mounts recorded; 0: not mounted */
 	bool mount_read_only;         /* those mounts are read-only */
+	bool mount_recorded;          /* the file has mount_count (not an older thinfs's); load only */
 };
 
 struct meta_deviceset {

@@ -832,9 +832,9 @@ fail:
 	return r;
 }
 
-void ds_daemonized(struct deviceset *s)
+int ds_daemonized(struct deviceset *s)
 {
-	dirlock_retake(s->state_fd, s->state_dir);
+	return dirlock_retake(s->state_fd, s->state_dir);
 }
 
 void ds_log_path(struct deviceset *s, char *buf, size_t len)

@@ -624,7 +624,8 @@ int main(int argc, char **argv)
 		goto out;
 	if (!fo.foreground) {
 		tf_log_init(false, fo.debug ? LOG_DEBUG : LOG_INFO);
-		ds_daemonized(ds);
+		if (ds_daemonized(ds) < 0)
+			goto out;
 	}
 	ds_start_worker(ds);
 	ds_start_autofs(ds);
@@ -648,6 +649,9 @@ int main(int argc, char **argv)
 	 * orderly stop like an unmount. */
 	ret = r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP ? 0 : 1;
 	log_info("shutting down");
+	/* Before the unmount, which closes the session's fd: a usage pass
+	 * after it would notify the kernel on a closed (or reused) fd. */
+	ds_set_usage_hook(ds, NULL, NULL);
 	notify_stop(&notifier);
 	/* The namespace goes first; then the lock says that this thinfs
 	 * stops, so a start waits for the teardown instead of failing. */

@@ -258,11 +258,12 @@ static int set_usage(void *arg, uint32_t dev_id, uint64_t exclusive, uint64_t sh
 	struct deviceset *s = arg;
 	int64_t now = (int64_t)time(NULL);
 	struct device *d;
-	bool changed = false;
+	bool changed = false, base = false;
 
 	pthread_mutex_lock(&s->table_lock);
 	d = find_id(s, dev_id);
 	if (d) {
+		base = is_base(d);
 		changed = d->exclusive_bytes != exclusive || !d->usage_at;
 		d->exclusive_bytes = exclusive;
 		d->shared_bytes = shared;
@@ -272,13 +273,13 @@ static int set_usage(void *arg, uint32_t dev_id, uint64_t exclusive, uint64_t sh
 	if (changed) {
 		pthread_mutex_lock(&s->hook_lock);
 		if (s->usage_hook)
-			s->usage_hook(s->usage_hook_arg, dev_id);
+			s->usage_hook(s->usage_hook_arg, dev_id, base);
 		pthread_mutex_unlock(&s->hook_lock);
 	}
 	return 0;
 }
 
-void ds_set_usage_hook(struct deviceset *s, void (*fn)(void *arg, uint32_t device_id), void *arg)
+void ds_set_usage_hook(struct deviceset *s, void (*fn)(void *arg, uint32_t device_id, bool base), void *arg)
 {
 	pthread_mutex_lock(&s->hook_lock);
 	s->usage_hook = fn;

@@ -1,8 +1,9 @@
 #!/bin/bash
 # remount.t - explicit mounts survive a stop and a start, and a kill -9
 # and a start: each device comes back mounted as it was (read-write or
-# read-only, with its count); one unmounted to 0 stays unmounted; a
-# read-only run (-o ro) mounts none and writes nothing.
+# read-only, with its count); one unmounted to 0 stays unmounted, even
+# after a kill inside the unmount; a read-only run (-o ro) mounts none
+# and writes nothing; an older thinfs's file gets a record.
 . "$(dirname "$0")/lib.sh"
 
 # state NAME: what a user sees of a device's mounts.
@@ -73,5 +74,23 @@ is "$(state ro)" "unmounted [false,0,false,false]" "ro stays unmounted"
 kill -9 "$PID"; wait "$PID" 2>/dev/null; PID=
 start_daemon; ok $? "start after kill -9"
 is "$(state rw)" "unmounted [false,0,false,false]" "rw stays unmounted after kill -9"
+
+# A kill between an unmount's record (0) and the unmount itself: the
+# start adopts the mount and finishes the unmount.
+ctl rw mount
+kill -9 "$PID"; wait "$PID" 2>/dev/null; PID=
+jq '.mount_count = 0' "$S/metadata/rw" > "$WORK/rw.json" && mv "$WORK/rw.json" "$S/metadata/rw"
+start_daemon; ok $? "start after a kill inside an unmount"
+is "$(state rw)" "unmounted [false,0,false,false]" "a mount recorded 0 is unmounted at the start"
+! grep -q " $S/mnt/$(jq .device_id "$S/metadata/rw") " /proc/self/mountinfo; ok $? "and its filesystem is gone"
+
+# An older thinfs's file (no mount keys) with its mount adopted: the
+# start records the mount, which stays.
+ctl rw mount
+kill -9 "$PID"; wait "$PID" 2>/dev/null; PID=
+jq 'del(.mount_count, .mount_read_only)' "$S/metadata/rw" > "$WORK/rw.json" && mv "$WORK/rw.json" "$S/metadata/rw"
+start_daemon; ok $? "start with an older thinfs's file"
+is "$(state rw)" "mounted 1 [true,1,false,false]" "its adopted mount stays, counted"
+is "$(jq -c '[.mount_count, .mount_read_only]' "$S/metadata/rw")" "[1,false]" "and is recorded"
 stop_daemon
 done_testing
