@@ -1237,7 +1237,10 @@ static int record_mount(struct deviceset *s, struct device *d, int count, bool r
 		return 0;
 	pthread_mutex_lock(&s->lock);
 	m = d->m;
-	if (m.mount_count != count || m.mount_read_only != (count > 0 && ro)) {
+	/* A file thinfs did not write, Docker's (it has no "created"), is
+	 * never rewritten (start.c, apply_docker_genealogy): a mount of
+	 * such a device is not recorded, and a start does not restore it. */
+	if (m.created != 0 && (m.mount_count != count || m.mount_read_only != (count > 0 && ro))) {
 		m.mount_count = count;
 		m.mount_read_only = count > 0 && ro;
 		r = meta_device_save(s->meta_dir, &m);
