@@ -627,7 +627,9 @@ int main(int argc, char **argv)
 		ds_daemonized(ds);
 	}
 	ds_start_worker(ds);
-	ds_start_autofs(ds);
+	/* Failing (logged), the engine goes on as without an autofs: reading
+	 * a rootfs link mounts the device. */
+	(void)ds_start_autofs(ds);
 	lc = fuse_loop_cfg_create();
 	if (!lc)
 		goto out;
