@@ -355,12 +355,20 @@ int ds_start_autofs(struct deviceset *s)
 		r = -pthread_create(&a->thread, NULL, autofs_main, s);
 	}
 	if (r < 0) {
-		/* Catatonic, the autofs lets every walk into an empty
-		 * directory (and the daemon's mkdir and mounts): rootfs's
-		 * readlink mounts, as without an autofs (ds_autofs_link). */
+		/* rootfs's readlink mounts, as without an autofs
+		 * (ds_autofs_link). Catatonic, the autofs lets every walk
+		 * in but refuses mkdir: it goes unless a device is mounted
+		 * in it (then only devices with a directory there mount). */
 		ioctl(a->root_fd, AUTOFS_IOC_CATATONIC, 0);
-		return fail(s, NULL, r, "autofs on %s: cannot take the kernel's requests: %s: %s; reading a "
-			    "rootfs link mounts the device", s->mnt_dir, call, strerror(-r));
+		r = fail(s, NULL, r, "autofs on %s: cannot take the kernel's requests: %s: %s; reading a "
+			 "rootfs link mounts the device", s->mnt_dir, call, strerror(-r));
+		if (umount2(s->mnt_dir, 0) == 0) {
+			close(a->pipe_fd);
+			close(a->root_fd);
+			free(a);
+			s->autofs = NULL;
+		}
+		return r;
 	}
 	a->started = true;
 	return 0;

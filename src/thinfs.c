@@ -626,10 +626,11 @@ int main(int argc, char **argv)
 		tf_log_init(false, fo.debug ? LOG_DEBUG : LOG_INFO);
 		ds_daemonized(ds);
 	}
-	ds_start_worker(ds);
 	/* Failing (logged), the engine goes on as without an autofs: reading
-	 * a rootfs link mounts the device. */
+	 * a rootfs link mounts the device. Before the worker, which reads
+	 * ds->autofs (a failure may take it away). */
 	(void)ds_start_autofs(ds);
+	ds_start_worker(ds);
 	lc = fuse_loop_cfg_create();
 	if (!lc)
 		goto out;
