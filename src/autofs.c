@@ -136,17 +136,20 @@ static int mount_autofs(const char *dir)
 /* Make the autofs answer to a new pipe and to this process's group (oz
  * mode): catatonic first (SETPIPEFD wants it; whatever waits on the old
  * pipe gets ENOENT), then the pipe's write end to the kernel. The read
- * end replaces a->pipe_fd. */
-static int connect_pipe(struct ds_autofs *a)
+ * end replaces a->pipe_fd. *call: the call that failed. */
+static int connect_pipe(struct ds_autofs *a, const char **call)
 {
 	struct autofs_dev_ioctl io = { 0 };
 	int p[2], r;
 
+	*call = AUTOFS_CONTROL ": CATATONIC";
 	r = dev_ioctl(AUTOFS_DEV_IOCTL_CATATONIC, a->root_fd, NULL, NULL);
 	if (r < 0)
 		return r;
+	*call = "pipe2";
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
+	*call = AUTOFS_CONTROL ": SETPIPEFD";
 	io.setpipefd.pipefd = p[1];
 	r = dev_ioctl(AUTOFS_DEV_IOCTL_SETPIPEFD, a->root_fd, NULL, &io);
 	close(p[1]);
@@ -164,6 +167,7 @@ int autofs_open(struct deviceset *s)
 {
 	struct autofs_dev_ioctl io = { 0 };
 	struct ds_autofs *a = NULL;
+	const char *call;
 	bool ours = false;
 	struct statfs sf;
 	struct stat st;
@@ -208,9 +212,9 @@ int autofs_open(struct deviceset *s)
 	/* Ours from now on (a killed run's pipe is dead): the start's own
 	 * mkdir and mounts in it are in oz mode (a catatonic autofs refuses
 	 * mkdir); a walk by anyone else waits until ds_start_autofs. */
-	r = connect_pipe(a);
+	r = connect_pipe(a, &call);
 	if (r < 0) {
-		log_err("autofs on %s: take its requests: %s", s->mnt_dir, strerror(-r));
+		log_err("autofs on %s: take its requests: %s: %s", s->mnt_dir, call, strerror(-r));
 		close(a->root_fd);
 		goto fail;
 	}
@@ -234,7 +238,9 @@ bool ds_autofs_link(struct deviceset *s, const struct ds_device_info *info)
 	struct device *d;
 	bool known = false;
 
-	if (!s->autofs)
+	/* Without the thread that answers the kernel (ds_start_autofs
+	 * failed), no walk would mount: the reader mounts, as without. */
+	if (!s->autofs || !s->autofs->started)
 		return false;
 	/* A layout not known yet: the reader mounts, so that the link is
 	 * answered right (a Docker layer's leads into its rootfs/). */
@@ -259,13 +265,16 @@ static int answer_missing(struct deviceset *s, const char *name)
 {
 	char dev_name[DS_NAME_MAX + 1], *end;
 	unsigned long id = strtoul(name, &end, 10);
+	char rootfs[PATH_MAX];
 	struct device *d;
-	bool found = false, mounted = false;
+	bool found = false, mounted = false, layer = false;
+	struct stat st;
 	int r;
 
 	if (end == name || *end || id > UINT32_MAX)
 		return -ENOENT;
-	TABLE(s, d = find_id(s, (uint32_t)id); found = d && !d->buried;
+	/* layer: the link, answered before this mount, led into rootfs/. */
+	TABLE(s, d = find_id(s, (uint32_t)id); found = d && !d->buried; layer = found && d->docker_layout;
 	      if (found) snprintf(dev_name, sizeof(dev_name), "%s", d->m.name));
 	if (!found)
 		return -ENOENT;
@@ -277,7 +286,19 @@ static int answer_missing(struct deviceset *s, const char *name)
 		TABLE(s, mounted = d->m.device_id == id && (d->mount_count > 0 || d->automounted));
 		put_device(s, d);
 	}
-	return mounted ? 0 : -ENOENT;
+	if (!mounted)
+		return -ENOENT;
+	/* The walk goes on into rootfs/: it must be the filesystem's own
+	 * directory, not a symlink made since the layout was seen (a
+	 * program in a detached mount) that would lead onto the host. The
+	 * next readlink, mounted, checks it again and answers the mount. */
+	mount_dir_of(s, (uint32_t)id, rootfs, sizeof(rootfs) - strlen("/rootfs"));
+	strcat(rootfs, "/rootfs");
+	if (layer && (lstat(rootfs, &st) < 0 || !S_ISDIR(st.st_mode))) {
+		log_warn("device '%s': %s is not a directory any more: the walk into it fails", dev_name, rootfs);
+		return -ENOENT;
+	}
+	return 0;
 }
 
 /* The thread that answers the kernel: it ends when the autofs goes
@@ -316,6 +337,7 @@ static void *autofs_main(void *arg)
 int ds_start_autofs(struct deviceset *s)
 {
 	struct ds_autofs *a = s->autofs;
+	const char *call;
 	int r;
 
 	if (!a || a->started)
@@ -323,21 +345,31 @@ int ds_start_autofs(struct deviceset *s)
 	/* Oz mode is a process group: the daemon's own (it may have forked
 	 * to the background since autofs_open), not its caller's (a script
 	 * that starts thinfs -f in the background would never trigger a
-	 * mount). */
+	 * mount). A group leader already (a shell's job) stays where it is. */
 	if (getpgrp() != getpid() && setpgid(0, 0) < 0)
 		log_warn("autofs on %s: setpgid: %s; processes in thinfs's process group never trigger a mount",
 			 s->mnt_dir, strerror(errno));
-	r = connect_pipe(a);
+	r = connect_pipe(a, &call);
 	if (r == 0) {
+		call = "pthread_create";
 		r = -pthread_create(&a->thread, NULL, autofs_main, s);
-		if (r < 0)
-			ioctl(a->root_fd, AUTOFS_IOC_CATATONIC, 0);
 	}
-	if (r < 0)
-		/* Catatonic, the autofs lets every walk into an empty
-		 * directory: devices are then reached by mounting them. */
-		return fail(s, NULL, r, "autofs on %s: cannot take the kernel's requests: %s; a walk into rootfs "
-			    "mounts nothing", s->mnt_dir, strerror(-r));
+	if (r < 0) {
+		/* rootfs's readlink mounts, as without an autofs
+		 * (ds_autofs_link). Catatonic, the autofs lets every walk
+		 * in but refuses mkdir: it goes unless a device is mounted
+		 * in it (then only devices with a directory there mount). */
+		ioctl(a->root_fd, AUTOFS_IOC_CATATONIC, 0);
+		r = fail(s, NULL, r, "autofs on %s: cannot take the kernel's requests: %s: %s; reading a "
+			 "rootfs link mounts the device", s->mnt_dir, call, strerror(-r));
+		if (umount2(s->mnt_dir, 0) == 0) {
+			close(a->pipe_fd);
+			close(a->root_fd);
+			free(a);
+			s->autofs = NULL;
+		}
+		return r;
+	}
 	a->started = true;
 	return 0;
 }

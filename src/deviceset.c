@@ -60,6 +60,8 @@ int deactivate(struct deviceset *s, struct device *d, bool deferred)
 	return r;
 }
 
+static void save_layout(struct deviceset *s, struct device *d);
+
 /* For info (struct device, held). st: the node's stat from before a
  * deactivation that may have removed it (libdm without udev), or NULL
  * to stat it now. */
@@ -77,7 +79,11 @@ void set_held(struct deviceset *s, struct device *d, const char *dev_path, const
 		snprintf(h->path, sizeof(h->path), "%s", dev_path);
 		strcpy(h->id, id);
 	}
-	TABLE(s, free(d->held); d->held = h);
+	/* Held, its filesystem lives on detached and may change: the layout
+	 * seen at the unmount is forgotten (the next link read mounts). */
+	TABLE(s, free(d->held); d->held = h; if (h) d->layout_known = false);
+	if (h)
+		save_layout(s, d);
 }
 
 /* Before a snapshot, delete or resize of d, which this engine has not
@@ -502,10 +508,12 @@ static int create_device(struct deviceset *s, const char *name, struct device *p
 		TABLE(s, parent->n_children++);
 		/* A snapshot has its origin's filesystem: its layout, if that
 		 * is known and cannot have changed since (not mounted). */
-		TABLE(s, known = parent->layout_known && parent->mount_count == 0 && !parent->automounted;
-		      layer = parent->docker_layout);
-		if (known)
-			note_layout(s, d, layer);
+		TABLE(s, known = parent->layout_known && parent->mount_count == 0 && !parent->automounted &&
+			       !parent->held;
+		      layer = parent->docker_layout; if (known) {
+			      d->docker_layout = layer;
+			      d->layout_known = true;
+		      });
 	}
 	/* Leaves once in the table: the name is never free in between. */
 	add_leave(s, &a);
@@ -607,6 +615,14 @@ int ds_add_device(struct deviceset *s, const char *name, const char *parent_name
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (r == 0) {
+		struct device *d = get_device(s, name, false);
+
+		/* The layout create_device took over from the parent, kept
+		 * for restarts: a file, so not under the pool lock. */
+		if (d) {
+			save_layout(s, d);
+			put_device(s, d);
+		}
 		log_info("created device '%s' (snapshot of '%s')", name, parent->m.name);
 		/* A snapshot of the parent succeeded: its error is stale. */
 		ds_clear_error(s, parent->m.name);
@@ -1159,14 +1175,23 @@ static void layout_path(struct deviceset *s, uint32_t id, char *buf, size_t len)
 
 void note_layout(struct deviceset *s, struct device *d, bool layer)
 {
+	TABLE(s, d->docker_layout = layer; d->layout_known = true);
+	save_layout(s, d);
+}
+
+/* MARKDIR/ID.plain after d's layout in memory (no engine lock held: a
+ * create or unlink). */
+static void save_layout(struct deviceset *s, struct device *d)
+{
 	char path[PATH_MAX];
+	bool known, layer;
 	int fd;
 
-	TABLE(s, d->docker_layout = layer; d->layout_known = true);
 	if (!s->autofs)
 		return;
+	TABLE(s, known = d->layout_known; layer = d->docker_layout);
 	layout_path(s, d->m.device_id, path, sizeof(path));
-	if (layer) {
+	if (!known || layer) {
 		if (unlink(path) < 0 && errno != ENOENT)
 			log_warn("device '%s': cannot remove %s: %s", d->m.name, path, strerror(errno));
 	} else if ((fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0 || close(fd) < 0) {

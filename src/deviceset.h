@@ -198,11 +198,14 @@ int ds_automount(struct deviceset *ds, const char *name);
  * into its rootfs/): the reader of the link automounts. */
 bool ds_autofs_link(struct deviceset *ds, const struct ds_device_info *info);
 /* After the daemon went to the background: take the autofs's requests
- * (its own process group, a new pipe, a thread). */
+ * (its own process group, a new pipe, a thread). A negative errno if it
+ * cannot (logged, the autofs made catatonic): ds_autofs_link is then
+ * false and readers of the link mount, as without an autofs. */
 int ds_start_autofs(struct deviceset *ds);
 /* The directory a device's filesystem is mounted on, STATEDIR/mnt/ID:
- * named by ID so a rename does not move it. It exists only while mounted.
- * -ENOENT for an unknown device. */
+ * named by ID so a rename does not move it. It exists only while mounted
+ * (in an autofs, autofs.c: as long as the device does). -ENOENT for an
+ * unknown device. */
 int ds_mount_dir(struct deviceset *ds, const char *name, char *buf, size_t len);
 /* Counted unmount (Put): the last one unmounts lazily and deactivates;
  * recorded first, as ds_mount. A filesystem that programs still use

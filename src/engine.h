@@ -85,7 +85,8 @@ struct device {
 	 * (docker_layer_layout): rootfs leads into its rootfs/. Same locks.
 	 * layout_known: docker_layout is true of the filesystem as it is
 	 * now (seen at a mount, an unmount, inherited at a snapshot, or "not
-	 * a layer" kept across restarts: note_layout); with an autofs, the
+	 * a layer" kept across restarts: note_layout; forgotten when held,
+	 * set_held: a detached filesystem may change); with an autofs, the
 	 * link of an unmounted device whose layout is not known is answered
 	 * after a mount, as without one. */
 	bool docker_layout;
@@ -141,7 +142,8 @@ struct deviceset {
 	/* The autofs on mnt_dir (autofs.c), NULL without one; and where the
 	 * automount markers go: mnt_dir, or beside it (mnt_dir-automounts)
 	 * when an autofs, which holds only directories, is there. Set at
-	 * start only. */
+	 * start only (a failed ds_start_autofs may unmount it and clear
+	 * autofs, before the worker and the FUSE loop start). */
 	struct ds_autofs *autofs;
 	char *mark_dir;
 	char prefix[64];

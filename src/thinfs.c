@@ -627,8 +627,11 @@ int main(int argc, char **argv)
 		if (ds_daemonized(ds) < 0)
 			goto out;
 	}
+	/* Failing (logged), the engine goes on as without an autofs: reading
+	 * a rootfs link mounts the device. Before the worker, which reads
+	 * ds->autofs (a failure may take it away). */
+	(void)ds_start_autofs(ds);
 	ds_start_worker(ds);
-	ds_start_autofs(ds);
 	lc = fuse_loop_cfg_create();
 	if (!lc)
 		goto out;
