@@ -51,9 +51,14 @@ listing "bash completion of DEV/ (compgen -d)" compgen -d "$M/a/"
 is "$(stat -L -c %F "$M/a/rootfs")" "directory" "stat -L of rootfs says directory"
 
 # A walk into rootfs mounts it, read-only, uncounted, and it expires.
-is "$(ls "$M/a/rootfs/" | tr '\n' ' ')" "file lost+found " "ls DEV/rootfs/ shows the device's files"
+# The walk is made by a process that then stays inside, so that the
+# automount (2 s timeout) cannot expire while a slow guest checks it.
+(cd "$M/a/rootfs/" && ls >"$WORK/ls.out" && exec sleep 60) & inside=$!
+for _ in $(seq 1 300); do [ -s "$WORK/ls.out" ] && break; sleep 0.1; done
+is "$(tr '\n' ' ' <"$WORK/ls.out")" "file lost+found " "ls DEV/rootfs/ shows the device's files"
 is "$(states)" "automounted unmounted unmounted " "only that device is automounted"
 is "$(dev_mounts)" 1 "one device filesystem mounted"
+kill "$inside"; wait "$inside" 2>/dev/null
 is "$(cat "$M/a/b/rootfs/file" 2>&1)" "hello" "cat DEV/rootfs/FILE of another device mounts it"
 gone=1
 for _ in $(seq 1 150); do
