@@ -81,6 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		m.device_id = 7;
 		m.size = 1 << 20;
 		snprintf(m.parent, sizeof(m.parent), "base");
+		m.mount_recorded = true; /* a saved file has the mount record's keys */
 		if (meta_device_save(dir, &m) < 0 || meta_device_load(dir, name, &back) < 0 ||
 		    memcmp(&m, &back, sizeof(m)) != 0 || meta_device_remove(dir, name) < 0)
 			abort(); /* an accepted name must work as a metadata file */
