@@ -180,6 +180,16 @@ int autofs_open(struct deviceset *s)
 		log_warn("%s holds mounts of an earlier run that had no autofs there: no autofs this run; "
 			 "ls -l and stat of rootfs mount the device", s->mnt_dir);
 		goto without;
+	} else if (getpgrp() == 0) {
+		/* The autofs keeps the process group that mounts it, and the
+		 * kernel takes a new pipe (SETPIPEFD, after the fork) only from
+		 * a group of that group's pid namespace. A thinfs whose group
+		 * lies outside its own pid namespace (started by `unshare
+		 * --pid --fork`: getpgrp() is 0) would get an autofs it cannot
+		 * serve, which refuses the mount directories of new devices. */
+		log_warn("autofs on %s: thinfs's process group is outside its pid namespace: no autofs this run; "
+			 "ls -l and stat of rootfs mount the device", s->mnt_dir);
+		goto without;
 	} else {
 		r = mount_autofs(s->mnt_dir);
 		if (r == -ENODEV) {
