@@ -121,13 +121,13 @@ if unshare --pid --fork true 2>/dev/null; then
 	printf '#!/bin/sh\nexec unshare --pid --fork "%s" "$@"\n' "$THINFS" >"$WORK/thinfs-pidns"
 	chmod +x "$WORK/thinfs-pidns"
 	THINFS="$WORK/thinfs-pidns" start_daemon; ok $? "a daemon in a pid namespace of its own"
-	mkdir "$M/pt" "$M/pt/m" "$M/pt/s" && ctl pt/m mount
+	mkdir "$M/pt" "$M/pt/m" "$M/pt/s" && ctl pt/m mount; ok $? "it mounts a new device (pt/m)"
 	is "$(errno_of unlink "$M/pt/ctl")" "EBUSY" "a walk's first step in a tree holding a mount: EBUSY"
 	is "$(errno_of rmdir "$M/pt/s")" "OK" "another such caller's rmdir in that tree is not refused"
 	ctl pt/m unmount
 	kill -TERM "$(pgrep -P "$PID")"; wait_exit 120; ok $? "it stops"
 else
-	skip 4 "no pid namespaces here (unshare --pid)"
+	skip 5 "no pid namespaces here (unshare --pid)"
 fi
 
 # The engine alone, on a state directory of its own.
