@@ -67,3 +67,33 @@ plain_rootfs() {
 	printf 'ID=busybox\nNAME=busybox\n' > "$r"/etc/os-release
 	echo plain > "$r"/etc/thinfs-device
 }
+
+# Midnight Commander driven in tmux, read with capture-pane (mc.t,
+# rm-tree.t): one tmux server per mc run (a new server on a socket just
+# killed can race its shutdown); mc runs with -u (no subshell), -a (ASCII
+# frames), --nocolor, TERM=xterm (its F-keys), HOME in the test's
+# directory (no user setup).
+SESS=0
+tm() { tmux -S "$WORK/tmux.$SESS" -f /dev/null "$@"; }
+HOME_MC=$WORK/mchome
+screen() { tm capture-pane -p 2>/dev/null; }
+keys() { tm send-keys "$@"; sleep 0.3; }
+# screen_has REGEX SECONDS: wait until the screen shows REGEX.
+screen_has() {
+	local i
+	for i in $(seq 1 $(($2 * 5))); do
+		screen | grep -Eq -- "$1" && return 0
+		sleep 0.2
+	done
+	return 1
+}
+show_screen() { screen | grep -v '^|[ |]*|$' | sed 's/^/#   /'; }
+# mc_start DIR: mc with DIR in the left panel (the active one).
+mc_start() {
+	mkdir -p "$HOME_MC"
+	tm kill-server 2>/dev/null
+	SESS=$((SESS + 1))
+	tm new-session -d -x 200 -y 50 \
+		"env TERM=xterm HOME=$HOME_MC mc -u -a --nocolor '$1' '$HOME_MC'" || return 1
+	screen_has "Left +File" 10
+}

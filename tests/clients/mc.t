@@ -10,34 +10,8 @@
 need mc tmux chroot
 need_busybox
 
-# One tmux server per mc run (a new server on a socket just killed can race
-# its shutdown).
-SESS=0
-tm() { tmux -S "$WORK/tmux.$SESS" -f /dev/null "$@"; }
-export HOME_MC=$WORK/mchome
-mkdir -p "$HOME_MC"
-# mc_start DIR: mc with DIR in the left panel (the active one).
-mc_start() {
-	tm kill-server 2>/dev/null
-	SESS=$((SESS + 1))
-	tm new-session -d -x 200 -y 50 \
-		"env TERM=xterm HOME=$HOME_MC mc -u -a --nocolor '$1' '$HOME_MC'" || return 1
-	screen_has "Left +File" 10
-}
-screen() { tm capture-pane -p 2>/dev/null; }
-keys() { tm send-keys "$@"; sleep 0.3; }
-# screen_has REGEX SECONDS: wait until the screen shows REGEX.
-screen_has() {
-	local i
-	for i in $(seq 1 $(($2 * 5))); do
-		screen | grep -Eq -- "$1" && return 0
-		sleep 0.2
-	done
-	return 1
-}
 # enter NAME: quick search (C-s) for NAME in the active panel, Enter.
 enter() { keys C-s; keys -l "$1"; keys Enter; }
-show_screen() { screen | grep -v '^|[ |]*|$' | sed 's/^/#   /'; }
 trap 'tm kill-server 2>/dev/null; cleanup' EXIT
 
 start_daemon || skip_all "thinfs did not start"

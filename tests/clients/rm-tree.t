@@ -83,29 +83,11 @@ rm -r "$M/proj"; ok $? "once nothing uses it, rm -r takes the automount away and
 
 # mc: F8 on proj in the pool's directory, confirmed, errors skipped.
 if command -v mc >/dev/null && command -v tmux >/dev/null; then
-	SESS=0
-	tm() { tmux -S "$WORK/tmux.$SESS" -f /dev/null "$@"; }
-	HOME_MC=$WORK/mchome
-	mkdir -p "$HOME_MC"
-	screen() { tm capture-pane -p 2>/dev/null; }
-	keys() { tm send-keys "$@"; sleep 0.3; }
-	screen_has() {
-		local i
-		for i in $(seq 1 $(($2 * 5))); do
-			screen | grep -Eq -- "$1" && return 0
-			sleep 0.2
-		done
-		return 1
-	}
-	show_screen() { screen | grep -v '^|[ |]*|$' | sed 's/^/#   /'; }
 	trap 'tm kill-server 2>/dev/null; cleanup' EXIT
 	for depth in 0 1 2; do
 		dev=$(mounted_at $depth)
 		make_tree "$dev"; ok $? "mc: tree with $dev mounted (depth $depth)"
-		tm kill-server 2>/dev/null
-		SESS=$((SESS + 1))
-		tm new-session -d -x 200 -y 50 "env TERM=xterm HOME=$HOME_MC mc -u -a --nocolor '$M' '$HOME_MC'"
-		screen_has "Left +File" 10; ok $? "mc starts in the pool's directory"
+		mc_start "$M"; ok $? "mc starts in the pool's directory"
 		# Directories first, by name: proj is the only one.
 		keys Down
 		screen | grep -A1 -- '^|---' | grep -Eq '^\|/proj +\|'; ok $? "mc: proj selected"
