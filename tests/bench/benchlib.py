@@ -6,6 +6,7 @@ CPU time from /proc.
 
 Not a test: nothing here asserts.
 """
+import argparse
 import atexit
 import json
 import os
@@ -27,6 +28,26 @@ DEFAULT_OPTS = "dm.loopdatasize=64G,dm.basesize=1G,dm.fs=ext4"
 def default_thinfs():
     """$THINFS, else build/plain/thinfs under the repository."""
     return os.environ.get("THINFS") or os.path.join(REPO, "build", "plain", "thinfs")
+
+
+def parser(doc):
+    """The argument parser a bench starts from (doc: its module docstring,
+    shown by --help): --thinfs, --backend, --opts."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc)
+    ap.add_argument("--thinfs", default=default_thinfs())
+    ap.add_argument("--backend", default="reflink")
+    ap.add_argument("--opts", default=DEFAULT_OPTS)
+    return ap
+
+
+def make_top_devices(mnt, first, end):
+    """mkdir MNT/dNNNNN for first <= N < end (snapshots of the base);
+    the seconds it took."""
+    t0 = time.perf_counter()
+    for i in range(first, end):
+        os.mkdir(os.path.join(mnt, "d%05d" % i))
+    return time.perf_counter() - t0
 
 
 def check_thinfs(path):

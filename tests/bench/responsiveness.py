@@ -33,7 +33,6 @@ PATH defaults to $THINFS, else build/plain/thinfs. The daemon runs on a
 scratch STATEDIR under /var/tmp, removed at the end (--keep keeps it, with
 thinfs.log). Not a test: it asserts nothing and is not run by make check.
 """
-import argparse
 import ctypes
 import multiprocessing as mp
 import os
@@ -168,11 +167,7 @@ def phase(name, daemon, mnt, fns, seconds, gap, n_writers, n_cpu, parents):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--thinfs", default=bl.default_thinfs())
-    ap.add_argument("--backend", default="reflink")
-    ap.add_argument("--opts", default=bl.DEFAULT_OPTS)
+    ap = bl.parser(__doc__)
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--gap-ms", type=float, default=1.0)
     ap.add_argument("--writers", default="1,2,4,8")

@@ -34,7 +34,6 @@ the pool-open column is left empty). --quick: 100 and 1,000. Making 10,000
 devices takes 10,000 mkdirs (about 5 ms each on an idle host). Not a test:
 it asserts nothing and is not run by make check.
 """
-import argparse
 import json
 import os
 import statistics
@@ -101,12 +100,8 @@ def measure(daemon, work, floor, a, n, empty_dir):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--thinfs", default=bl.default_thinfs())
+    ap = bl.parser(__doc__)
     ap.add_argument("--floor", default=None)
-    ap.add_argument("--backend", default="reflink")
-    ap.add_argument("--opts", default=bl.DEFAULT_OPTS)
     ap.add_argument("--sizes", default="100,1000,10000")
     ap.add_argument("--quick", action="store_true", help="sizes 100,1000")
     ap.add_argument("--mkdirs", type=int, default=50)
@@ -136,10 +131,7 @@ def main():
         have = 0
         for n in sizes:
             print("making devices %d..%d ..." % (have, n - 1), file=sys.stderr, flush=True)
-            t0 = time.perf_counter()
-            for i in range(have, n):
-                os.mkdir(os.path.join(work.mnt, "d%05d" % i))
-            made = time.perf_counter() - t0
+            made = bl.make_top_devices(work.mnt, have, n)
             have = n
             print("measuring %d ..." % n, file=sys.stderr, flush=True)
             r = measure(daemon, work, floor, a, n, empty_dir)

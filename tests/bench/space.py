@@ -29,7 +29,6 @@ PATH defaults to $THINFS, else build/plain/thinfs. Making 10,000
 devices takes 10,000 mkdirs (about 5 ms each on an idle host). Not a
 test: it asserts nothing and is not run by make check.
 """
-import argparse
 import os
 import shutil
 import statistics
@@ -75,11 +74,7 @@ def floor_tree(n):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--thinfs", default=bl.default_thinfs())
-    ap.add_argument("--backend", default="reflink")
-    ap.add_argument("--opts", default=bl.DEFAULT_OPTS)
+    ap = bl.parser(__doc__)
     ap.add_argument("--devices", type=int, default=10000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--keep", action="store_true")
@@ -95,10 +90,7 @@ def main():
     try:
         daemon.start()
         print("making %d devices ..." % a.devices, file=sys.stderr, flush=True)
-        t0 = time.perf_counter()
-        for i in range(a.devices):
-            os.mkdir(os.path.join(mnt, "d%05d" % i))
-        res["made_s"] = round(time.perf_counter() - t0, 1)
+        res["made_s"] = round(bl.make_top_devices(mnt, 0, a.devices), 1)
         daemon.stop()
         res["start_s"] = round(daemon.start(), 3)
         res["refresh"] = runs("echo refresh-usage > %s/ctl" % mnt, 1, daemon)
