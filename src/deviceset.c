@@ -2076,16 +2076,6 @@ void ds_listing_free(struct ds_listing *l)
 }
 
 /* The listing is sorted through pointers: its entries are large. */
-static int cmp_list_names(const void *a, const void *b)
-{
-	return strcmp((*(struct ds_list_entry *const *)a)->name, (*(struct ds_list_entry *const *)b)->name);
-}
-
-static int cmp_list_name_key(const void *key, const void *e)
-{
-	return strcmp(key, (*(struct ds_list_entry *const *)e)->name);
-}
-
 static int cmp_list_paths(const void *a, const void *b)
 {
 	const struct ds_list_entry *x = *(struct ds_list_entry *const *)a, *y = *(struct ds_list_entry *const *)b;
@@ -2099,32 +2089,6 @@ static int cmp_list_paths(const void *a, const void *b)
 		if (cx != cy || !cx)
 			return cx - cy;
 	}
-}
-
-/* e's path under the mount, from its ancestors' names (by_name: the n
- * entries sorted by name). A chain longer than PATH_MAX (or a loop,
- * which the start's checks rule out) is cut short. */
-static char *path_of(struct ds_list_entry *const *by_name, size_t n, const struct ds_list_entry *e)
-{
-	char buf[PATH_MAX], *p = buf + sizeof(buf) - 1;
-	struct ds_list_entry *const *up;
-
-	*p = '\0';
-	while (e->parent[0]) {
-		size_t len = strlen(e->name);
-
-		if ((size_t)(p - buf) < len + 1)
-			break;
-		if (*p)
-			*--p = '/';
-		p -= len;
-		memcpy(p, e->name, len);
-		up = bsearch(e->parent, by_name, n, sizeof(*by_name), cmp_list_name_key);
-		if (!up)
-			break;
-		e = *up;
-	}
-	return strdup(p);
 }
 
 int ds_list_all(struct deviceset *s, struct ds_listing *out)
@@ -2142,7 +2106,7 @@ int ds_list_all(struct deviceset *s, struct ds_listing *out)
 	for (size_t b = 0; l.e && r == 0 && b < s->n_buckets; b++)
 		for (d = s->by_name[b]; d && r == 0; d = d->next_name) {
 			struct ds_list_entry *e;
-			char rootfs[PATH_MAX + 8];
+			char rootfs[PATH_MAX + 8], path[PATH_MAX];
 
 			if (d->m.deleted)
 				continue;
@@ -2165,7 +2129,9 @@ int ds_list_all(struct deviceset *s, struct ds_listing *out)
 			e->usage_at = d->usage_at;
 			e->created = d->m.created;
 			rootfs_of(s, d, rootfs, sizeof(rootfs));
-			if (!(e->rootfs = strdup(rootfs)))
+			device_path(s, d, path, sizeof(path));
+			/* Under the mount: "a/b", "" for the base. */
+			if (!(e->rootfs = strdup(rootfs)) || !(e->path = strdup(path + 1)))
 				r = -ENOMEM;
 		}
 	pthread_mutex_unlock(&s->table_lock);
@@ -2177,11 +2143,6 @@ int ds_list_all(struct deviceset *s, struct ds_listing *out)
 		r = -ENOMEM;
 	for (size_t i = 0; r == 0 && i < l.n; i++)
 		v[i] = &l.e[i];
-	if (r == 0)
-		qsort(v, l.n, sizeof(*v), cmp_list_names);
-	for (size_t i = 0; r == 0 && i < l.n; i++)
-		if (!(v[i]->path = path_of(v, l.n, v[i])))
-			r = -ENOMEM;
 	if (r == 0) {
 		qsort(v, l.n, sizeof(*v), cmp_list_paths);
 		for (size_t i = 0; i < l.n; i++)

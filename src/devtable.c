@@ -87,37 +87,33 @@ void store_error(struct deviceset *s, struct device *d, const char *fmt, va_list
 	keep_error(s, d, buf);
 }
 
-/* d's place in the namespace, "/a/b/NAME" ("/" for the base device), for
- * messages. The table lock or the pool lock held. -ENAMETOOLONG if it
- * does not fit (buf then holds "/NAME"). */
+/* d's place in the namespace, "/a/b/NAME" ("/" for the base device),
+ * for messages and the listing. The table lock or the pool lock held.
+ * Built from its end, so no depth is too deep but one longer than buf
+ * (or a loop of parents, which the start rules out): -ENAMETOOLONG, and
+ * buf holds "/NAME". */
 int device_path(struct deviceset *s, struct device *d, char *buf, size_t len)
 {
-	const char *names[64];
-	size_t n = 0, used = 0;
-	struct device *up = d;
+	size_t at = len;
 
-	while (up && up->m.parent[0] && n < sizeof(names) / sizeof(names[0])) {
-		names[n++] = up->m.name;
-		up = find_name(s, up->m.parent);
-	}
-	if (len)
-		buf[0] = '\0';
-	if (up && up->m.parent[0]) {
-		/* Deeper than names[] holds: the name alone. */
-		snprintf(buf, len, "/%s", d->m.name);
+	if (len == 0)
 		return -ENAMETOOLONG;
-	}
-	if (n == 0)
-		snprintf(buf, len, "/");
-	while (n > 0) {
-		int w = snprintf(buf + used, len - used, "/%s", names[--n]);
+	buf[--at] = '\0';
+	for (struct device *up = d; up && up->m.parent[0]; up = find_name(s, up->m.parent)) {
+		size_t n = strlen(up->m.name);
 
-		if (w < 0 || (size_t)w >= len - used) {
+		if (at < n + 1) {
 			snprintf(buf, len, "/%s", d->m.name);
 			return -ENAMETOOLONG;
 		}
-		used += (size_t)w;
+		at -= n;
+		memcpy(buf + at, up->m.name, n);
+		buf[--at] = '/';
 	}
+	if (at == len - 1)
+		snprintf(buf, len, "/");
+	else
+		memmove(buf, buf + at, len - at);
 	return 0;
 }
 
